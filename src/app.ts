@@ -1,0 +1,85 @@
+// buildApp: the whole HTTP service as one Fastify instance over its dependencies. The process
+// entry (server.ts) and the tests both build it this way; nothing here opens a socket.
+import { randomUUID } from 'node:crypto';
+import Fastify from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { Database } from './db/schema.js';
+import type { EventHub } from './event-hub.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { Metrics } from './metrics.js';
+import type { TokenStore } from './auth/token-store.js';
+import { ApiError } from './errors.js';
+import { Problem } from './http/schemas.js';
+import problemPlugin from './http/plugins/problem.js';
+import authPlugin from './http/plugins/auth.js';
+import openapiPlugin from './http/plugins/openapi.js';
+import opsRoutes from './http/routes/ops.js';
+import workspaceRoutes from './http/routes/workspaces.js';
+import tokenRoutes from './http/routes/tokens.js';
+import agentRoutes from './http/routes/agent.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    db: Kysely<Database>;
+  }
+}
+
+export interface AppDeps {
+  config: Config;
+  db: Kysely<Database>;
+  tokens: TokenStore;
+  events: EventHub;
+  lifecycle: Lifecycle;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+// Incoming request ids are kept only when they are short and plain, so logs stay parseable.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export async function buildApp(deps: AppDeps) {
+  const { config, lifecycle } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Draining answers with our own problem+json (below) rather than Fastify's plain 503.
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('db', deps.db);
+  app.addSchema(Problem);
+
+  await app.register(problemPlugin);
+  await app.register(openapiPlugin);
+  await app.register(authPlugin, { tokens: deps.tokens });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    const access = request.routeOptions.config.access;
+    if (lifecycle.draining && access !== undefined && access !== 'public') {
+      reply.header('connection', 'close');
+      throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
+    }
+  });
+  app.addHook('preHandler', async (request) => {
+    const params = request.params as { workspaceId?: string } | undefined;
+    if (params?.workspaceId) request.log = request.log.child({ workspaceId: params.workspaceId });
+  });
+
+  await app.register(opsRoutes, { lifecycle, metrics: deps.metrics });
+  await app.register(workspaceRoutes, { config, events: deps.events });
+  await app.register(tokenRoutes, { events: deps.events });
+  await app.register(agentRoutes, { events: deps.events });
+  return app;
+}
+
+export type App = Awaited<ReturnType<typeof buildApp>>;

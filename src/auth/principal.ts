@@ -1,0 +1,26 @@
+// Who a request comes from, once its token is resolved.
+export type Principal =
+  | { kind: 'admin'; tokenId: string }
+  | { kind: 'conn'; tokenId: string; ownerId: string | null }
+  | { kind: 'agent'; agentId: string; workspaceId: string };
+
+/** Route access levels: which principals a route admits (SPEC section 4). */
+export type Access = 'admin' | 'conn' | 'agent' | 'public';
+
+export function admits(access: Access, principal: Principal): boolean {
+  switch (access) {
+    case 'public':
+      return true;
+    case 'admin':
+      return principal.kind === 'admin';
+    case 'conn':
+      return principal.kind === 'admin' || principal.kind === 'conn';
+    case 'agent':
+      return principal.kind === 'agent';
+  }
+}
+
+/** The owner a principal is confined to, or null when it sees every workspace. */
+export function ownerScope(principal: Principal): string | null {
+  return principal.kind === 'conn' ? principal.ownerId : null;
+}

@@ -1,0 +1,93 @@
+// Resolves bearer tokens to principals through a short in-memory cache (SPEC 5 step 1): each
+// entry lives at most `ttlMs` from the read that filled it, so a database outage does not lock
+// out callers, and revocations are applied at once here and, through NOTIFY, on every replica.
+import { LRUCache } from 'lru-cache';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.js';
+import type { Principal } from './principal.js';
+import { hashToken, sameHash } from './tokens.js';
+
+export interface TokenStoreOptions {
+  db: Kysely<Database>;
+  /** Accepted as admin without a database row (AGENTGATE_ADMIN_TOKEN). */
+  adminToken?: string | undefined;
+  ttlMs?: number;
+  maxEntries?: number;
+}
+
+interface TokenRow {
+  kind: 'api' | 'agent';
+  id: string;
+  scope: 'admin' | 'conn' | null;
+  owner_id: string | null;
+  workspace_id: string | null;
+}
+
+export class TokenStore {
+  readonly #db: Kysely<Database>;
+  readonly #adminHash: Buffer | undefined;
+  readonly #cache: LRUCache<string, Principal>;
+
+  constructor(options: TokenStoreOptions) {
+    this.#db = options.db;
+    this.#adminHash = options.adminToken ? hashToken(options.adminToken) : undefined;
+    this.#cache = new LRUCache<string, Principal>({
+      max: options.maxEntries ?? 10_000,
+      // 60 s is the most SPEC 5 allows: the bound on how long a revocation can go unnoticed
+      // by a replica whose notifications failed.
+      ttl: Math.min(options.ttlMs ?? 60_000, 60_000),
+      ttlAutopurge: false,
+    });
+  }
+
+  /** The principal of a token, or null when unknown or revoked. Throws on database failure. */
+  async resolve(token: string): Promise<Principal | null> {
+    const hash = hashToken(token);
+    if (this.#adminHash && sameHash(hash, this.#adminHash)) return { kind: 'admin', tokenId: 'env' };
+    const key = hash.toString('base64');
+    const cached = this.#cache.get(key);
+    if (cached) return cached;
+    const principal = await this.#lookup(hash);
+    // Unknown tokens are not cached: a token created on another replica works at once.
+    if (principal) this.#cache.set(key, principal);
+    return principal;
+  }
+
+  async #lookup(hash: Buffer): Promise<Principal | null> {
+    const { rows } = await sql<TokenRow>`
+      select 'api' as kind, t.id, t.scope, t.owner_id, null::uuid as workspace_id
+        from api_tokens t
+       where t.token_hash = ${hash} and t.revoked_at is null
+      union all
+      select 'agent', a.id, null, null, b.workspace_id
+        from workspace_agents a
+        join workspace_builds b on b.id = a.build_id
+        join workspaces w on w.id = b.workspace_id
+       where a.token_hash = ${hash} and w.deleted_at is null
+       limit 1`.execute(this.#db);
+    const row = rows[0];
+    if (!row) return null;
+    if (row.kind === 'agent') return { kind: 'agent', agentId: row.id, workspaceId: row.workspace_id ?? '' };
+    if (row.scope === 'admin') return { kind: 'admin', tokenId: row.id };
+    return { kind: 'conn', tokenId: row.id, ownerId: row.owner_id };
+  }
+
+  forgetToken(tokenId: string): void {
+    this.#forgetWhere((p) => p.kind !== 'agent' && p.tokenId === tokenId);
+  }
+
+  forgetWorkspace(workspaceId: string): void {
+    this.#forgetWhere((p) => p.kind === 'agent' && p.workspaceId === workspaceId);
+  }
+
+  /** After missed notifications nothing cached can be trusted. */
+  forgetAll(): void {
+    this.#cache.clear();
+  }
+
+  #forgetWhere(match: (p: Principal) => boolean): void {
+    for (const [key, principal] of this.#cache.entries()) {
+      if (match(principal)) this.#cache.delete(key);
+    }
+  }
+}

@@ -1,0 +1,147 @@
+// Environment → typed, frozen Config, parsed once at start (SPEC section 7).
+// A bad value stops the process with one line naming the variable and what it allows.
+import envSchema from 'env-schema';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const ms = (def: number, min: number, max: number, description: string) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, description });
+
+const HOUR = 3_600_000;
+
+export const ConfigSchema = Type.Object({
+  DATABASE_URL: Type.Optional(
+    Type.String({ minLength: 1, description: 'a postgres:// or postgresql:// URL' }),
+  ),
+  AGENTGATE_DATA_DIR: Type.String({ default: '.agentgate', minLength: 1, description: 'a directory path' }),
+  HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'a host name or IP address' }),
+  PORT: Type.Integer({ default: 8080, minimum: 0, maximum: 65535, description: 'a TCP port' }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info', description: 'a pino level' },
+  ),
+  AGENTGATE_ADMIN_TOKEN: Type.Optional(
+    Type.String({ minLength: 16, description: 'a token of at least 16 characters' }),
+  ),
+  AGENTGATE_DIAL_TIMEOUT_MS: ms(30_000, 1, HOUR, 'milliseconds'),
+  AGENTGATE_DISCONNECT_GRACE_MS: ms(90_000, 0, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_DIAL_BACKOFF_MS: ms(5_000, 0, HOUR, 'milliseconds'),
+  AGENTGATE_INACTIVE_TIMEOUT_MS: ms(30_000, 1, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_DB_TIMEOUT_MS: ms(2_000, 1, 10 * 60_000, 'milliseconds'),
+  AGENTGATE_CONN_IDLE_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_MAX_CONNS: Type.Integer({ default: 10_000, minimum: 1, maximum: 1_000_000, description: 'a count' }),
+  AGENTGATE_BODY_LIMIT_BYTES: Type.Integer({
+    default: 10_485_760,
+    minimum: 1024,
+    maximum: 1024 * 1024 * 1024,
+    description: 'bytes',
+  }),
+  AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_SHUTDOWN_GRACE_MS: ms(10_000, 0, 10 * 60_000, 'milliseconds'),
+  AGENTGATE_RATE_LIMIT_PER_MIN: Type.Integer({ default: 0, minimum: 0, maximum: 10_000_000, description: 'requests per minute (0 = off)' }),
+});
+
+type RawConfig = Static<typeof ConfigSchema>;
+
+export interface Config {
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: RawConfig['LOG_LEVEL'];
+  readonly adminToken: string | undefined;
+  readonly dialTimeoutMs: number;
+  readonly disconnectGraceMs: number;
+  readonly dialBackoffMs: number;
+  readonly inactiveTimeoutMs: number;
+  readonly dbTimeoutMs: number;
+  readonly connIdleMs: number;
+  readonly maxConns: number;
+  readonly bodyLimitBytes: number;
+  readonly proxyHeadersTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+  readonly rateLimitPerMin: number;
+}
+
+/** A configuration error: its message is the one line printed before exiting. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+}
+
+function describe(schema: TSchema): string {
+  if (schema.anyOf) {
+    return `one of ${(schema.anyOf as TSchema[]).map((s) => String(s.const)).join(', ')}`;
+  }
+  const what = String(schema.description ?? schema.type);
+  if (schema.type === 'integer') {
+    return `an integer from ${String(schema.minimum)} to ${String(schema.maximum)} (${what})`;
+  }
+  return what;
+}
+
+// Values of these are never echoed back: they may hold a password or a token.
+const SECRET = new Set(['DATABASE_URL', 'AGENTGATE_ADMIN_TOKEN']);
+
+function explain(env: Record<string, string | undefined>, err: AjvError): string {
+  const name = err.instancePath.replace(/^\//, '');
+  const schema = (ConfigSchema.properties as Record<string, TSchema>)[name];
+  if (!name || !schema) return `invalid configuration: ${err.keyword}`;
+  const shown = SECRET.has(name) ? '' : `=${JSON.stringify(env[name] ?? '')}`;
+  return `invalid ${name}${shown}: must be ${describe(schema)}`;
+}
+
+/** Parses the environment; throws ConfigError with one line naming the bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Unset and empty mean the same for optional variables: `FOO=` in a compose file is common.
+  const data: Record<string, string> = {};
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') data[key] = value;
+  }
+  let raw: RawConfig;
+  try {
+    raw = envSchema<RawConfig>({ schema: structuredClone(ConfigSchema), data, env: false });
+  } catch (error) {
+    const errors = (error as { errors?: AjvError[] }).errors;
+    const first = errors?.[0];
+    throw new ConfigError(first ? explain(env, first) : String(error));
+  }
+  if (raw.DATABASE_URL !== undefined) checkDatabaseUrl(raw.DATABASE_URL);
+  return Object.freeze({
+    databaseUrl: raw.DATABASE_URL,
+    dataDir: raw.AGENTGATE_DATA_DIR,
+    host: raw.HOST,
+    port: raw.PORT,
+    logLevel: raw.LOG_LEVEL,
+    adminToken: raw.AGENTGATE_ADMIN_TOKEN,
+    dialTimeoutMs: raw.AGENTGATE_DIAL_TIMEOUT_MS,
+    disconnectGraceMs: raw.AGENTGATE_DISCONNECT_GRACE_MS,
+    dialBackoffMs: raw.AGENTGATE_DIAL_BACKOFF_MS,
+    inactiveTimeoutMs: raw.AGENTGATE_INACTIVE_TIMEOUT_MS,
+    dbTimeoutMs: raw.AGENTGATE_DB_TIMEOUT_MS,
+    connIdleMs: raw.AGENTGATE_CONN_IDLE_MS,
+    maxConns: raw.AGENTGATE_MAX_CONNS,
+    bodyLimitBytes: raw.AGENTGATE_BODY_LIMIT_BYTES,
+    proxyHeadersTimeoutMs: raw.AGENTGATE_PROXY_HEADERS_TIMEOUT_MS,
+    shutdownGraceMs: raw.AGENTGATE_SHUTDOWN_GRACE_MS,
+    rateLimitPerMin: raw.AGENTGATE_RATE_LIMIT_PER_MIN,
+  });
+}
+
+function checkDatabaseUrl(value: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')) {
+    // The value may hold a password: name the variable, never echo it.
+    throw new ConfigError('invalid DATABASE_URL: must be a postgres:// or postgresql:// URL');
+  }
+}

@@ -1,0 +1,49 @@
+// The agent's own writes (SPEC 4.2): heartbeats and goodbyes, timed by the database's clock.
+// Each is one statement, so the NOTIFY of a transition commits with the change itself.
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './schema.js';
+import { EVENTS_CHANNEL } from './events.js';
+
+type Db = Kysely<Database>;
+
+export type HeartbeatTransition = 'agent_connected' | 'agent_reconnected' | null;
+
+/**
+ * Sets first_connected_at once and last_connected_at to now(). Publishes `agent_connected` on the
+ * first heartbeat and `agent_reconnected` on the first one after a goodbye; plain heartbeats
+ * publish nothing. Returns the transition, or undefined when the agent row is gone.
+ */
+export async function recordHeartbeat(db: Db, agentId: string, workspaceId: string): Promise<HeartbeatTransition | undefined> {
+  const { rows } = await sql<{ transition: HeartbeatTransition }>`
+    with before as (
+      select id, first_connected_at, last_connected_at, disconnected_at
+        from workspace_agents where id = ${agentId} for update
+    ), updated as (
+      update workspace_agents a
+         set first_connected_at = coalesce(a.first_connected_at, now()), last_connected_at = now()
+        from before
+       where a.id = before.id
+      returning case
+        when before.first_connected_at is null then 'agent_connected'
+        when before.disconnected_at is not null
+         and before.disconnected_at >= coalesce(before.last_connected_at, '-infinity') then 'agent_reconnected'
+      end as transition
+    )
+    select transition,
+           case when transition is not null then pg_notify(${EVENTS_CHANNEL}, json_build_object(
+             'kind', transition, 'workspaceId', ${workspaceId}::uuid, 'agentId', ${agentId}::uuid)::text) end
+      from updated`.execute(db);
+  return rows.length === 0 ? undefined : (rows[0]?.transition ?? null);
+}
+
+/** Sets disconnected_at to now() (a graceful goodbye) and publishes `agent_disconnected`. */
+export async function recordGoodbye(db: Db, agentId: string, workspaceId: string): Promise<boolean> {
+  const { rows } = await sql<{ id: string }>`
+    with updated as (
+      update workspace_agents set disconnected_at = now() where id = ${agentId} returning id
+    )
+    select id, pg_notify(${EVENTS_CHANNEL}, json_build_object(
+             'kind', 'agent_disconnected', 'workspaceId', ${workspaceId}::uuid, 'agentId', id)::text)
+      from updated`.execute(db);
+  return rows.length > 0;
+}

@@ -1,0 +1,122 @@
+// A pg pool whose every query is bounded in time, pool wait included (SPEC 5 step 9).
+// pg bounds the pool wait (connectionTimeoutMillis) and a query (query_timeout) separately;
+// here one budget covers both, and a client whose query timed out is destroyed rather than
+// returned to the pool, where it would block the next caller behind a query that never ends.
+import pg from 'pg';
+import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
+
+export class DatabaseTimeoutError extends Error {
+  override name = 'DatabaseTimeoutError';
+  readonly code = 'AGENTGATE_DB_TIMEOUT';
+}
+
+export interface BoundedPoolOptions {
+  connectionString: string;
+  timeoutMs: number;
+  max?: number;
+  applicationName?: string;
+  onError: (error: Error) => void;
+}
+
+interface RawConnection {
+  connection?: { stream?: { destroy(): void } };
+}
+
+export interface QueryTiming {
+  (seconds: number, ok: boolean): void;
+}
+
+export class BoundedPool implements PostgresPool {
+  readonly pg: pg.Pool;
+  readonly timeoutMs: number;
+  onQuery: QueryTiming | undefined;
+
+  constructor(options: BoundedPoolOptions) {
+    this.timeoutMs = options.timeoutMs;
+    this.pg = new pg.Pool({
+      connectionString: options.connectionString,
+      max: options.max ?? 10,
+      connectionTimeoutMillis: options.timeoutMs,
+      // The server cancels what the client gave up on, so locks are not held by ghosts.
+      statement_timeout: options.timeoutMs,
+      idle_in_transaction_session_timeout: Math.max(options.timeoutMs * 5, 10_000),
+      application_name: options.applicationName ?? 'agentgate',
+      keepAlive: true,
+      idleTimeoutMillis: 30_000,
+    });
+    // An idle client's socket error is emitted here; unhandled, it would kill the process.
+    this.pg.on('error', options.onError);
+  }
+
+  async connect(): Promise<PostgresPoolClient> {
+    const started = performance.now();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pg.connect();
+    } catch (error) {
+      throw wrapTimeout(error, 'waiting for a database connection');
+    }
+    return new BoundedClient(client, this, started);
+  }
+
+  async end(): Promise<void> {
+    await this.pg.end();
+  }
+}
+
+class BoundedClient implements PostgresPoolClient {
+  #broken = false;
+  #released = false;
+  #budgetStart: number;
+
+  constructor(
+    private readonly client: pg.PoolClient,
+    private readonly pool: BoundedPool,
+    acquiredFrom: number,
+  ) {
+    this.#budgetStart = acquiredFrom;
+  }
+
+  // Kysely never passes a cursor here (no `cursor` in the dialect config), only SQL text.
+  query = (async <R>(sql: string, parameters: readonly unknown[]): Promise<PostgresQueryResult<R>> => {
+    // The first query shares its budget with the pool wait that preceded it.
+    const remaining = Math.max(1, Math.round(this.pool.timeoutMs - (performance.now() - this.#budgetStart)));
+    const started = performance.now();
+    try {
+      // pg reads query_timeout per query, though its types do not declare it.
+      const config: pg.QueryConfig & { query_timeout: number } = {
+        text: sql,
+        values: parameters as unknown[],
+        query_timeout: remaining,
+      };
+      const result = await this.client.query(config);
+      this.pool.onQuery?.((performance.now() - started) / 1000, true);
+      return result as unknown as PostgresQueryResult<R>;
+    } catch (error) {
+      this.pool.onQuery?.((performance.now() - started) / 1000, false);
+      if (error instanceof Error && error.message === 'Query read timeout') {
+        this.#broken = true;
+        // why: pg keeps its socket private; a timed-out query leaves it unusable, so cut it now
+        // instead of waiting for a TCP timeout on a black-holed server.
+        (this.client as unknown as RawConnection).connection?.stream?.destroy();
+        throw new DatabaseTimeoutError(`database query exceeded ${this.pool.timeoutMs} ms`);
+      }
+      throw error;
+    } finally {
+      this.#budgetStart = performance.now();
+    }
+  }) as PostgresPoolClient['query'];
+
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.client.release(this.#broken ? new Error('query timed out') : undefined);
+  }
+}
+
+function wrapTimeout(error: unknown, what: string): unknown {
+  if (error instanceof Error && /timeout/i.test(error.message)) {
+    return new DatabaseTimeoutError(`timed out ${what}`);
+  }
+  return error;
+}

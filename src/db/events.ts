@@ -1,0 +1,131 @@
+// State-transition events on PostgreSQL's `agentgate_events` channel (SPEC 5 step 13):
+// published in the same transaction as the change, received by every replica's listener.
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { sql, type Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Database } from './schema.js';
+
+export const EVENTS_CHANNEL = 'agentgate_events';
+
+export type GateEvent =
+  | { kind: 'agent_connected'; workspaceId: string; agentId: string }
+  | { kind: 'agent_reconnected'; workspaceId: string; agentId: string }
+  | { kind: 'agent_disconnected'; workspaceId: string; agentId: string }
+  | { kind: 'build_created'; workspaceId: string; buildId: string }
+  | { kind: 'workspace_deleted'; workspaceId: string }
+  | { kind: 'token_revoked'; tokenId: string };
+
+/** Queues the event for delivery when the surrounding transaction commits. */
+export async function publishEvent(db: Kysely<Database>, event: GateEvent): Promise<void> {
+  await sql`select pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify(event)})`.execute(db);
+}
+
+export function parseEvent(payload: string | undefined): GateEvent | undefined {
+  if (!payload) return undefined;
+  try {
+    const value = JSON.parse(payload) as Partial<GateEvent> | null;
+    return value && typeof value.kind === 'string' ? (value as GateEvent) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface EventListenerOptions {
+  url: string;
+  logger: Logger;
+  /** First reconnect delay; doubles up to maxBackoffMs. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+/**
+ * Holds one dedicated LISTEN connection (never a pooled one) and reconnects with backoff when
+ * PostgreSQL goes away, without crashing the process. Emits `event` for each notification and
+ * `resync` after every (re)connect, since notifications sent while disconnected are lost.
+ */
+export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []; connected: [] }> {
+  #client: pg.Client | undefined;
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #backoff: number;
+  readonly #options: Required<EventListenerOptions>;
+
+  constructor(options: EventListenerOptions) {
+    super();
+    this.#options = { minBackoffMs: 100, maxBackoffMs: 5_000, ...options };
+    this.#backoff = this.#options.minBackoffMs;
+  }
+
+  get connected(): boolean {
+    return this.#client !== undefined;
+  }
+
+  start(): void {
+    void this.#connect();
+  }
+
+  async #connect(): Promise<void> {
+    if (this.#closed) return;
+    const client = new pg.Client({
+      connectionString: this.#options.url,
+      application_name: 'agentgate-listener',
+      keepAlive: true,
+      connectionTimeoutMillis: 5_000,
+    });
+    let failed = false;
+    const fail = (error?: Error) => {
+      if (failed) return;
+      failed = true;
+      if (this.#client === client) this.#client = undefined;
+      client.removeAllListeners('notification');
+      void client.end().catch(() => undefined);
+      if (this.#closed) return;
+      this.#options.logger.warn(
+        { err: error?.message, retryInMs: this.#backoff },
+        'event listener lost its database connection; reconnecting',
+      );
+      this.#schedule();
+    };
+    client.on('error', fail);
+    client.on('end', () => fail());
+    client.on('notification', (message) => {
+      const event = parseEvent(message.payload);
+      if (event) this.emit('event', event);
+    });
+    try {
+      await client.connect();
+      await client.query(`listen ${EVENTS_CHANNEL}`);
+    } catch (error) {
+      fail(error as Error);
+      return;
+    }
+    if (this.#closed || failed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.#client = client;
+    this.#backoff = this.#options.minBackoffMs;
+    this.emit('resync');
+    this.emit('connected');
+  }
+
+  #schedule(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#connect(), this.#backoff);
+    this.#timer.unref();
+    this.#backoff = Math.min(this.#backoff * 2, this.#options.maxBackoffMs);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) {
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,57 @@
+// Table types for Kysely (SPEC section 2). Timestamps arrive as Date from pg.
+import type { ColumnType, Generated } from 'kysely';
+
+type CreatedAt = ColumnType<Date, Date | undefined, never>;
+type NullableTime = ColumnType<Date | null, Date | null | undefined, Date | null>;
+
+export interface WorkspacesTable {
+  id: string;
+  owner_id: string;
+  name: string;
+  created_at: CreatedAt;
+  deleted_at: NullableTime;
+}
+
+export type Transition = 'start' | 'stop' | 'delete';
+
+export interface WorkspaceBuildsTable {
+  id: Generated<string>;
+  workspace_id: string;
+  build_number: number;
+  transition: Transition;
+  created_at: CreatedAt;
+}
+
+export interface WorkspaceAgentsTable {
+  id: Generated<string>;
+  build_id: string;
+  name: string;
+  address: string;
+  display_order: Generated<number>;
+  connection_timeout_seconds: Generated<number>;
+  created_at: CreatedAt;
+  first_connected_at: NullableTime;
+  last_connected_at: NullableTime;
+  disconnected_at: NullableTime;
+  /** SHA-256 of the agent's token; the gate signs its requests with it. */
+  token_hash: Buffer;
+}
+
+export type TokenScope = 'admin' | 'conn';
+
+export interface ApiTokensTable {
+  id: Generated<string>;
+  name: string;
+  token_hash: Buffer;
+  scope: TokenScope;
+  owner_id: string | null;
+  created_at: CreatedAt;
+  revoked_at: NullableTime;
+}
+
+export interface Database {
+  workspaces: WorkspacesTable;
+  workspace_builds: WorkspaceBuildsTable;
+  workspace_agents: WorkspaceAgentsTable;
+  api_tokens: ApiTokensTable;
+}

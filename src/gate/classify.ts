@@ -1,0 +1,62 @@
+// Agent status as a pure function of the row and the database's clock (SPEC section 3).
+// Times are epoch milliseconds with microsecond fractions, as PostgreSQL stores them, so that
+// "equal" means equal and not "within the same millisecond".
+
+export type AgentStatus = 'connecting' | 'connected' | 'disconnected' | 'timeout';
+
+export interface AgentTimes {
+  createdAt: number;
+  firstConnectedAt: number | null;
+  lastConnectedAt: number | null;
+  disconnectedAt: number | null;
+  connectionTimeoutSeconds: number;
+}
+
+export type Classification =
+  | { status: 'connecting' | 'timeout' | 'connected'; disconnectedAt: number | null }
+  | {
+      status: 'disconnected';
+      /** The time since which the agent counts as disconnected, null when unknown. */
+      disconnectedAt: number | null;
+      /** `goodbye`: the agent said so (rule 2); `silence`: it stopped heartbeating (rule 3). */
+      cause: 'goodbye' | 'silence';
+      /** now − disconnectedAt, never negative; null when the start is unknown. */
+      disconnectedForMs: number | null;
+    };
+
+export function classifyAgent(agent: AgentTimes, now: number, inactiveTimeoutMs: number): Classification {
+  // Rule 1: never connected.
+  if (agent.firstConnectedAt === null) {
+    const timeoutMs = agent.connectionTimeoutSeconds * 1000;
+    const timedOut = agent.connectionTimeoutSeconds > 0 && now - agent.createdAt > timeoutMs;
+    return { status: timedOut ? 'timeout' : 'connecting', disconnectedAt: agent.disconnectedAt };
+  }
+  // NULL counts as the zero time in the goodbye comparison.
+  const last = agent.lastConnectedAt ?? Number.NEGATIVE_INFINITY;
+  // Rule 2: a goodbye not older than the last connect (equal counts as disconnected).
+  if (agent.disconnectedAt !== null && agent.disconnectedAt >= last) {
+    return {
+      status: 'disconnected',
+      cause: 'goodbye',
+      disconnectedAt: agent.disconnectedAt,
+      disconnectedForMs: Math.max(0, now - agent.disconnectedAt),
+    };
+  }
+  // Rule 3: silence longer than the inactive timeout.
+  if (now - last > inactiveTimeoutMs) {
+    return {
+      status: 'disconnected',
+      cause: 'silence',
+      disconnectedAt: agent.lastConnectedAt,
+      disconnectedForMs: agent.lastConnectedAt === null ? null : Math.max(0, now - agent.lastConnectedAt),
+    };
+  }
+  return { status: 'connected', disconnectedAt: agent.disconnectedAt };
+}
+
+/** Whole seconds an agent has counted as disconnected, for problem bodies. */
+export function disconnectedSeconds(c: Classification): number | undefined {
+  return c.status === 'disconnected' && c.disconnectedForMs !== null
+    ? Math.floor(c.disconnectedForMs / 1000)
+    : undefined;
+}

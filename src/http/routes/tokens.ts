@@ -1,0 +1,64 @@
+// Control routes for API tokens (SPEC 4.3, admin tokens only).
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ApiError } from '../../errors.js';
+import { NoContent, TokenParams, Uuid, withProblems } from '../schemas.js';
+import { createApiToken, revokeApiToken } from '../../db/tokens-repo.js';
+import type { EventHub } from '../../event-hub.js';
+
+const TokenBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    scope: Type.Union([Type.Literal('conn'), Type.Literal('admin')]),
+    ownerId: Type.Optional(Uuid),
+  },
+  { additionalProperties: false },
+);
+
+const CreatedToken = Type.Object({ id: Uuid, token: Type.String({ description: 'shown once' }) });
+
+const tokenRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app, { events }) => {
+  app.post(
+    '/tokens',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['control'],
+        summary: 'Create an API token (shown once)',
+        body: TokenBody,
+        response: withProblems({ 201: CreatedToken }),
+      },
+    },
+    async (request, reply) => {
+      const { name, scope, ownerId } = request.body;
+      if (scope === 'admin' && ownerId !== undefined) {
+        throw new ApiError('INVALID_REQUEST', 'body.ownerId is only allowed with scope "conn"');
+      }
+      const created = await createApiToken(app.db, { name, scope, ownerId });
+      request.log.info({ tokenId: created.id, scope, ownerId }, 'token created');
+      return reply.code(201).send(created);
+    },
+  );
+
+  app.delete(
+    '/tokens/:tokenId',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['control'],
+        summary: 'Revoke an API token, on every replica',
+        params: TokenParams,
+        response: withProblems({ 204: NoContent }),
+      },
+    },
+    async (request, reply) => {
+      const { tokenId } = request.params;
+      if (!(await revokeApiToken(app.db, tokenId))) throw new ApiError('NOT_FOUND', 'no such token');
+      events.apply({ kind: 'token_revoked', tokenId });
+      request.log.info({ tokenId }, 'token revoked');
+      return reply.code(204).send(null);
+    },
+  );
+};
+
+export default tokenRoutes;

@@ -1,0 +1,45 @@
+// Prometheus metrics (SPEC section 8): one registry per app, default process metrics included.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly dbQuerySeconds = new Histogram({
+    name: 'agentgate_db_query_seconds',
+    help: 'Database query duration in seconds, by outcome',
+    labelNames: ['ok'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly connTotal = new Counter({
+    name: 'agentgate_conn_total',
+    help: 'Gate decisions by code (ok, a sentinel code, or client_closed)',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly dialSeconds = new Histogram({
+    name: 'agentgate_dial_seconds',
+    help: 'Agent dial duration in seconds, by result',
+    labelNames: ['result'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly connections = new Gauge({
+    name: 'agentgate_connections',
+    help: 'Cached agent connections in this process',
+    registers: [this.registry],
+  });
+  readonly proxyRequests = new Counter({
+    name: 'agentgate_proxy_requests_total',
+    help: 'Proxied tool-call requests by response status',
+    labelNames: ['status'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  observeQuery = (seconds: number, ok: boolean): void => {
+    this.dbQuerySeconds.observe({ ok: ok ? 'true' : 'false' }, seconds);
+  };
+}

@@ -1,0 +1,87 @@
+// Opens and closes everything the service runs on, in order: the database (embedded when no
+// DATABASE_URL is given), migrations, the event listener, the app. Each resource has one owner
+// here and is closed in reverse order.
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { openDatabase, type DatabaseHandle } from './db/database.js';
+import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
+import { EventListener } from './db/events.js';
+import { EventHub } from './event-hub.js';
+import { TokenStore } from './auth/token-store.js';
+
+export interface DatabaseRuntime {
+  handle: DatabaseHandle;
+  embedded: EmbeddedDatabase | undefined;
+  close(): Promise<void>;
+}
+
+const EMBEDDED_DB_NAME = 'agentgate';
+
+/** Connects to DATABASE_URL, or starts the embedded PostgreSQL and uses its `agentgate` database. */
+export async function openDatabaseRuntime(config: Config, logger: Logger): Promise<DatabaseRuntime> {
+  let embedded: EmbeddedDatabase | undefined;
+  let url = config.databaseUrl;
+  if (url === undefined) {
+    const started = performance.now();
+    embedded = await startEmbeddedDatabase({
+      dataDir: config.dataDir,
+      onLog: (line) => logger.debug({ postgres: line }, 'embedded postgres'),
+    });
+    try {
+      url = await ensureDatabase(embedded.url, EMBEDDED_DB_NAME);
+    } catch (error) {
+      await embedded.stop();
+      throw error;
+    }
+    logger.info({ dataDir: config.dataDir, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL started');
+  }
+  const handle = openDatabase({
+    url,
+    timeoutMs: config.dbTimeoutMs,
+    onPoolError: (error) => logger.warn({ err: error.message }, 'idle database connection failed'),
+  });
+  return {
+    handle,
+    embedded,
+    close: async () => {
+      await handle.close();
+      await embedded?.stop();
+    },
+  };
+}
+
+async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
+    if (!rowCount) await client.query(`create database ${pg.escapeIdentifier(name)}`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export interface EventsRuntime {
+  hub: EventHub;
+  listener: EventListener;
+}
+
+/** Wires NOTIFY events from every replica to this process's caches. */
+export function startEvents(url: string, tokens: TokenStore, logger: Logger): EventsRuntime {
+  const hub = new EventHub();
+  hub.onEvent((event) => {
+    if (event.kind === 'token_revoked') tokens.forgetToken(event.tokenId);
+    if (event.kind === 'workspace_deleted') tokens.forgetWorkspace(event.workspaceId);
+  });
+  hub.onResync(() => tokens.forgetAll());
+  const listener = new EventListener({ url, logger });
+  listener.on('event', (event) => hub.apply(event));
+  listener.on('resync', () => hub.resync());
+  listener.start();
+  return { hub, listener };
+}
+
