@@ -66,9 +66,13 @@ export async function buildApp(deps: AppDeps) {
     reply.header('x-request-id', request.id);
     const access = request.routeOptions.config.access;
     if (lifecycle.draining && access !== undefined && access !== 'public') {
-      reply.header('connection', 'close');
       throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
     }
+  });
+  // While draining, every response closes its connection, so keep-alive sockets do not hold the
+  // shutdown open until the grace period ends.
+  app.addHook('onSend', async (_request, reply) => {
+    if (lifecycle.draining) reply.header('connection', 'close');
   });
   app.addHook('preHandler', async (request) => {
     const params = request.params as { workspaceId?: string } | undefined;

@@ -103,6 +103,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const value = env[key];
     if (value !== undefined && value !== '') data[key] = value;
   }
+  // Integers are plain decimal digits. Ajv's coercion alone would also take "Infinity", "1e3",
+  // "0x10" and " 42 ", and an infinite value passes its range checks.
+  for (const [key, schema] of Object.entries(ConfigSchema.properties as Record<string, TSchema>)) {
+    const value = data[key];
+    if (schema.type === 'integer' && value !== undefined && !/^[+-]?\d+$/.test(value)) {
+      throw new ConfigError(explain(env, { instancePath: `/${key}`, keyword: 'type', params: {} }));
+    }
+  }
   let raw: RawConfig;
   try {
     raw = envSchema<RawConfig>({ schema: structuredClone(ConfigSchema), data, env: false });

@@ -1,5 +1,6 @@
 // One PostgreSQL server per test run: TEST_DATABASE_URL / DATABASE_URL when set, otherwise an
 // embedded one. One migrated template database per run; each test file clones its own.
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,8 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests that run the `agentgate` command use the compiled output; compile it once, up front.
+  execFileSync(process.execPath, ['scripts/build-if-stale.mjs'], { stdio: 'inherit' });
   let embedded: EmbeddedDatabase | undefined;
   let tmp: string | undefined;
   let serverUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;

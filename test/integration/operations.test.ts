@@ -1,0 +1,164 @@
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { runCli } from '../support/process.js';
+import { migrateDown, migrateUp } from '../../src/db/migrate.js';
+
+let database: TestDatabase;
+let proxy: FaultProxy;
+let t: TestApp;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  const target = new URL(database.url);
+  proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
+  t = await startTestApp({ database, databaseUrl: proxy.urlFor(database.url), env: { AGENTGATE_DB_TIMEOUT_MS: '300' } });
+});
+afterAll(async () => {
+  await t.close();
+  await proxy.close();
+  await database.drop();
+});
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('operations routes', () => {
+  it('healthz answers without touching the database', async () => {
+    proxy.setMode('cut');
+    try {
+      const r = await t.call('GET', '/healthz');
+      expect(r.status).toBe(200);
+      expect(r.body).toEqual({ status: 'ok' });
+    } finally {
+      proxy.setMode('pass');
+    }
+  });
+
+  it.each(['cut', 'blackhole'] as const)('readyz goes 503 when the database is unreachable (%s) and recovers', async (mode) => {
+    await eventually(async () => (await t.call('GET', '/readyz')).status === 200);
+    proxy.setMode(mode);
+    const started = performance.now();
+    const down = await t.call('GET', '/readyz');
+    const elapsed = performance.now() - started;
+    expect(down.status).toBe(503);
+    expect(down.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    expect(down.body).toMatchObject({ code: 'NOT_READY', retryable: true });
+    expect(down.body.detail).toMatch(/database/);
+    // Bounded by the database timeout (300 ms here), not by TCP timeouts.
+    expect(elapsed).toBeLessThan(3_000);
+    proxy.setMode('pass');
+    await eventually(async () => (await t.call('GET', '/readyz')).status === 200);
+  });
+
+  it('an authenticated call with the database down answers DATABASE_UNAVAILABLE with Retry-After', async () => {
+    proxy.setMode('blackhole');
+    try {
+      // A token never seen before cannot come from the cache.
+      const r = await t.call('GET', `/workspaces/${randomUUID()}`, { token: 'agadm_never_seen_before_token_value' });
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ code: 'DATABASE_UNAVAILABLE', retryable: true });
+      expect(r.headers.get('retry-after')).toMatch(/^\d+$/);
+    } finally {
+      proxy.setMode('pass');
+    }
+  });
+
+  it('readyz names pending migrations', async () => {
+    const handle = database.open();
+    await migrateDown(handle.db);
+    try {
+      const r = await t.call('GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ code: 'NOT_READY' });
+      expect(r.body.detail).toContain('0001_initial');
+    } finally {
+      await migrateUp(handle.db);
+    }
+    expect((await t.call('GET', '/readyz')).status).toBe(200);
+  });
+
+  it('readyz goes 503 while draining, and API routes answer SHUTTING_DOWN', async () => {
+    const other = await startTestApp();
+    try {
+      other.lifecycle.startDraining();
+      const r = await other.call('GET', '/readyz');
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ code: 'NOT_READY', detail: expect.stringMatching(/draining/) });
+      const api = await other.call('GET', `/workspaces/${randomUUID()}`, { token: ENV_ADMIN_TOKEN });
+      expect(api.status).toBe(503);
+      expect(api.body).toMatchObject({ code: 'SHUTTING_DOWN', retryable: true });
+      expect((await other.call('GET', '/healthz')).status).toBe(200);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('serves the OpenAPI document of every API route', async () => {
+    const r = await t.call('GET', '/openapi.json');
+    expect(r.status).toBe(200);
+    expect(r.body.openapi).toMatch(/^3\./);
+    const paths = Object.keys(r.body.paths as object);
+    for (const p of ['/workspaces/{workspaceId}', '/workspaces/{workspaceId}/builds', '/tokens', '/tokens/{tokenId}', '/agent/heartbeat', '/agent/disconnect']) {
+      expect(paths).toContain(p);
+    }
+    const put = r.body.paths['/workspaces/{workspaceId}'].put;
+    expect(put.requestBody.content['application/json'].schema.required).toEqual(expect.arrayContaining(['ownerId', 'name']));
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('on SIGTERM finishes an in-flight request, then exits 0', async () => {
+    const db = await createTestDatabase();
+    const cli = runCli(['serve'], {
+      DATABASE_URL: db.url,
+      PORT: '0',
+      AGENTGATE_ADMIN_TOKEN: ENV_ADMIN_TOKEN,
+      AGENTGATE_SHUTDOWN_GRACE_MS: '5000',
+      LOG_LEVEL: 'warn',
+    });
+    try {
+      const [, base] = await cli.waitFor(/listening on (http:\/\/\S+)/);
+      const url = new URL(`/workspaces/${randomUUID()}`, base);
+      const body = JSON.stringify({ ownerId: randomUUID(), name: 'drained' });
+      // A request whose body is still arriving when the signal comes.
+      const response = new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = http.request(url, {
+          method: 'PUT',
+          headers: {
+            authorization: `Bearer ${ENV_ADMIN_TOKEN}`,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        req.on('error', reject);
+        req.write(body.slice(0, 10));
+        setTimeout(() => {
+          cli.child.kill('SIGTERM');
+          setTimeout(() => req.end(body.slice(10)), 300);
+        }, 200);
+      });
+      const r = await response;
+      expect(r.status).toBe(201);
+      expect(JSON.parse(r.text)).toMatchObject({ name: 'drained' });
+      const exit = await cli.exited;
+      expect(exit).toEqual({ code: 0, signal: null });
+    } finally {
+      cli.child.kill('SIGKILL');
+      await db.drop();
+    }
+  });
+});
