@@ -20,6 +20,8 @@ import opsRoutes from './http/routes/ops.js';
 import workspaceRoutes from './http/routes/workspaces.js';
 import tokenRoutes from './http/routes/tokens.js';
 import agentRoutes from './http/routes/agent.js';
+import connRoutes from './http/routes/conn.js';
+import type { Gate } from './gate/gate.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,6 +37,7 @@ export interface AppDeps {
   lifecycle: Lifecycle;
   metrics: Metrics;
   logger: Logger;
+  gate: Gate;
 }
 
 // Incoming request ids are kept only when they are short and plain, so logs stay parseable.
@@ -83,6 +86,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(workspaceRoutes, { config, events: deps.events });
   await app.register(tokenRoutes, { events: deps.events });
   await app.register(agentRoutes, { events: deps.events });
+  await app.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
   return app;
 }
 

@@ -8,7 +8,8 @@ import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
 import { EventListener } from './db/events.js';
 import { EventHub } from './event-hub.js';
-import { TokenStore } from './auth/token-store.js';
+import type { TokenStore } from './auth/token-store.js';
+import type { Gate } from './gate/gate.js';
 
 export interface DatabaseRuntime {
   handle: DatabaseHandle;
@@ -71,11 +72,12 @@ export interface EventsRuntime {
 }
 
 /** Wires NOTIFY events from every replica to this process's caches. */
-export function startEvents(url: string, tokens: TokenStore, logger: Logger): EventsRuntime {
+export function startEvents(url: string, tokens: TokenStore, gate: Gate, logger: Logger): EventsRuntime {
   const hub = new EventHub();
   hub.onEvent((event) => {
     if (event.kind === 'token_revoked') tokens.forgetToken(event.tokenId);
     if (event.kind === 'workspace_deleted') tokens.forgetWorkspace(event.workspaceId);
+    gate.handleEvent(event);
   });
   hub.onResync(() => tokens.forgetAll());
   const listener = new EventListener({ url, logger });

@@ -9,6 +9,7 @@ import { bootstrapAdminToken } from './db/tokens-repo.js';
 import { TokenStore } from './auth/token-store.js';
 import { Lifecycle } from './lifecycle.js';
 import { Metrics } from './metrics.js';
+import { Gate } from './gate/gate.js';
 import { openDatabaseRuntime, startEvents } from './runtime.js';
 
 export interface RunningServer {
@@ -42,10 +43,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const metrics = new Metrics();
     pool.onQuery = metrics.observeQuery;
     const tokens = new TokenStore({ db, adminToken: config.adminToken });
-    const events = startEvents(database.handle.url, tokens, logger);
+    const gate = new Gate({ pool, config, metrics, logger });
+    cleanups.push(() => gate.close());
+    const events = startEvents(database.handle.url, tokens, gate, logger);
     cleanups.push(() => events.listener.close());
     const lifecycle = new Lifecycle();
-    const app = await buildApp({ config, db, tokens, events: events.hub, lifecycle, metrics, logger });
+    const app = await buildApp({ config, db, tokens, events: events.hub, lifecycle, metrics, logger, gate });
     cleanups.push(() => app.close());
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();

@@ -27,6 +27,8 @@ export class TokenStore {
   readonly #db: Kysely<Database>;
   readonly #adminHash: Buffer | undefined;
   readonly #cache: LRUCache<string, Principal>;
+  /** Bumped by every forget, so a lookup that raced with one does not refill the cache. */
+  #generation = 0;
 
   constructor(options: TokenStoreOptions) {
     this.#db = options.db;
@@ -47,9 +49,11 @@ export class TokenStore {
     const key = hash.toString('base64');
     const cached = this.#cache.get(key);
     if (cached) return cached;
+    const generation = this.#generation;
     const principal = await this.#lookup(hash);
-    // Unknown tokens are not cached: a token created on another replica works at once.
-    if (principal) this.#cache.set(key, principal);
+    // Unknown tokens are not cached: a token created on another replica works at once. A read
+    // that overlapped a revocation or deletion may predate it: answer it, but do not cache it.
+    if (principal && generation === this.#generation) this.#cache.set(key, principal);
     return principal;
   }
 
@@ -82,10 +86,12 @@ export class TokenStore {
 
   /** After missed notifications nothing cached can be trusted. */
   forgetAll(): void {
+    this.#generation++;
     this.#cache.clear();
   }
 
   #forgetWhere(match: (p: Principal) => boolean): void {
+    this.#generation++;
     for (const [key, principal] of this.#cache.entries()) {
       if (match(principal)) this.#cache.delete(key);
     }

@@ -59,6 +59,19 @@ export class BoundedPool implements PostgresPool {
     return new BoundedClient(client, this, started);
   }
 
+  /**
+   * Runs one named (prepared once per connection) statement outside Kysely: the gate's hot
+   * read, which is parsed and planned once per connection instead of on every call.
+   */
+  async queryNamed<R>(name: string, text: string, values: unknown[]): Promise<R[]> {
+    const client = (await this.connect()) as BoundedClient;
+    try {
+      return (await client.run<R>({ name, text, values })).rows;
+    } finally {
+      client.release();
+    }
+  }
+
   async end(): Promise<void> {
     await this.pg.end();
   }
@@ -79,19 +92,20 @@ class BoundedClient implements PostgresPoolClient {
 
   // Kysely never passes a cursor here (no `cursor` in the dialect config), only SQL text.
   query = (async <R>(sql: string, parameters: readonly unknown[]): Promise<PostgresQueryResult<R>> => {
+    const result = await this.run<R>({ text: sql, values: parameters as unknown[] });
+    return result as unknown as PostgresQueryResult<R>;
+  }) as PostgresPoolClient['query'];
+
+  async run<R>(query: { name?: string; text: string; values: unknown[] }): Promise<pg.QueryResult<R & pg.QueryResultRow>> {
     // The first query shares its budget with the pool wait that preceded it.
     const remaining = Math.max(1, Math.round(this.pool.timeoutMs - (performance.now() - this.#budgetStart)));
     const started = performance.now();
     try {
       // pg reads query_timeout per query, though its types do not declare it.
-      const config: pg.QueryConfig & { query_timeout: number } = {
-        text: sql,
-        values: parameters as unknown[],
-        query_timeout: remaining,
-      };
-      const result = await this.client.query(config);
+      const config: pg.QueryConfig & { query_timeout: number } = { ...query, query_timeout: remaining };
+      const result = await this.client.query<R & pg.QueryResultRow>(config);
       this.pool.onQuery?.((performance.now() - started) / 1000, true);
-      return result as unknown as PostgresQueryResult<R>;
+      return result;
     } catch (error) {
       this.pool.onQuery?.((performance.now() - started) / 1000, false);
       if (error instanceof Error && error.message === 'Query read timeout') {
@@ -105,7 +119,7 @@ class BoundedClient implements PostgresPoolClient {
     } finally {
       this.#budgetStart = performance.now();
     }
-  }) as PostgresPoolClient['query'];
+  }
 
   release(): void {
     if (this.#released) return;

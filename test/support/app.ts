@@ -6,6 +6,7 @@ import { createLogger } from '../../src/logger.js';
 import { TokenStore } from '../../src/auth/token-store.js';
 import { Lifecycle } from '../../src/lifecycle.js';
 import { Metrics } from '../../src/metrics.js';
+import { Gate } from '../../src/gate/gate.js';
 import { startEvents, type EventsRuntime } from '../../src/runtime.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -35,6 +36,8 @@ export interface TestApp {
   database: TestDatabase;
   handle: DatabaseHandle;
   tokens: TokenStore;
+  gate: Gate;
+  metrics: Metrics;
   events: EventsRuntime;
   lifecycle: Lifecycle;
   logs: string[];
@@ -71,10 +74,11 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const metrics = new Metrics({ processMetrics: false });
   handle.pool.onQuery = metrics.observeQuery;
   const tokens = new TokenStore({ db: handle.db, adminToken: config.adminToken });
-  const events = startEvents(options.databaseUrl ?? database.url, tokens, logger);
+  const gate = new Gate({ pool: handle.pool, config, metrics, logger });
+  const events = startEvents(options.databaseUrl ?? database.url, tokens, gate, logger);
   await new Promise<void>((resolve) => events.listener.once('connected', resolve));
   const lifecycle = new Lifecycle();
-  const app = await buildApp({ config, db: handle.db, tokens, events: events.hub, lifecycle, metrics, logger });
+  const app = await buildApp({ config, db: handle.db, tokens, events: events.hub, lifecycle, metrics, logger, gate });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
@@ -106,12 +110,15 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     database,
     handle,
     tokens,
+    gate,
+    metrics,
     events,
     lifecycle,
     logs,
     call,
     close: async () => {
       await app.close();
+      await gate.close();
       await events.listener.close();
       await handle.close();
       if (!options.database) await database.drop();

@@ -8,6 +8,7 @@ import { isDatabaseUnavailable } from '../../db/failures.js';
 export function sendProblem(reply: FastifyReply, error: ApiError): FastifyReply {
   const problem = error.toProblem();
   if (error.extras.retryAfter !== undefined) reply.header('retry-after', String(error.extras.retryAfter));
+  if (error.code === 'UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer realm="agentgate"');
   return reply.code(problem.status).type('application/problem+json').send(problem);
 }
 

@@ -1,0 +1,111 @@
+// The connection cache (SPEC 5 steps 10, 12): per agent, at most `max` entries (least recently
+// used closed first) and idle-expiring. A caller holds a lease while it uses a connection; an
+// evicted connection closes only when its last lease is returned, so a call never receives, nor
+// keeps using, a pool that the cache closed under it.
+import { LRUCache } from 'lru-cache';
+import type { AgentConnection } from './agent-connection.js';
+
+interface Entry {
+  conn: AgentConnection;
+  leases: number;
+  retired: boolean;
+}
+
+export interface Lease {
+  readonly conn: AgentConnection;
+  release(): void;
+}
+
+export interface ConnCacheOptions {
+  max: number;
+  idleMs: number;
+  onSizeChange?: (size: number) => void;
+}
+
+export class ConnCache {
+  readonly #lru: LRUCache<string, Entry>;
+  readonly #onSizeChange: (size: number) => void;
+
+  constructor(options: ConnCacheOptions) {
+    this.#onSizeChange = options.onSizeChange ?? (() => undefined);
+    this.#lru = new LRUCache<string, Entry>({
+      max: options.max,
+      ttl: options.idleMs,
+      // Each use restarts the idle clock.
+      updateAgeOnGet: true,
+      ttlAutopurge: true,
+      dispose: (entry) => this.#retire(entry),
+      disposeAfter: () => this.#onSizeChange(this.#lru.size),
+    });
+  }
+
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  /** A lease on the agent's live connection, counting as use; undefined when none is cached. */
+  acquire(agentId: string): Lease | undefined {
+    const entry = this.#lru.get(agentId);
+    if (!entry) return undefined;
+    if (entry.conn.closed) {
+      this.#lru.delete(agentId);
+      return undefined;
+    }
+    return this.#lease(entry);
+  }
+
+  /** Caches a freshly dialed connection (replacing any other for the agent) and leases it. */
+  add(conn: AgentConnection): Lease {
+    const entry: Entry = { conn, leases: 0, retired: false };
+    this.#lru.set(conn.agentId, entry);
+    this.#onSizeChange(this.#lru.size);
+    return this.#lease(entry);
+  }
+
+  has(agentId: string): boolean {
+    return this.#lru.has(agentId);
+  }
+
+  evict(agentId: string): boolean {
+    return this.#lru.delete(agentId);
+  }
+
+  /** Evicts every connection to an agent of the workspace; returns how many. */
+  evictWorkspace(workspaceId: string, except?: (agentId: string) => boolean): number {
+    let evicted = 0;
+    for (const [agentId, entry] of this.#lru.entries()) {
+      if (entry.conn.target.workspaceId === workspaceId && !except?.(agentId)) {
+        this.#lru.delete(agentId);
+        evicted += 1;
+      }
+    }
+    return evicted;
+  }
+
+  /** Closes every connection (shutdown): in-flight requests on them finish first. */
+  async close(): Promise<void> {
+    const conns = [...this.#lru.values()].map((e) => e.conn);
+    this.#lru.clear();
+    await Promise.all(conns.map((c) => c.close()));
+  }
+
+  #lease(entry: Entry): Lease {
+    entry.leases += 1;
+    let released = false;
+    return {
+      conn: entry.conn,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.leases -= 1;
+        if (entry.retired && entry.leases === 0) void entry.conn.close();
+      },
+    };
+  }
+
+  #retire(entry: Entry): void {
+    if (entry.retired) return;
+    entry.retired = true;
+    if (entry.leases === 0) void entry.conn.close();
+  }
+}

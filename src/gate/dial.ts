@@ -1,0 +1,102 @@
+// Dialing an agent: open a connection and `GET <address>/health`; any 2xx within the bound is
+// success (SPEC 5 step 5). The bound is our own timer; why a dial failed is told by the reason
+// the dial was aborted with (our timeout, or every waiter leaving), never by "was it aborted".
+import { signAgentRequest, SIGNATURE_HEADER } from '../auth/agent-signature.js';
+import { AgentConnection, type AgentTarget, type ConnectionOptions } from './agent-connection.js';
+
+/** Abort reason: the dial's own timeout fired. */
+export class DialTimeout extends Error {
+  override name = 'DialTimeout';
+}
+
+/** Abort reason: nobody waits for the dial any more. */
+export class DialAbandoned extends Error {
+  override name = 'DialAbandoned';
+}
+
+export type DialOutcome = 'unreachable' | 'timeout' | 'cancelled';
+
+export class DialFailure extends Error {
+  override name = 'DialFailure';
+  constructor(
+    readonly outcome: DialOutcome,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Pure: what a failed dial means, from the abort reason (if aborted) and the error. */
+export function dialOutcome(aborted: boolean, reason: unknown): DialOutcome {
+  if (!aborted) return 'unreachable';
+  return reason instanceof DialTimeout ? 'timeout' : 'cancelled';
+}
+
+export interface DialOptions extends ConnectionOptions {
+  timeoutMs: number;
+  /** Aborted (with DialAbandoned) when nobody waits any more. */
+  signal: AbortSignal;
+}
+
+export async function dialAgent(target: AgentTarget, options: DialOptions): Promise<AgentConnection> {
+  const started = performance.now();
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DialTimeout(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
+  const onAbandon = () => controller.abort(options.signal.reason);
+  if (options.signal.aborted) onAbandon();
+  else options.signal.addEventListener('abort', onAbandon, { once: true });
+
+  const conn = new AgentConnection(target, options);
+  conn.setDialSignal(controller.signal);
+  try {
+    const path = `${conn.basePath}/health`;
+    const response = await conn.pool.request({
+      method: 'GET',
+      path,
+      headers: { [SIGNATURE_HEADER]: signAgentRequest(target.tokenHash, 'GET', path) },
+      signal: controller.signal,
+    });
+    await response.body.dump({ limit: 64 * 1024, signal: controller.signal });
+    if (response.statusCode < 200 || response.statusCode > 299) {
+      throw new DialFailure('unreachable', `the agent's health check answered ${response.statusCode}`);
+    }
+    conn.setDialSignal(undefined);
+    conn.dialedAt = new Date();
+    conn.dialMs = performance.now() - started;
+    return conn;
+  } catch (error) {
+    await conn.destroy();
+    if (error instanceof DialFailure) throw error;
+    const aborted = controller.signal.aborted;
+    const outcome = dialOutcome(aborted, controller.signal.reason);
+    throw new DialFailure(outcome, describe(outcome, error), { cause: error });
+  } finally {
+    clearTimeout(timer);
+    options.signal.removeEventListener('abort', onAbandon);
+  }
+}
+
+function describe(outcome: DialOutcome, error: unknown): string {
+  if (outcome === 'timeout') return 'the agent did not answer its health check in time';
+  if (outcome === 'cancelled') return 'the dial was cancelled: nobody waits for it';
+  const code = (error as { code?: string }).code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'the agent refused the connection';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return "the agent's host name does not resolve";
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+    case 'EPIPE':
+      return 'the agent closed the connection';
+    case 'AGENTGATE_CONNECT_TIMEOUT':
+      return 'connecting to the agent timed out';
+    default:
+      if (typeof code === 'string' && (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL'))) {
+        return "the agent's TLS certificate was refused";
+      }
+      return 'the agent could not be reached';
+  }
+}

@@ -1,0 +1,340 @@
+// The decision flow of every `conn` call (SPEC section 5): one fresh read, strong signals
+// answered at once, weak ones confirmed by a dial, cached connections reused, dials shared and
+// bounded, failures remembered, rebuilds noticed, and a database outage survived on a live
+// cached connection.
+import { LRUCache } from 'lru-cache';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { BoundedPool } from '../db/bounded-pool.js';
+import type { GateEvent } from '../db/events.js';
+import { isDatabaseUnavailable } from '../db/failures.js';
+import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
+import { ApiError, type ProblemExtras } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { AgentConnection } from './agent-connection.js';
+import { classifyAgent, disconnectedSeconds, type AgentStatus, type Classification } from './classify.js';
+import { ConnCache, type Lease } from './conn-cache.js';
+import { dialAgent, DialFailure } from './dial.js';
+import { FailedDials } from './failed-dials.js';
+import { CallerGone, SharedDials } from './shared-dials.js';
+
+export { CallerGone };
+
+export interface GateRequest {
+  workspaceId: string;
+  agentName?: string | undefined;
+  /** The owner a conn token is confined to, or null. */
+  ownerScope: string | null;
+  /** Aborted (with CallerGone) when the caller goes away. */
+  signal: AbortSignal;
+  log: FastifyBaseLogger;
+}
+
+export interface AgentView {
+  id: string;
+  name: string;
+  status: AgentStatus;
+  firstConnectedAt: string | null;
+  lastConnectedAt: string | null;
+  disconnectedAt: string | null;
+}
+
+export interface GateSuccess {
+  workspaceId: string;
+  agent: AgentView;
+  /** The caller must release it when done with the connection. */
+  lease: Lease;
+  /** No dial was made for this call. */
+  cached: boolean;
+  /** Served on a cached connection because the database could not be read. */
+  degraded: boolean;
+}
+
+interface Snapshot {
+  ownerId: string;
+  agent: CurrentAgent;
+  classification: Classification;
+}
+
+type Evaluated = { kind: 'fresh'; snapshot: Snapshot } | { kind: 'degraded'; success: GateSuccess };
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function presentAgent(agent: CurrentAgent, c: Classification): AgentView {
+  return {
+    id: agent.id,
+    name: agent.name,
+    status: c.status,
+    firstConnectedAt: iso(agent.firstConnectedAt),
+    lastConnectedAt: iso(agent.lastConnectedAt),
+    disconnectedAt: iso(c.disconnectedAt),
+  };
+}
+
+export interface GateOptions {
+  pool: BoundedPool;
+  config: Config;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export class Gate {
+  readonly cache: ConnCache;
+  readonly #dials = new SharedDials<AgentConnection>();
+  readonly #failed: FailedDials;
+  /** The last row read per (workspace, agent name): what a degraded answer reports. */
+  readonly #lastReads: LRUCache<string, Snapshot>;
+  readonly #pool: BoundedPool;
+  readonly #config: Config;
+  readonly #metrics: Metrics;
+  readonly #logger: Logger;
+
+  constructor(options: GateOptions) {
+    const { config, metrics } = options;
+    this.#pool = options.pool;
+    this.#config = config;
+    this.#metrics = metrics;
+    this.#logger = options.logger;
+    this.#failed = new FailedDials(config.dialBackoffMs);
+    this.#lastReads = new LRUCache({ max: Math.max(1000, config.maxConns) });
+    this.cache = new ConnCache({
+      max: config.maxConns,
+      idleMs: config.connIdleMs,
+      onSizeChange: (size) => metrics.connections.set(size),
+    });
+  }
+
+  /** Status snapshot for `GET .../agent`: one read, no dial, no side effect. */
+  async status(req: Omit<GateRequest, 'signal' | 'log'>): Promise<AgentView> {
+    try {
+      const snapshot = await this.#read(req);
+      return presentAgent(snapshot.agent, snapshot.classification);
+    } catch (error) {
+      if (!(error instanceof DatabaseUnreadable)) throw error;
+      throw new ApiError('DATABASE_UNAVAILABLE', 'the database could not be read in time', {
+        workspaceId: req.workspaceId,
+        retryAfter: 1,
+      });
+    }
+  }
+
+  /** Ensures a live connection to the workspace's current agent; see SPEC section 5. */
+  async connect(req: GateRequest): Promise<GateSuccess> {
+    let dials = 0;
+    for (;;) {
+      const evaluated = await this.#evaluate(req);
+      if (evaluated.kind === 'degraded') return evaluated.success;
+      const { agent, classification: c } = evaluated.snapshot;
+      const view = presentAgent(agent, c);
+      const extras: ProblemExtras = {
+        workspaceId: req.workspaceId,
+        agentId: agent.id,
+        agentStatus: c.status,
+        disconnectedSeconds: disconnectedSeconds(c),
+      };
+
+      if (c.status === 'timeout') {
+        this.cache.evict(agent.id);
+        throw new ApiError('AGENT_NEVER_CONNECTED', 'the agent never connected and its connection timeout has passed', extras);
+      }
+      if (c.status === 'disconnected') {
+        const strong =
+          c.cause === 'goodbye' || c.disconnectedForMs === null || c.disconnectedForMs >= this.#config.disconnectGraceMs;
+        this.cache.evict(agent.id);
+        if (strong) {
+          throw new ApiError(
+            'AGENT_DISCONNECTED',
+            c.cause === 'goodbye' ? 'the agent said goodbye' : 'the agent stopped reporting heartbeats',
+            extras,
+          );
+        }
+        // A weak signal: a missed heartbeat or two. A fresh dial decides (below).
+      } else {
+        const lease = this.cache.acquire(agent.id);
+        if (lease && lease.conn.target.address === agent.address) {
+          return { workspaceId: req.workspaceId, agent: view, lease, cached: true, degraded: false };
+        }
+        if (lease) {
+          lease.release();
+          this.cache.evict(agent.id);
+        }
+      }
+
+      const remembered = this.#failed.recall(agent.id, agent.lastConnectedAt);
+      if (remembered) {
+        throw new ApiError(remembered.failure.code, `${remembered.failure.detail} (remembered from a recent dial)`, {
+          ...extras,
+          retryAfter: remembered.retryAfterSeconds,
+        });
+      }
+
+      dials += 1;
+      const lease = await this.#dial(req, agent, extras);
+      // SPEC 5 step 11: the agent may have been replaced while we dialed.
+      let stillCurrent: boolean;
+      try {
+        const again = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName);
+        stillCurrent = again.kind === 'agent' && again.agent.id === agent.id;
+      } catch (error) {
+        if (!isDatabaseUnavailable(error)) throw error;
+        // The dial just succeeded against the agent we read; keep it.
+        stillCurrent = true;
+      }
+      if (stillCurrent) return { workspaceId: req.workspaceId, agent: view, lease, cached: false, degraded: false };
+      lease.release();
+      this.cache.evict(agent.id);
+      req.log.info({ agentId: agent.id }, 'the agent was replaced while dialing; starting over');
+      if (dials >= 2) {
+        throw new ApiError('WORKSPACE_CHANGED', 'the workspace changed during both dials of this call', {
+          workspaceId: req.workspaceId,
+        });
+      }
+    }
+  }
+
+  /** Applies a state transition from this or another replica. */
+  handleEvent(event: GateEvent): void {
+    switch (event.kind) {
+      case 'agent_disconnected':
+        if (this.cache.evict(event.agentId)) this.#logger.info({ agentId: event.agentId }, 'closed the connection of an agent that said goodbye');
+        break;
+      case 'agent_connected':
+      case 'agent_reconnected':
+        this.#failed.forget(event.agentId);
+        break;
+      case 'build_created':
+      case 'workspace_deleted': {
+        const n = this.cache.evictWorkspace(event.workspaceId);
+        if (n > 0) this.#logger.info({ workspaceId: event.workspaceId, connections: n, reason: event.kind }, 'closed connections to replaced agents');
+        break;
+      }
+      case 'token_revoked':
+        break;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.cache.close();
+  }
+
+  async #read(req: Omit<GateRequest, 'signal' | 'log'>): Promise<Snapshot> {
+    let read;
+    try {
+      read = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName);
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw error;
+      throw new DatabaseUnreadable(error);
+    }
+    const where = { workspaceId: req.workspaceId };
+    if (read.kind === 'no_workspace' || (req.ownerScope !== null && read.ownerId !== req.ownerScope)) {
+      throw new ApiError('WORKSPACE_NOT_FOUND', 'no such workspace', where);
+    }
+    if (read.kind === 'no_agent') {
+      throw new ApiError('WORKSPACE_HAS_NO_AGENT', 'the latest build of the workspace has no agent', where);
+    }
+    if (read.kind === 'agent_not_found') {
+      throw new ApiError('AGENT_NOT_FOUND', `no current agent is named "${req.agentName ?? ''}"`, where);
+    }
+    const snapshot: Snapshot = {
+      ownerId: read.ownerId,
+      agent: read.agent,
+      classification: classifyAgent(read.agent, read.nowMs, this.#config.inactiveTimeoutMs),
+    };
+    this.#lastReads.set(readKey(req), snapshot);
+    return snapshot;
+  }
+
+  /** The fresh read; when the database cannot be read, a live cached connection still serves. */
+  async #evaluate(req: GateRequest): Promise<Evaluated> {
+    try {
+      return { kind: 'fresh', snapshot: await this.#read(req) };
+    } catch (error) {
+      if (!(error instanceof DatabaseUnreadable)) throw error;
+      const last = this.#lastReads.get(readKey(req));
+      const visible = last && (req.ownerScope === null || last.ownerId === req.ownerScope);
+      const lease = visible ? this.cache.acquire(last.agent.id) : undefined;
+      if (last && lease) {
+        req.log.warn(
+          { agentId: last.agent.id, err: (error.cause as Error).message },
+          'database unreadable; serving the cached connection',
+        );
+        return {
+          kind: 'degraded',
+          success: {
+            workspaceId: req.workspaceId,
+            agent: presentAgent(last.agent, last.classification),
+            lease,
+            cached: true,
+            degraded: true,
+          },
+        };
+      }
+      throw new ApiError('DATABASE_UNAVAILABLE', 'the database could not be read in time', {
+        workspaceId: req.workspaceId,
+        retryAfter: 1,
+      });
+    }
+  }
+
+  async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras): Promise<Lease> {
+    for (;;) {
+      let conn: AgentConnection;
+      try {
+        ({ value: conn } = await this.#dials.join(agent.id, req.signal, (signal) => this.#dialAndCache(req, agent, signal)));
+      } catch (error) {
+        if (error instanceof CallerGone) throw error;
+        if (error instanceof DialFailure) {
+          const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
+          throw new ApiError(code, error.message, extras);
+        }
+        throw error;
+      }
+      const lease = this.cache.acquire(agent.id);
+      if (lease?.conn === conn) return lease;
+      // Evicted between the dial and now (a goodbye, a rebuild): never hand out a closed pool.
+      lease?.release();
+      if (req.signal.aborted) throw new CallerGone('the caller went away');
+    }
+  }
+
+  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal): Promise<AgentConnection> {
+    const started = performance.now();
+    const log = req.log.child({ agentId: agent.id });
+    try {
+      const conn = await dialAgent(
+        { agentId: agent.id, workspaceId: req.workspaceId, address: agent.address, tokenHash: agent.tokenHash },
+        {
+          timeoutMs: this.#config.dialTimeoutMs,
+          connectTimeoutMs: this.#config.dialTimeoutMs,
+          headersTimeoutMs: this.#config.proxyHeadersTimeoutMs,
+          signal,
+        },
+      );
+      this.#metrics.dialSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
+      this.#failed.forget(agent.id);
+      this.cache.add(conn).release();
+      log.info({ dialMs: Math.round(conn.dialMs) }, 'dialed the agent');
+      return conn;
+    } catch (error) {
+      const outcome = error instanceof DialFailure ? error.outcome : 'unreachable';
+      this.#metrics.dialSeconds.observe({ result: outcome === 'cancelled' ? 'client_closed' : outcome }, (performance.now() - started) / 1000);
+      if (outcome === 'cancelled') {
+        log.info({ code: 'client_closed' }, 'dial cancelled: every caller left');
+      } else {
+        const code = outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
+        this.#failed.remember(agent.id, agent.lastConnectedAt, code, (error as Error).message);
+        log.warn({ code, err: (error as Error).message }, 'dial failed');
+      }
+      throw error;
+    }
+  }
+}
+
+class DatabaseUnreadable extends Error {
+  constructor(cause: unknown) {
+    super('database unreadable', { cause });
+  }
+}
+
+const readKey = (req: { workspaceId: string; agentName?: string | undefined }) => `${req.workspaceId}\u0000${req.agentName ?? ''}`;

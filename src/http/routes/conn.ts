@@ -1,0 +1,107 @@
+// Chat-server routes (SPEC 4.1): ensure a live connection to a workspace's agent, or read its
+// status without side effects. conn tokens (optionally owner-scoped) and admin tokens.
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { ApiError } from '../../errors.js';
+import { ownerScope } from '../../auth/principal.js';
+import { CallerGone, type Gate } from '../../gate/gate.js';
+import type { Metrics } from '../../metrics.js';
+import { AgentName, AgentStatus, NullableTime, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
+import { callerSignal } from '../caller-signal.js';
+
+export const AgentQuery = Type.Object({ agent: Type.Optional(AgentName) }, { additionalProperties: false });
+
+const Agent = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  status: AgentStatus,
+  firstConnectedAt: NullableTime,
+  lastConnectedAt: NullableTime,
+  disconnectedAt: NullableTime,
+});
+
+const ConnResponse = Type.Object({
+  workspaceId: Uuid,
+  agent: Agent,
+  connection: Type.Object({
+    cached: Type.Boolean({ description: 'true when no dial was needed for this call' }),
+    dialedAt: Type.String({ format: 'date-time' }),
+    dialMs: Type.Integer(),
+  }),
+});
+
+const AgentResponse = Type.Object({ workspaceId: Uuid, agent: Agent });
+
+export interface ConnRoutesOptions {
+  gate: Gate;
+  metrics: Metrics;
+}
+
+const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { gate, metrics }) => {
+  app.post(
+    '/workspaces/:workspaceId/conn',
+    {
+      config: { access: 'conn' },
+      schema: {
+        tags: ['chat'],
+        summary: "Ensure a live connection to the workspace's agent, or a sentinel at once",
+        params: WorkspaceParams,
+        querystring: AgentQuery,
+        response: withProblems({ 200: ConnResponse }),
+      },
+    },
+    async (request, reply) => {
+      const { workspaceId } = request.params;
+      try {
+        const result = await gate.connect({
+          workspaceId,
+          agentName: request.query.agent,
+          ownerScope: ownerScope(request.principal!),
+          signal: callerSignal(reply),
+          log: request.log,
+        });
+        const conn = result.lease.conn;
+        result.lease.release();
+        metrics.connTotal.inc({ code: 'ok' });
+        if (result.degraded) reply.header('x-agentgate-degraded', 'database');
+        request.log.info({ agentId: result.agent.id, cached: result.cached, degraded: result.degraded }, 'connection ready');
+        return {
+          workspaceId,
+          agent: result.agent,
+          connection: { cached: result.cached, dialedAt: conn.dialedAt.toISOString(), dialMs: Math.round(conn.dialMs) },
+        };
+      } catch (error) {
+        if (error instanceof CallerGone) {
+          metrics.connTotal.inc({ code: 'client_closed' });
+          request.log.info({ code: 'client_closed' }, 'the caller went away while waiting');
+          reply.hijack();
+          reply.raw.destroy();
+          return;
+        }
+        metrics.connTotal.inc({ code: error instanceof ApiError ? error.code : 'INTERNAL' });
+        throw error;
+      }
+    },
+  );
+
+  app.get(
+    '/workspaces/:workspaceId/agent',
+    {
+      config: { access: 'conn' },
+      schema: {
+        tags: ['chat'],
+        summary: "The agent's status, without dialing (for UIs)",
+        params: WorkspaceParams,
+        querystring: AgentQuery,
+        response: withProblems({ 200: AgentResponse }),
+      },
+    },
+    async (request) => {
+      const { workspaceId } = request.params;
+      const agent = await gate.status({ workspaceId, agentName: request.query.agent, ownerScope: ownerScope(request.principal!) });
+      return { workspaceId, agent };
+    },
+  );
+};
+
+export default connRoutes;
