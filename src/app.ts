@@ -21,6 +21,7 @@ import workspaceRoutes from './http/routes/workspaces.js';
 import tokenRoutes from './http/routes/tokens.js';
 import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
+import proxyRoutes from './proxy/proxy-route.js';
 import type { Gate } from './gate/gate.js';
 
 declare module 'fastify' {
@@ -87,6 +88,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(tokenRoutes, { events: deps.events });
   await app.register(agentRoutes, { events: deps.events });
   await app.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
+  await app.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config });
   return app;
 }
 

@@ -35,6 +35,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly proxySeconds = new Histogram({
+    name: 'agentgate_proxy_request_seconds',
+    help: 'Proxied tool-call duration in seconds (until the response body ends), by status',
+    labelNames: ['status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

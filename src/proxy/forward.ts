@@ -1,0 +1,139 @@
+// Forwards one tool call through the agent's cached undici pool, streaming both ways with
+// backpressure, cancelling the agent's request the moment the caller goes away, and never
+// retrying (tool calls have side effects).
+import { pipeline } from 'node:stream/promises';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { ApiError } from '../errors.js';
+import type { AgentConnection } from '../gate/agent-connection.js';
+import { CallerGone } from '../gate/shared-dials.js';
+
+/** Abort reason: the agent sent no response headers in time. */
+export class HeadersTimeout extends Error {
+  override name = 'HeadersTimeout';
+}
+
+/** Abort reason: the caller's body grew past the limit. */
+export class BodyTooLarge extends Error {
+  override name = 'BodyTooLarge';
+}
+
+/** Counts bytes through and fails past `limit`. */
+class ByteLimit extends Transform {
+  #seen = 0;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.limit) {
+      done(new BodyTooLarge(`the request body is larger than ${this.limit} bytes`));
+      return;
+    }
+    done(null, chunk);
+  }
+}
+
+export interface ForwardOptions {
+  conn: AgentConnection;
+  method: string;
+  /** Path and query as sent to the agent (base path included). */
+  path: string;
+  headers: Record<string, string | string[]>;
+  /** The caller's request, streamed as the body when it has one. */
+  body: IncomingMessage | undefined;
+  bodyLimit: number;
+  headersTimeoutMs: number;
+  /** Aborted when the caller goes away. */
+  callerSignal: AbortSignal;
+}
+
+export interface Forwarded {
+  statusCode: number;
+  headers: Dispatcher.ResponseData['headers'];
+  body: Readable;
+  /** Aborts the agent's request (e.g. the caller left mid-response). */
+  abort(reason: Error): void;
+}
+
+/**
+ * Sends the request and resolves once the agent's response headers arrive. Throws ApiError:
+ * PAYLOAD_TOO_LARGE, AGENT_RESPONSE_TIMEOUT, AGENT_CONNECTION_LOST; or the caller's reason
+ * when the caller left first.
+ */
+export async function forwardRequest(options: ForwardOptions): Promise<Forwarded> {
+  const controller = new AbortController();
+  const onCaller = () => controller.abort(options.callerSignal.reason);
+  if (options.callerSignal.aborted) onCaller();
+  else options.callerSignal.addEventListener('abort', onCaller, { once: true });
+  const timer = setTimeout(
+    () => controller.abort(new HeadersTimeout(`the agent sent no response headers within ${options.headersTimeoutMs} ms`)),
+    options.headersTimeoutMs,
+  );
+  let body: Readable | undefined;
+  let uploadError: Error | undefined;
+  if (options.body) {
+    const limiter = new ByteLimit(options.bodyLimit);
+    body = limiter;
+    options.body.pipe(limiter);
+    options.body.once('error', (error) => limiter.destroy(error));
+    limiter.once('error', (error) => {
+      uploadError = error;
+      controller.abort(error);
+    });
+  }
+  try {
+    const response = await options.conn.pool.request({
+      method: options.method,
+      path: options.path,
+      headers: options.headers,
+      body: body ?? null,
+      signal: controller.signal,
+      // Our own timer above is the bound; undici's ticks about once a second.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    clearTimeout(timer);
+    return {
+      statusCode: response.statusCode,
+      headers: response.headers,
+      body: response.body,
+      abort: (reason) => controller.abort(reason),
+    };
+  } catch {
+    clearTimeout(timer);
+    options.callerSignal.removeEventListener('abort', onCaller);
+    const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    if (reason instanceof BodyTooLarge || uploadError instanceof BodyTooLarge) {
+      throw new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${options.bodyLimit} bytes`);
+    }
+    // The caller left (its upload broke, or its connection closed): not the agent's fault.
+    if (options.callerSignal.aborted || uploadError) throw new CallerGone('the caller went away');
+    if (reason instanceof HeadersTimeout) {
+      throw new ApiError('AGENT_RESPONSE_TIMEOUT', reason.message, {
+        workspaceId: options.conn.target.workspaceId,
+        agentId: options.conn.agentId,
+      });
+    }
+    throw new ApiError('AGENT_CONNECTION_LOST', 'the connection to the agent broke before its response began', {
+      workspaceId: options.conn.target.workspaceId,
+      agentId: options.conn.agentId,
+    });
+  }
+}
+
+/**
+ * Pipes the agent's response body to the caller. If either side breaks, the caller's response
+ * is destroyed, so the caller sees an incomplete response, never a clean end.
+ */
+export async function relayBody(forwarded: Forwarded, res: ServerResponse): Promise<'complete' | 'broken'> {
+  try {
+    await pipeline(forwarded.body, res);
+    return 'complete';
+  } catch (error) {
+    forwarded.abort(error instanceof Error ? error : new Error('relay failed'));
+    res.destroy();
+    return 'broken';
+  }
+}

@@ -1,0 +1,77 @@
+// Header rules of the proxy (pure): hop-by-hop headers never cross in either direction; the
+// caller's credentials and any x-agentgate-* header never reach the agent; forwarding headers
+// and the gate's signature are set by the gate alone.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+
+// RFC 9110 section 7.6.1 and the usual proxy extras.
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
+
+/** Never forwarded to an agent: the caller's credentials and anything the gate itself sets. */
+const CALLER_ONLY = new Set(['authorization', 'cookie', 'host', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'content-length', 'expect']);
+
+function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
+  const value = headers.connection;
+  const list = Array.isArray(value) ? value.join(',') : (value ?? '');
+  return new Set(
+    list
+      .split(',')
+      .map((t) => t.trim().toLowerCase())
+      .filter(Boolean),
+  );
+}
+
+export interface ForwardContext {
+  /** The caller's address as the gate saw it. */
+  clientIp: string;
+  proto: 'http' | 'https';
+  /** The Host the caller used. */
+  host: string | undefined;
+  requestId: string;
+  /** x-agentgate-auth for this request. */
+  signature: string;
+  /** The body length when known; otherwise the body is sent chunked. */
+  contentLength?: number | undefined;
+}
+
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string | string[]> {
+  const named = connectionTokens(incoming);
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || CALLER_ONLY.has(lower) || lower.startsWith('x-agentgate-')) continue;
+    out[lower] = value;
+  }
+  out['x-forwarded-for'] = ctx.clientIp;
+  out['x-forwarded-proto'] = ctx.proto;
+  if (ctx.host) out['x-forwarded-host'] = ctx.host;
+  out['x-request-id'] = ctx.requestId;
+  out['x-agentgate-auth'] = ctx.signature;
+  if (ctx.contentLength !== undefined) out['content-length'] = String(ctx.contentLength);
+  return out;
+}
+
+/** The agent's response headers as the caller gets them: unchanged but for hop-by-hop ones. */
+export function downstreamResponseHeaders(upstream: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+  const named = connectionTokens(upstream);
+  const out: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    out[lower] = value;
+  }
+  out['x-agentgate-upstream'] = 'agent';
+  return out;
+}

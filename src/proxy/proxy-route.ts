@@ -1,0 +1,175 @@
+// `/workspaces/:workspaceId/conn/*` with any method (SPEC 4.1): the same gate as POST .../conn,
+// then the request travels to `<agent address>/<rest>` over the agent's cached pool.
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError } from '../errors.js';
+import { ownerScope } from '../auth/principal.js';
+import { signAgentRequest } from '../auth/agent-signature.js';
+import type { Config } from '../config.js';
+import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
+import type { Metrics } from '../metrics.js';
+import { callerSignal } from '../http/caller-signal.js';
+import { AgentName, Uuid } from '../http/schemas.js';
+import { checkForwardPath, splitAgentParam } from './target-path.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { forwardRequest, relayBody } from './forward.js';
+
+export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
+
+const AGENT_NAME = new RegExp(AgentName.pattern ?? '');
+
+export interface ProxyTarget {
+  workspaceId: string;
+  /** Path after `/workspaces/:id/conn`, starting with `/`. */
+  path: string;
+  /** Query to forward, `agent` removed, with its `?` or ''. */
+  query: string;
+  agentName: string | undefined;
+}
+
+/** Parses and checks the raw URL of a proxied request; throws INVALID_REQUEST. */
+export function proxyTarget(rawUrl: string, headerAgent: string | string[] | undefined): ProxyTarget {
+  const q = rawUrl.indexOf('?');
+  const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  const rawQuery = q === -1 ? '' : rawUrl.slice(q + 1);
+  const segments = rawPath.split('/');
+  // ['', 'workspaces', '<id>', 'conn', ...rest]
+  const workspaceId = segments[2] ?? '';
+  const path = `/${segments.slice(4).join('/')}`;
+  const check = checkForwardPath(path);
+  if (!check.ok) throw new ApiError('INVALID_REQUEST', check.reason);
+  const split = splitAgentParam(rawQuery);
+  if (!split) throw new ApiError('INVALID_REQUEST', 'the query string is malformed');
+  const names = new Set(split.agents);
+  if (Array.isArray(headerAgent)) throw new ApiError('INVALID_REQUEST', 'x-agentgate-agent is given more than once');
+  if (headerAgent !== undefined) names.add(headerAgent);
+  if (names.size > 1) throw new ApiError('INVALID_REQUEST', 'the agent parameter and the x-agentgate-agent header name different agents');
+  const [agentName] = names;
+  if (agentName !== undefined && !AGENT_NAME.test(agentName)) throw new ApiError('INVALID_REQUEST', 'the agent name is malformed');
+  return { workspaceId, path, query: split.forwarded, agentName };
+}
+
+export interface ProxyRouteOptions {
+  gate: Gate;
+  metrics: Metrics;
+  config: Config;
+}
+
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config }) => {
+  // Bodies are streamed to the agent as they arrive, never parsed nor buffered here.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+  const count = (status: number, started: number) => {
+    metrics.proxyRequests.inc({ status: String(status) });
+    metrics.proxySeconds.observe({ status: String(status) }, (performance.now() - started) / 1000);
+  };
+
+  app.route({
+    method: [...PROXY_METHODS],
+    url: '/workspaces/:workspaceId/conn/*',
+    config: { access: 'conn' },
+    schema: {
+      tags: ['chat'],
+      summary: "Proxy a tool call to the workspace's agent (any method; streams both ways)",
+      description:
+        'Forwarded to `<agent address>/<path>` with the query kept (`agent` removed). Agent ' +
+        'responses pass through with `x-agentgate-upstream: agent`; the gate’s own errors are problem+json.',
+      params: Type.Object({ workspaceId: Uuid, '*': Type.String() }),
+    },
+    handler: async (request, reply) => {
+      const started = performance.now();
+      let target: ProxyTarget;
+      try {
+        target = proxyTarget(request.raw.url ?? '', request.headers['x-agentgate-agent']);
+      } catch (error) {
+        return onFailure(error, request, reply, started, false);
+      }
+      const declared = Number(request.headers['content-length'] ?? Number.NaN);
+      if (declared > config.bodyLimitBytes) {
+        count(413, started);
+        throw new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${config.bodyLimitBytes} bytes`);
+      }
+      const signal = callerSignal(reply);
+      let gated: GateSuccess;
+      try {
+        gated = await gate.connect({
+          workspaceId: target.workspaceId,
+          agentName: target.agentName,
+          ownerScope: ownerScope(request.principal!),
+          signal,
+          log: request.log,
+        });
+      } catch (error) {
+        return onFailure(error, request, reply, started, true);
+      }
+      metrics.connTotal.inc({ code: 'ok' });
+      const { lease } = gated;
+      const conn = lease.conn;
+      request.log = request.log.child({ agentId: conn.agentId });
+      try {
+        const path = `${conn.basePath}${target.path}${target.query}`;
+        const method = request.method;
+        const hasBody = request.headers['transfer-encoding'] !== undefined || (Number.isFinite(declared) && declared > 0);
+        const forwarded = await forwardRequest({
+          conn,
+          method,
+          path,
+          headers: upstreamRequestHeaders(request.headers, {
+            clientIp: request.ip,
+            proto: request.protocol,
+            host: request.headers.host,
+            requestId: request.id,
+            signature: signAgentRequest(conn.target.tokenHash, method, path),
+            contentLength: Number.isFinite(declared) ? declared : undefined,
+          }),
+          body: hasBody ? request.raw : undefined,
+          bodyLimit: config.bodyLimitBytes,
+          headersTimeoutMs: config.proxyHeadersTimeoutMs,
+          callerSignal: signal,
+        });
+        reply.hijack();
+        const headers = downstreamResponseHeaders(forwarded.headers);
+        headers['x-request-id'] = request.id;
+        if (gated.degraded) headers['x-agentgate-degraded'] = 'database';
+        reply.raw.writeHead(forwarded.statusCode, headers);
+        const outcome = await relayBody(forwarded, reply.raw);
+        count(forwarded.statusCode, started);
+        request.log.info(
+          { status: forwarded.statusCode, outcome, ms: Math.round(performance.now() - started) },
+          outcome === 'complete' ? 'proxied' : 'proxied response broken off',
+        );
+      } catch (error) {
+        if (error instanceof ApiError && error.code === 'AGENT_CONNECTION_LOST') {
+          // The pool's sockets are suspect; the next call dials afresh.
+          gate.cache.evict(conn.agentId);
+        }
+        return onFailure(error, request, reply, started, false);
+      } finally {
+        lease.release();
+      }
+    },
+  });
+
+  /** `gatePhase`: the failure is the gate's decision, counted in agentgate_conn_total. */
+  function onFailure(error: unknown, request: FastifyRequest, reply: FastifyReply, started: number, gatePhase: boolean): void {
+    if (error instanceof CallerGone) {
+      if (gatePhase) metrics.connTotal.inc({ code: 'client_closed' });
+      count(499, started);
+      request.log.info({ code: 'client_closed' }, 'the caller went away');
+      if (!reply.sent) reply.hijack();
+      reply.raw.destroy();
+      return;
+    }
+    if (error instanceof ApiError) {
+      if (gatePhase) metrics.connTotal.inc({ code: error.code });
+      count(error.status, started);
+    }
+    // A body left unread would be taken for the next request on this connection.
+    if (!request.raw.complete) reply.header('connection', 'close');
+    throw error;
+  }
+};
+
+export default proxyRoutes;

@@ -1,0 +1,79 @@
+// The path a proxied request is forwarded to (SPEC 4.1, 6). It is forwarded as sent and never
+// resolved; anything that a server on the way could resolve out of the agent's base path is
+// refused: dot segments (plain or percent-encoded, at any depth of encoding, with or without
+// `;` parameters), encoded slashes and backslashes, raw backslashes, empty segments, NUL and
+// control characters.
+
+export type PathCheck = { ok: true } | { ok: false; reason: string };
+
+const MAX_DECODE_DEPTH = 4;
+
+/** Percent-decodes repeatedly (double and triple encodings), stopping at a fixed point. */
+function decodeDeep(segment: string): string | undefined {
+  let current = segment;
+  for (let i = 0; i < MAX_DECODE_DEPTH; i++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(current);
+    } catch {
+      return undefined;
+    }
+    if (next === current) return current;
+    current = next;
+  }
+  return current;
+}
+
+/** Checks the raw path (no query) that follows `/workspaces/:id/conn`; it starts with `/`. */
+export function checkForwardPath(rawPath: string): PathCheck {
+  if (!rawPath.startsWith('/')) return { ok: false, reason: 'the path must start with /' };
+  if (rawPath.length > 8192) return { ok: false, reason: 'the path is too long' };
+  if (rawPath.includes('\\')) return { ok: false, reason: 'the path contains a backslash' };
+  const segments = rawPath.slice(1).split('/');
+  for (const [i, segment] of segments.entries()) {
+    // A trailing slash is an empty last segment and fine; `//` elsewhere is not.
+    if (segment === '' && i !== segments.length - 1) return { ok: false, reason: 'the path contains an empty segment (//)' };
+    const decoded = decodeDeep(segment);
+    if (decoded === undefined) return { ok: false, reason: 'the path contains malformed percent-encoding' };
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    if (/[\u0000-\u001f\u007f]/.test(decoded)) return { ok: false, reason: 'the path contains a control character' };
+    if (decoded.includes('/') || decoded.includes('\\')) {
+      return { ok: false, reason: 'the path contains an encoded slash or backslash' };
+    }
+    // `..;x` and `.;x` are dot segments to servers that strip path parameters.
+    const bare = decoded.split(';')[0] ?? '';
+    if (bare === '.' || bare === '..') return { ok: false, reason: 'the path contains a dot segment' };
+  }
+  return { ok: true };
+}
+
+export interface SplitQuery {
+  /** The query string to forward, without `agent` parameters, with its leading `?` (or ''). */
+  forwarded: string;
+  /** Values of the `agent` parameters. */
+  agents: string[];
+}
+
+/** Removes `agent=` parameters from a raw query string, leaving the rest byte for byte. */
+export function splitAgentParam(rawQuery: string): SplitQuery | undefined {
+  if (rawQuery === '') return { forwarded: '', agents: [] };
+  const kept: string[] = [];
+  const agents: string[] = [];
+  for (const part of rawQuery.split('&')) {
+    const eq = part.indexOf('=');
+    const rawKey = eq === -1 ? part : part.slice(0, eq);
+    let key: string;
+    let value: string;
+    try {
+      key = decodeURIComponent(rawKey.replaceAll('+', ' '));
+      value = eq === -1 ? '' : decodeURIComponent(part.slice(eq + 1).replaceAll('+', ' '));
+    } catch {
+      if (rawKey === 'agent') return undefined;
+      kept.push(part);
+      continue;
+    }
+    if (key === 'agent') agents.push(value);
+    else kept.push(part);
+  }
+  return { forwarded: kept.length > 0 ? `?${kept.join('&')}` : '', agents };
+}

@@ -1,0 +1,276 @@
+// The tool-call proxy (SPEC 4.1): streaming both ways, aborts, failure semantics, headers and
+// signing, against a real agent on a real socket.
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { startEchoAgent, type EchoAgent } from '../support/echo-agent.js';
+import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { verifyAgentRequest } from '../../src/auth/agent-signature.js';
+import { hashToken } from '../../src/auth/tokens.js';
+
+let t: TestApp;
+let rows: AgentRows & { close(): Promise<void> };
+let agent: EchoAgent;
+let ws: Workspace;
+
+beforeAll(async () => {
+  t = await startTestApp({
+    env: { AGENTGATE_BODY_LIMIT_BYTES: String(8 * 1024 * 1024), AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '400' },
+  });
+  rows = await AgentRows.open(t.database.url);
+  agent = await startEchoAgent();
+  ws = await createWorkspace(t, [{ name: 'main', address: `${agent.address}/base` }]);
+  await rows.heartbeat(ws.agents[0]!.id);
+});
+afterAll(async () => {
+  await rows.close();
+  await agent.close();
+  await t.close();
+});
+
+const proxied = (path: string, init: RequestInit = {}) =>
+  fetch(`${t.url}/workspaces/${ws.id}/conn${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, ...(init.headers as Record<string, string> | undefined) },
+  });
+
+/** Raw HTTP/1.1 over a socket, for paths fetch would normalise. */
+function rawRequest(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(t.url);
+    const socket = net.connect(Number(url.port), url.hostname, () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${ENV_ADMIN_TOKEN}\r\nConnection: close\r\n\r\n`);
+    });
+    let data = '';
+    socket.on('data', (c: Buffer) => (data += c.toString()));
+    socket.on('end', () => {
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0);
+      resolve({ status, body: data.split('\r\n\r\n').slice(1).join('\r\n\r\n') });
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe('forwarding', () => {
+  it('echoes method, path, query, headers and body; strips credentials; signs', async () => {
+    const body = JSON.stringify({ tool: 'exec', args: ['ls'] });
+    const r = await proxied('/echo/a/b?x=1&agent=main&y=%20z', {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', cookie: 'session=secret', 'x-agentgate-foo': 'bar', 'x-custom': 'kept' },
+    });
+    expect(r.status).toBe(200);
+    expect(r.headers.get('x-agentgate-upstream')).toBe('agent');
+    expect(r.headers.get('x-agent-echo')).toBe('yes');
+    expect(r.headers.get('set-cookie')).toBe('agent=1');
+    const echo = (await r.json()) as { method: string; url: string; headers: Record<string, string>; bodySha256: string };
+    expect(echo.method).toBe('POST');
+    expect(echo.url).toBe('/base/echo/a/b?x=1&y=%20z');
+    expect(echo.bodySha256).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(echo.headers['x-custom']).toBe('kept');
+    expect(echo.headers.authorization).toBeUndefined();
+    expect(echo.headers.cookie).toBeUndefined();
+    expect(echo.headers['x-agentgate-foo']).toBeUndefined();
+    expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(echo.headers['x-forwarded-proto']).toBe('http');
+    expect(echo.headers['x-forwarded-host']).toBe(new URL(t.url).host);
+    expect(echo.headers['x-request-id']).toBe(r.headers.get('x-request-id'));
+    const signature = echo.headers['x-agentgate-auth']!;
+    expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
+  });
+
+  it('passes agent 4xx and 5xx through unchanged with the upstream header', async () => {
+    for (const code of [404, 418, 500, 503]) {
+      const r = await proxied(`/status?code=${code}`);
+      expect(r.status).toBe(code);
+      expect(r.headers.get('x-agentgate-upstream')).toBe('agent');
+      expect(r.headers.get('content-type')).toBe('text/plain');
+      expect(await r.text()).toBe(`status ${code}`);
+    }
+  });
+
+  it('carries a 5 MiB upload intact', async () => {
+    const payload = randomBytes(5 * 1024 * 1024);
+    const r = await proxied('/echo', { method: 'PUT', body: payload, headers: { 'content-type': 'application/octet-stream' } });
+    expect(r.status).toBe(200);
+    const echo = (await r.json()) as { bodyBytes: number; bodySha256: string };
+    expect(echo.bodyBytes).toBe(payload.length);
+    expect(echo.bodySha256).toBe(createHash('sha256').update(payload).digest('hex'));
+  });
+
+  it('streams: the first chunk arrives long before the last is written', async () => {
+    const r = await proxied('/stream?n=5&gap=150');
+    expect(r.status).toBe(200);
+    const reader = r.body!.getReader();
+    const first = await reader.read();
+    const firstAt = Date.now();
+    let text = new TextDecoder().decode(first.value);
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      text += new TextDecoder().decode(next.value);
+    }
+    const lastAt = Date.now();
+    expect(text.trim().split('\n')).toHaveLength(5);
+    expect(lastAt - firstAt).toBeGreaterThanOrEqual(400);
+  });
+
+  it('refuses a body over the limit with 413, declared or chunked', async () => {
+    const big = randomBytes(8 * 1024 * 1024 + 10);
+    const declared = await proxied('/echo', { method: 'POST', body: big });
+    expect(declared.status).toBe(413);
+    expect(await declared.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    // A chunked body that grows past the limit.
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 9; i++) controller.enqueue(randomBytes(1024 * 1024));
+        controller.close();
+      },
+    });
+    const chunked = await proxied('/slow-upload', { method: 'POST', body: stream, duplex: 'half' });
+    expect(chunked.status).toBe(413);
+    expect(await chunked.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+  });
+});
+
+describe('paths', () => {
+  it.each([
+    '/../tokens',
+    '/a/../../tokens',
+    '/%2e%2e/tokens',
+    '/%2E%2E/x',
+    '/.%2e/x',
+    '/%252e%252e/x',
+    '/a/%2f/b',
+    '/a%2Fb',
+    '/a%252fb',
+    '/a%5cb',
+    '/a\\b',
+    '/a//b',
+    '/..;/x',
+    '/.;/x',
+    '/./x',
+    '/%00',
+  ])('refuses %s with INVALID_REQUEST and never reaches the agent', async (path) => {
+    const before = agent.records.length;
+    const r = await rawRequest(`/workspaces/${ws.id}/conn${path}`);
+    expect([400, 404]).toContain(r.status);
+    expect(agent.records.length).toBe(before);
+  });
+
+  it('dot-segment paths through the router answer INVALID_REQUEST', async () => {
+    const r = await rawRequest(`/workspaces/${ws.id}/conn/%2e%2e/%2e%2e/tokens`);
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_REQUEST' });
+  });
+
+  it('forwards the trailing-slash root and keeps encoded characters as sent', async () => {
+    const r = await proxied('/echo/a%20b/c%3Fd');
+    const echo = (await r.json()) as { url: string };
+    expect(echo.url).toBe('/base/echo/a%20b/c%3Fd');
+    const root = await proxied('/');
+    expect(root.status).toBe(200);
+    expect(((await root.json()) as { url: string }).url).toBe('/base/');
+  });
+
+  it('refuses conflicting agent selectors', async () => {
+    const r = await proxied('/echo?agent=main', { headers: { 'x-agentgate-agent': 'other' } });
+    expect(r.status).toBe(400);
+    expect(await r.json()).toMatchObject({ code: 'INVALID_REQUEST' });
+    const same = await proxied('/echo?agent=main', { headers: { 'x-agentgate-agent': 'main' } });
+    expect(same.status).toBe(200);
+    const missing = await proxied('/echo', { headers: { 'x-agentgate-agent': 'nope' } });
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'AGENT_NOT_FOUND' });
+  });
+});
+
+describe('aborts and failures', () => {
+  function abortAfter(path: string, ms: number, init: RequestInit = {}) {
+    const controller = new AbortController();
+    const started = Date.now();
+    const p = proxied(path, { ...init, signal: controller.signal })
+      .then(async (r) => {
+        await r.text();
+      })
+      .catch(() => undefined);
+    setTimeout(() => controller.abort(), ms);
+    return { p, started, abortAt: started + ms };
+  }
+
+  it('caller abort before the agent answers cancels the agent request at once', async () => {
+    const { p, abortAt } = abortAfter('/hang?case=before', 100);
+    const record = await agent.waitAborted('/hang?case=before');
+    await p;
+    expect(record.abortedAt! - abortAt).toBeLessThan(100);
+  });
+
+  it('caller abort mid-response cancels the agent request at once', async () => {
+    const { p, abortAt } = abortAfter('/stream?n=50&gap=50&case=mid', 200);
+    const record = await agent.waitAborted('/stream?n=50&gap=50&case=mid');
+    await p;
+    expect(record.abortedAt! - abortAt).toBeLessThan(100);
+  });
+
+  it('caller abort during the upload cancels the agent request at once', async () => {
+    const controller = new AbortController();
+    const url = new URL(`${t.url}/workspaces/${ws.id}/conn/slow-upload?case=upload`);
+    const req = http.request(url, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'transfer-encoding': 'chunked' },
+      signal: controller.signal,
+    });
+    req.on('error', () => undefined);
+    req.write(randomBytes(1024));
+    await new Promise((r) => setTimeout(r, 150));
+    const abortAt = Date.now();
+    controller.abort();
+    const record = await agent.waitAborted('/slow-upload?case=upload');
+    expect(record.abortedAt! - abortAt).toBeLessThan(100);
+  });
+
+  it('no response headers in time → 504 AGENT_RESPONSE_TIMEOUT and the agent request cancelled', async () => {
+    const started = Date.now();
+    const r = await proxied('/hang?case=timeout');
+    expect(r.status).toBe(504);
+    expect(await r.json()).toMatchObject({ code: 'AGENT_RESPONSE_TIMEOUT', retryable: true });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    await agent.waitAborted('/hang?case=timeout');
+  });
+
+  it('agent crash before the response → 502 AGENT_CONNECTION_LOST; the next call dials again', async () => {
+    const checks = agent.healthChecks();
+    const r = await proxied('/crash-before');
+    expect(r.status).toBe(502);
+    const body = (await r.json()) as { hint: string };
+    expect(body).toMatchObject({ code: 'AGENT_CONNECTION_LOST', retryable: true });
+    expect(body.hint).not.toMatch(/restart/i);
+    expect((await proxied('/echo')).status).toBe(200);
+    expect(agent.healthChecks()).toBe(checks + 1);
+  });
+
+  it('agent crash after the response began → the caller sees an incomplete response', async () => {
+    const r = await proxied('/crash-after');
+    expect(r.status).toBe(200);
+    await expect(r.text()).rejects.toThrow();
+  });
+
+  it('a disconnected agent is refused with the sentinel and never contacted', async () => {
+    const other = await startEchoAgent();
+    try {
+      const w = await createWorkspace(t, [{ address: other.address }]);
+      await rows.heartbeat(w.agents[0]!.id, 2_000);
+      await rows.goodbye(w.agents[0]!.id);
+      const r = await fetch(`${t.url}/workspaces/${w.id}/conn/echo`, { method: 'POST', body: 'x', headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}` } });
+      expect(r.status).toBe(409);
+      expect(r.headers.get('content-type')).toMatch(/problem\+json/);
+      expect(r.headers.get('x-agentgate-upstream')).toBeNull();
+      expect(await r.json()).toMatchObject({ code: 'AGENT_DISCONNECTED' });
+      expect(other.requests).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+});
