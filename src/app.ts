@@ -22,6 +22,7 @@ import tokenRoutes from './http/routes/tokens.js';
 import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
 import proxyRoutes from './proxy/proxy-route.js';
+import { createUpgradeHandler } from './proxy/websocket.js';
 import type { Gate } from './gate/gate.js';
 
 declare module 'fastify' {
@@ -89,6 +90,10 @@ export async function buildApp(deps: AppDeps) {
   await app.register(agentRoutes, { events: deps.events });
   await app.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
   await app.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config });
+
+  const upgrades = createUpgradeHandler({ gate: deps.gate, tokens: deps.tokens, lifecycle, metrics: deps.metrics, logger: app.log });
+  app.server.on('upgrade', (req, socket, head) => void upgrades(req, socket, head));
+  app.addHook('onClose', async () => upgrades.closeAll());
   return app;
 }
 
