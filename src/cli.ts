@@ -1,87 +1,220 @@
 #!/usr/bin/env node
-// The `agentgate` command: serve (default) and migrate up|down|status.
-import { parseArgs } from 'node:util';
+// The `agentgate` command: serve (default), migrate, token create, agent.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { openDatabaseRuntime } from './runtime.js';
 import { migrateDown, migrateUp, migrationStatus } from './db/migrate.js';
+import { createApiToken } from './db/tokens-repo.js';
+import { parseListen, startAgent } from './agent/run-agent.js';
 
-const USAGE = `usage: agentgate <command> [options]
+const USAGE: Record<string, string> = {
+  main: `usage: agentgate <command> [options]
 
 commands:
   serve                      run the service (default)
   migrate up|down|status     apply, revert the last, or list migrations
+  token create               create an API token (shown once)
+  agent                      run the reference workspace agent
 
-Configuration comes from the environment (see README.md): DATABASE_URL, or an embedded
-PostgreSQL in AGENTGATE_DATA_DIR when it is unset.`;
+Run "agentgate <command> --help" for a command's options. Configuration comes from the
+environment (see README.md): DATABASE_URL, or an embedded PostgreSQL in AGENTGATE_DATA_DIR.`,
+  serve: `usage: agentgate serve
 
-class UsageError extends Error {}
+Runs the service: applies migrations, listens on HOST:PORT, drains on SIGTERM/SIGINT.
+Configuration comes from the environment (see README.md).`,
+  migrate: `usage: agentgate migrate up|down|status
+
+  up       apply every pending migration
+  down     revert the last applied migration
+  status   list migrations, applied or pending`,
+  token: `usage: agentgate token create --scope conn|admin [--owner <uuid>] [--name <name>]
+
+Creates an API token and prints it once on stdout (only its SHA-256 is stored).
+  --scope conn|admin   conn: chat-server routes; admin: every route
+  --owner <uuid>       confine a conn token to one owner's workspaces
+  --name <name>        a label (default: "cli")`,
+  agent: `usage: agentgate agent --gate <url> --token <token> --listen <host:port> [--root <dir>] [--heartbeat-ms <ms>]
+
+Runs the reference workspace agent: heartbeats to the gate, serves GET /health and tool
+endpoints (POST /exec, POST /exec/stream, GET/PUT /files) that accept only requests signed by
+the gate, and says goodbye on SIGTERM/SIGINT.
+  --gate <url>          agentgate's base URL
+  --token <token>       this agent's token (from POST /workspaces/:id/builds)
+  --listen <host:port>  where to serve (port 0 picks a free one)
+  --root <dir>          the directory tools are confined to (default: the current directory)
+  --heartbeat-ms <ms>   heartbeat interval (default 15000)`,
+};
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string,
+  ) {
+    super(message);
+  }
+}
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-async function serve(config: Config): Promise<void> {
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(command: string, args: string[], options: T) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message, command);
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  const { values, positionals } = parse('serve', args, {});
+  if (values.help) return help('serve');
+  if (positionals.length > 0) throw new UsageError(`serve takes no arguments (got ${positionals.join(' ')})`, 'serve');
+  const config = loadConfig(process.env);
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, logger);
   out(`agentgate listening on ${server.url}`);
-  if (server.generatedAdminToken) {
-    out(`admin token (shown once, keep it): ${server.generatedAdminToken}`);
-  }
+  if (server.generatedAdminToken) out(`admin token (shown once, keep it): ${server.generatedAdminToken}`);
   // Our own drain is bounded by the shutdown grace; this is the last resort above it.
   closeWithGrace({ delay: config.shutdownGraceMs + 10_000, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'fatal error; shutting down');
     else logger.info({ signal }, 'shutting down');
     await server.close();
   });
+  return -1; // keeps running
 }
 
-async function migrate(config: Config, action: string | undefined): Promise<void> {
-  if (action !== 'up' && action !== 'down' && action !== 'status') {
-    throw new UsageError('migrate needs one of: up, down, status');
-  }
+async function withDatabase<T>(config: Config, fn: (runtime: Awaited<ReturnType<typeof openDatabaseRuntime>>) => Promise<T>): Promise<T> {
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const runtime = await openDatabaseRuntime(config, logger);
+  // A running `serve` may hold the embedded database: short commands use its server.
+  const runtime = await openDatabaseRuntime(config, logger, { attachIfRunning: true });
   try {
-    const { db } = runtime.handle;
-    if (action === 'status') {
-      for (const m of await migrationStatus(db)) {
-        out(`${m.executedAt ? 'applied' : 'pending'}  ${m.name}${m.executedAt ? `  ${m.executedAt.toISOString()}` : ''}`);
-      }
-    } else {
-      const names = action === 'up' ? await migrateUp(db) : await migrateDown(db);
-      out(names.length === 0 ? 'nothing to do' : names.map((n) => `${action === 'up' ? 'applied' : 'reverted'} ${n}`).join('\n'));
-    }
+    return await fn(runtime);
   } finally {
     await runtime.close();
   }
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { help: { type: 'boolean', short: 'h' } },
-  });
-  const [command = 'serve', ...rest] = positionals;
-  if (values.help) {
-    out(USAGE);
-    return 0;
+async function migrate(args: string[]): Promise<number> {
+  const { values, positionals } = parse('migrate', args, {});
+  if (values.help) return help('migrate');
+  const action = positionals[0];
+  if ((action !== 'up' && action !== 'down' && action !== 'status') || positionals.length > 1) {
+    throw new UsageError('migrate needs exactly one of: up, down, status', 'migrate');
   }
   const config = loadConfig(process.env);
-  switch (command) {
+  await withDatabase(config, async ({ handle: { db } }) => {
+    if (action === 'status') {
+      for (const m of await migrationStatus(db)) {
+        out(`${m.executedAt ? 'applied' : 'pending'}  ${m.name}${m.executedAt ? `  ${m.executedAt.toISOString()}` : ''}`);
+      }
+      return;
+    }
+    const names = action === 'up' ? await migrateUp(db) : await migrateDown(db);
+    out(names.length === 0 ? 'nothing to do' : names.map((n) => `${action === 'up' ? 'applied' : 'reverted'} ${n}`).join('\n'));
+  });
+  return 0;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+async function token(args: string[]): Promise<number> {
+  const { values, positionals } = parse('token', args, {
+    scope: { type: 'string' },
+    owner: { type: 'string' },
+    name: { type: 'string' },
+  });
+  if (values.help) return help('token');
+  if (positionals[0] !== 'create' || positionals.length > 1) throw new UsageError('token needs the subcommand: create', 'token');
+  const scope = values.scope;
+  if (scope !== 'conn' && scope !== 'admin') throw new UsageError('--scope must be conn or admin', 'token');
+  if (values.owner !== undefined && !UUID.test(values.owner)) throw new UsageError('--owner must be a UUID', 'token');
+  if (values.owner !== undefined && scope !== 'conn') throw new UsageError('--owner is only allowed with --scope conn', 'token');
+  const name = values.name ?? 'cli';
+  if (name.length === 0 || name.length > 200) throw new UsageError('--name must be 1 to 200 characters', 'token');
+  const config = loadConfig(process.env);
+  const created = await withDatabase(config, ({ handle: { db } }) => createApiToken(db, { name, scope, ownerId: values.owner ?? null }));
+  process.stderr.write(`created ${scope} token ${created.id}${values.owner ? ` for owner ${values.owner}` : ''}; it is shown once:\n`);
+  out(created.token);
+  return 0;
+}
+
+async function agent(args: string[]): Promise<number> {
+  const { values, positionals } = parse('agent', args, {
+    gate: { type: 'string' },
+    token: { type: 'string' },
+    listen: { type: 'string' },
+    root: { type: 'string' },
+    'heartbeat-ms': { type: 'string' },
+  });
+  if (values.help) return help('agent');
+  if (positionals.length > 0) throw new UsageError(`agent takes no arguments (got ${positionals.join(' ')})`, 'agent');
+  for (const flag of ['gate', 'token', 'listen'] as const) {
+    if (!values[flag]) throw new UsageError(`--${flag} is required`, 'agent');
+  }
+  let gate: URL;
+  try {
+    gate = new URL(values.gate ?? '');
+  } catch {
+    throw new UsageError('--gate must be an http: or https: URL', 'agent');
+  }
+  if (gate.protocol !== 'http:' && gate.protocol !== 'https:') throw new UsageError('--gate must be an http: or https: URL', 'agent');
+  let listen: { host: string; port: number };
+  try {
+    listen = parseListen(values.listen ?? '');
+  } catch (error) {
+    throw new UsageError((error as Error).message, 'agent');
+  }
+  const heartbeatMs = values['heartbeat-ms'] === undefined ? 15_000 : Number(values['heartbeat-ms']);
+  if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10 || heartbeatMs > 3_600_000) {
+    throw new UsageError('--heartbeat-ms must be an integer from 10 to 3600000', 'agent');
+  }
+  const logger = createLogger(process.env.LOG_LEVEL ?? 'info').child({ component: 'agent' });
+  const running = await startAgent({
+    gate: gate.toString(),
+    token: values.token ?? '',
+    host: listen.host,
+    port: listen.port,
+    root: values.root ?? process.cwd(),
+    heartbeatMs,
+    logger,
+  });
+  out(`agent listening on ${running.url}`);
+  closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
+    if (err) logger.error({ err }, 'fatal error; shutting down');
+    else logger.info({ signal }, 'shutting down');
+    await running.close(true);
+  });
+  return -1;
+}
+
+function help(command: string): number {
+  out(USAGE[command] ?? USAGE.main ?? '');
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first.startsWith('-')) {
+    if (first === '--help' || first === '-h') return help('main');
+    return serve(argv);
+  }
+  switch (first) {
     case 'serve':
-      if (rest.length > 0) throw new UsageError(`serve takes no arguments (got ${rest.join(' ')})`);
-      await serve(config);
-      return -1; // keeps running
+      return serve(rest);
     case 'migrate':
-      await migrate(config, rest[0]);
-      return 0;
+      return migrate(rest);
+    case 'token':
+      return token(rest);
+    case 'agent':
+      return agent(rest);
+    case 'help':
+      return help(rest[0] ?? 'main');
     default:
-      throw new UsageError(`unknown command "${command}"`);
+      throw new UsageError(`unknown command "${first}"`, 'main');
   }
 }
 
@@ -94,14 +227,13 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`agentgate: ${error.message}\n`);
       process.exit(78); // EX_CONFIG
     }
-    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`agentgate: ${(error as Error).message}\n${USAGE}\n`);
+    if (error instanceof UsageError) {
+      const see = error.command === 'main' ? 'agentgate --help' : `agentgate ${error.command} --help`;
+      process.stderr.write(`agentgate: ${error.message} (see "${see}")\n`);
       process.exit(64); // EX_USAGE
     }
     const cause = (error as Error).cause;
-    process.stderr.write(
-      `agentgate: ${(error as Error).message}${cause instanceof Error ? `: ${cause.message}` : ''}\n`,
-    );
+    process.stderr.write(`agentgate: ${(error as Error).message}${cause instanceof Error ? `: ${cause.message}` : ''}\n`);
     process.exit(1);
   },
 );

@@ -20,13 +20,18 @@ export interface DatabaseRuntime {
 const EMBEDDED_DB_NAME = 'agentgate';
 
 /** Connects to DATABASE_URL, or starts the embedded PostgreSQL and uses its `agentgate` database. */
-export async function openDatabaseRuntime(config: Config, logger: Logger): Promise<DatabaseRuntime> {
+export async function openDatabaseRuntime(
+  config: Config,
+  logger: Logger,
+  options: { attachIfRunning?: boolean } = {},
+): Promise<DatabaseRuntime> {
   let embedded: EmbeddedDatabase | undefined;
   let url = config.databaseUrl;
   if (url === undefined) {
     const started = performance.now();
     embedded = await startEmbeddedDatabase({
       dataDir: config.dataDir,
+      attachIfRunning: options.attachIfRunning ?? false,
       onLog: (line) => logger.debug({ postgres: line }, 'embedded postgres'),
     });
     try {

@@ -14,6 +14,8 @@ export interface EmbeddedDatabase {
 
 export interface EmbeddedOptions {
   dataDir: string;
+  /** When another process already runs the server on this directory, use it (short commands). */
+  attachIfRunning?: boolean;
   /** Delete the data directory on stop (tests). */
   ephemeral?: boolean;
   onLog?: (line: string) => void;
@@ -83,7 +85,19 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
     await rm(dataDir, { recursive: true, force: true });
     await server.initialise();
   }
-  await refuseIfRunning(dataDir);
+  const running = await runningServer(dataDir);
+  if (running) {
+    if (!options.attachIfRunning) {
+      throw new Error(
+        `the embedded database in ${dataDir} is in use by process ${running.pid}; stop that process or set AGENTGATE_DATA_DIR`,
+      );
+    }
+    return {
+      url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${running.port}/postgres`,
+      port: running.port,
+      stop: () => Promise.resolve(), // not ours to stop
+    };
+  }
   try {
     await server.start();
   } catch (error) {
@@ -132,18 +146,17 @@ async function letPostgresUserIn(dir: string): Promise<void> {
   if ((mode & 0o001) === 0) await chmod(dir, mode | 0o011);
 }
 
-/** A server left running by a killed process still holds the directory: say so plainly. */
-async function refuseIfRunning(dataDir: string): Promise<void> {
-  const pidFile = path.join(dataDir, 'postmaster.pid');
-  const text = await readFile(pidFile, 'utf8').catch(() => undefined);
+/** The server running on this directory (another agentgate, or one left by a killed process). */
+async function runningServer(dataDir: string): Promise<{ pid: number; port: number } | undefined> {
+  const text = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
   const pid = postmasterPid(text);
-  if (pid === undefined) return;
+  if (pid === undefined) return undefined;
   try {
     process.kill(pid, 0);
   } catch {
-    return; // stale lock file: PostgreSQL removes it itself
+    return undefined; // stale lock file: PostgreSQL removes it itself
   }
-  throw new Error(
-    `the embedded database in ${dataDir} is in use by process ${pid}; stop that process or set AGENTGATE_DATA_DIR`,
-  );
+  // postmaster.pid: pid, data directory, start time, port, ...
+  const port = Number(text?.split('\n')[3]);
+  return { pid, port };
 }

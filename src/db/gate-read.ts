@@ -8,7 +8,7 @@ import type { AgentTimes } from '../gate/classify.js';
 const READ_CURRENT_AGENT = `
 select w.owner_id,
        (extract(epoch from now()) * 1000)::float8 as now_ms,
-       b.transition,
+       b.id as build_id, b.transition,
        exists (select 1 from workspace_agents x where x.build_id = b.id) as has_agents,
        a.id as agent_id, a.name as agent_name, a.address, a.token_hash,
        (extract(epoch from a.created_at) * 1000)::float8 as created_ms,
@@ -31,6 +31,7 @@ select w.owner_id,
 interface Row extends Partial<AgentTimesRow> {
   owner_id: string;
   now_ms: number;
+  build_id: string | null;
   transition: string | null;
   has_agents: boolean;
   agent_id: string | null;
@@ -41,6 +42,8 @@ interface Row extends Partial<AgentTimesRow> {
 
 export interface CurrentAgent extends AgentTimes {
   id: string;
+  /** The build the agent belongs to (the workspace's latest). */
+  buildId: string;
   name: string;
   address: string;
   tokenHash: Buffer;
@@ -57,7 +60,7 @@ export async function readCurrentAgent(pool: BoundedPool, workspaceId: string, a
   const row = rows[0];
   if (!row) return { kind: 'no_workspace' };
   const base = { ownerId: row.owner_id, nowMs: row.now_ms };
-  if (row.agent_id === null || row.agent_name === null || row.address === null || row.token_hash === null) {
+  if (row.build_id === null || row.agent_id === null || row.agent_name === null || row.address === null || row.token_hash === null) {
     const started = row.transition === 'start' && row.has_agents;
     return { kind: agentName !== undefined && started ? 'agent_not_found' : 'no_agent', ...base };
   }
@@ -66,6 +69,7 @@ export async function readCurrentAgent(pool: BoundedPool, workspaceId: string, a
     ...base,
     agent: {
       id: row.agent_id,
+      buildId: row.build_id,
       name: row.agent_name,
       address: row.address,
       tokenHash: row.token_hash,

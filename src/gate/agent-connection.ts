@@ -5,6 +5,8 @@ import { createConnector } from './connector.js';
 export interface AgentTarget {
   agentId: string;
   workspaceId: string;
+  /** The build the agent belongs to, when known: a notice of that same build spares it. */
+  buildId?: string;
   address: string;
   /** SHA-256 of the agent's token: the key the gate signs its requests with. */
   tokenHash: Buffer;

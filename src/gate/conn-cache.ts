@@ -71,10 +71,10 @@ export class ConnCache {
   }
 
   /** Evicts every connection to an agent of the workspace; returns how many. */
-  evictWorkspace(workspaceId: string, except?: (agentId: string) => boolean): number {
+  evictWorkspace(workspaceId: string, except?: (conn: AgentConnection) => boolean): number {
     let evicted = 0;
     for (const [agentId, entry] of this.#lru.entries()) {
-      if (entry.conn.target.workspaceId === workspaceId && !except?.(agentId)) {
+      if (entry.conn.target.workspaceId === workspaceId && !except?.(entry.conn)) {
         this.#lru.delete(agentId);
         evicted += 1;
       }

@@ -205,7 +205,12 @@ export class Gate {
         break;
       case 'build_created':
       case 'workspace_deleted': {
-        const n = this.cache.evictWorkspace(event.workspaceId);
+        // A build's agents are not replaced by that build: its notice, arriving (or echoed back
+        // to this replica) after one of them was dialed, must not close that connection.
+        const n = this.cache.evictWorkspace(
+          event.workspaceId,
+          event.kind === 'build_created' ? (conn) => conn.target.buildId === event.buildId : undefined,
+        );
         if (n > 0) this.#logger.info({ workspaceId: event.workspaceId, connections: n, reason: event.kind }, 'closed connections to replaced agents');
         break;
       }
@@ -303,7 +308,7 @@ export class Gate {
     const log = req.log.child({ agentId: agent.id });
     try {
       const conn = await dialAgent(
-        { agentId: agent.id, workspaceId: req.workspaceId, address: agent.address, tokenHash: agent.tokenHash },
+        { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address, tokenHash: agent.tokenHash },
         {
           timeoutMs: this.#config.dialTimeoutMs,
           connectTimeoutMs: this.#config.dialTimeoutMs,

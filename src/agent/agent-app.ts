@@ -1,0 +1,194 @@
+// The reference agent's HTTP service: `GET /health` (open) and tool endpoints that accept only
+// requests signed by the gate with this agent's token (SPEC 4.1): exec, streaming exec, files.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import Fastify from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import problemPlugin from '../http/plugins/problem.js';
+import { ApiError } from '../errors.js';
+import { SIGNATURE_HEADER, verifyAgentRequest } from '../auth/agent-signature.js';
+import { hashToken } from '../auth/tokens.js';
+import { callerSignal } from '../http/caller-signal.js';
+import { OutsideRoot, resolveInRoot } from './confine.js';
+import { runProcess } from './run-process.js';
+
+export interface AgentAppOptions {
+  token: string;
+  /** Real path of the directory tools are confined to. */
+  root: string;
+  logger: Logger;
+  maxOutputBytes?: number;
+  maxUploadBytes?: number;
+}
+
+const ExecBody = Type.Object(
+  {
+    command: Type.String({ minLength: 1, maxLength: 4096 }),
+    args: Type.Array(Type.String({ maxLength: 65_536 }), { maxItems: 1000, default: [] }),
+    cwd: Type.Optional(Type.String({ maxLength: 4096 })),
+    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 65_536 }))),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    stdin: Type.Optional(Type.String({ maxLength: 1024 * 1024 })),
+  },
+  { additionalProperties: false },
+);
+
+const FilesQuery = Type.Object({ path: Type.String({ minLength: 1, maxLength: 4096 }) }, { additionalProperties: false });
+
+const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+
+function confined(error: unknown): never {
+  if (error instanceof OutsideRoot) throw new ApiError('FORBIDDEN', error.message);
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') throw new ApiError('NOT_FOUND', 'no such file or directory');
+  if (code === 'ENOTDIR' || code === 'EISDIR') throw new ApiError('INVALID_REQUEST', 'not a regular file');
+  throw error;
+}
+
+export async function buildAgentApp(options: AgentAppOptions) {
+  const key = hashToken(options.token);
+  const maxOutput = options.maxOutputBytes ?? 1024 * 1024;
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: 2 * 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  await app.register(problemPlugin);
+
+  // Every route but GET /health needs the gate's signature, checked on the raw path and query.
+  app.addHook('onRequest', async (request) => {
+    if (request.method === 'GET' && request.url === '/health') return;
+    const header = request.headers[SIGNATURE_HEADER];
+    const check = verifyAgentRequest(key, typeof header === 'string' ? header : undefined, request.method, request.url);
+    if (check !== 'ok') {
+      request.log.warn({ check }, 'refused an unsigned or badly signed request');
+      throw new ApiError('UNAUTHENTICATED', `the gate signature is ${check}`);
+    }
+  });
+
+  app.get('/health', () => ({ status: 'ok' }));
+
+  const execEnv = (extra: Record<string, string> | undefined): Record<string, string> => ({
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: options.root,
+    LANG: process.env.LANG ?? 'C.UTF-8',
+    ...extra,
+  });
+
+  const execCwd = async (cwd: string | undefined) => {
+    try {
+      const dir = await resolveInRoot(options.root, cwd ?? '.');
+      if (!(await stat(dir)).isDirectory()) throw new ApiError('INVALID_REQUEST', 'cwd is not a directory');
+      return dir;
+    } catch (error) {
+      if (error instanceof ApiError) throw error;
+      return confined(error);
+    }
+  };
+
+  app.post('/exec', { schema: { body: ExecBody } }, async (request, reply) => {
+    const body = request.body;
+    const cwd = await execCwd(body.cwd);
+    const result = await runProcess({
+      command: body.command,
+      args: body.args,
+      cwd,
+      env: execEnv(body.env),
+      stdin: body.stdin,
+      timeoutMs: body.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
+      maxOutputBytes: maxOutput,
+      signal: callerSignal(reply),
+    });
+    request.log.info(
+      { command: body.command, exitCode: result.exitCode, signal: result.signal, timedOut: result.timedOut, aborted: result.aborted, ms: result.durationMs },
+      'exec finished',
+    );
+    if (result.spawnError !== undefined) throw new ApiError('INVALID_REQUEST', `the command could not be started: ${result.spawnError}`);
+    return result;
+  });
+
+  app.post('/exec/stream', { schema: { body: ExecBody } }, async (request, reply) => {
+    const body = request.body;
+    const cwd = await execCwd(body.cwd);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const result = await runProcess({
+      command: body.command,
+      args: body.args,
+      cwd,
+      env: execEnv(body.env),
+      stdin: body.stdin,
+      timeoutMs: body.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
+      maxOutputBytes: maxOutput,
+      signal: callerSignal(reply),
+      onOutput: (stream, chunk) => {
+        if (!res.destroyed) res.write(`${JSON.stringify({ stream, data: chunk.toString('utf8') })}\n`);
+      },
+    });
+    const { stdout: _o, stderr: _e, ...exit } = result;
+    if (!res.destroyed) res.end(`${JSON.stringify({ exit })}\n`);
+    request.log.info({ command: body.command, exitCode: result.exitCode, aborted: result.aborted }, 'streamed exec finished');
+  });
+
+  // Files are streamed, never buffered: the raw body goes straight to disk.
+  await app.register(async (plugin) => {
+    const files = plugin.withTypeProvider<TypeBoxTypeProvider>();
+    files.removeAllContentTypeParsers();
+    files.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+
+    files.get('/files', { schema: { querystring: FilesQuery } }, async (request, reply) => {
+      let file: string;
+      try {
+        file = await resolveInRoot(options.root, request.query.path);
+        const info = await stat(file);
+        if (!info.isFile()) throw new ApiError('INVALID_REQUEST', 'not a regular file');
+        reply.header('content-length', String(info.size));
+      } catch (error) {
+        if (error instanceof ApiError) throw error;
+        return confined(error);
+      }
+      return reply.type('application/octet-stream').send(createReadStream(file));
+    });
+
+    files.put('/files', { schema: { querystring: FilesQuery } }, async (request, reply) => {
+      let file: string;
+      try {
+        file = await resolveInRoot(options.root, request.query.path, { mayNotExist: true });
+      } catch (error) {
+        return confined(error);
+      }
+      const limit = options.maxUploadBytes ?? 100 * 1024 * 1024;
+      if (Number(request.headers['content-length'] ?? 0) > limit) throw new ApiError('PAYLOAD_TOO_LARGE', `files are limited to ${limit} bytes`);
+      // Write beside the target and rename, so readers never see half a file.
+      const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.part`);
+      let written = 0;
+      try {
+        await pipeline(
+          request.raw,
+          async function* (source: AsyncIterable<Buffer>) {
+            for await (const chunk of source) {
+              written += chunk.length;
+              if (written > limit) throw new ApiError('PAYLOAD_TOO_LARGE', `files are limited to ${limit} bytes`);
+              yield chunk;
+            }
+          },
+          createWriteStream(temp, { flags: 'wx', mode: 0o644 }),
+        );
+        await rename(temp, file);
+      } catch (error) {
+        await rm(temp, { force: true });
+        if (error instanceof ApiError) throw error;
+        return confined(error);
+      }
+      return reply.code(200).send({ path: path.relative(options.root, file), bytes: written });
+    });
+  });
+
+  return app;
+}

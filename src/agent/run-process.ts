@@ -1,0 +1,107 @@
+// Runs one command for the reference agent: no shell, its own process group (so a timeout or
+// an abort kills the whole tree), output capped, duration measured.
+import { spawn } from 'node:child_process';
+
+export interface RunOptions {
+  command: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+  stdin?: string | undefined;
+  timeoutMs: number;
+  /** Bytes kept of stdout and of stderr each; the rest is counted and dropped. */
+  maxOutputBytes: number;
+  signal: AbortSignal;
+  /** Called with output as it comes (streaming endpoint). */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+}
+
+export interface RunResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  timedOut: boolean;
+  aborted: boolean;
+  durationMs: number;
+  /** Set when the command could not be started (e.g. not found). */
+  spawnError?: string;
+}
+
+/** Kills the whole process group; the child was started detached, as its leader. */
+function killTree(pid: number | undefined): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+export function runProcess(options: RunOptions): Promise<RunResult> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(options.command, options.args, {
+      cwd: options.cwd,
+      env: options.env,
+      shell: false,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const kept = { stdout: 0, stderr: 0 };
+    let truncated = false;
+    let timedOut = false;
+    let aborted = false;
+    let spawnError: string | undefined;
+    const collect = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
+      options.onOutput?.(stream, chunk);
+      const room = options.maxOutputBytes - kept[stream];
+      if (room <= 0) {
+        truncated = true;
+        return;
+      }
+      const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      if (part.length < chunk.length) truncated = true;
+      out[stream].push(part);
+      kept[stream] += part.length;
+    };
+    child.stdout.on('data', collect('stdout'));
+    child.stderr.on('data', collect('stderr'));
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.stdin ?? '');
+
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killTree(child.pid);
+    }, options.timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      killTree(child.pid);
+    };
+    if (options.signal.aborted) onAbort();
+    else options.signal.addEventListener('abort', onAbort, { once: true });
+
+    child.once('error', (error) => {
+      spawnError = error.message;
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      options.signal.removeEventListener('abort', onAbort);
+      // Grandchildren may outlive the leader; the group goes with it.
+      if (timedOut || aborted) killTree(child.pid);
+      resolve({
+        exitCode: code,
+        signal,
+        stdout: Buffer.concat(out.stdout).toString('utf8'),
+        stderr: Buffer.concat(out.stderr).toString('utf8'),
+        truncated,
+        timedOut,
+        aborted,
+        durationMs: Math.round(performance.now() - started),
+        ...(spawnError === undefined ? {} : { spawnError }),
+      });
+    });
+  });
+}
