@@ -140,10 +140,22 @@ function stopSync(dataDir: string): void {
   }
 }
 
-/** As root, PostgreSQL runs as the `postgres` user, which must be able to reach its directory. */
+/**
+ * As root, PostgreSQL runs as the `postgres` user, which must be able to reach its directory:
+ * the data directory's parent (ours) is opened to it; a closed ancestor is named, not changed.
+ */
 async function letPostgresUserIn(dir: string): Promise<void> {
   const { mode } = await stat(dir);
   if ((mode & 0o001) === 0) await chmod(dir, mode | 0o011);
+  for (let up = path.dirname(dir); ; up = path.dirname(up)) {
+    const ancestor = await stat(up);
+    if ((ancestor.mode & 0o001) === 0) {
+      throw new Error(
+        `the embedded PostgreSQL runs as the "postgres" user, which cannot enter ${up}; choose an AGENTGATE_DATA_DIR outside it or allow others to traverse it (chmod o+x)`,
+      );
+    }
+    if (up === path.dirname(up)) break;
+  }
 }
 
 /** The server running on this directory (another agentgate, or one left by a killed process). */

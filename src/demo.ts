@@ -1,0 +1,182 @@
+// `npm run demo`: agentgate on a fresh embedded database, real reference agents as child
+// processes, and a scripted chat server, narrating what the gate answers and how fast.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { startServer } from './server.js';
+import { freePort } from './db/embedded.js';
+
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli.js');
+const ADMIN = `demo-admin-${randomUUID()}`;
+const t0 = performance.now();
+
+function say(line: string): void {
+  const at = ((performance.now() - t0) / 1000).toFixed(2).padStart(6);
+  process.stdout.write(`[${at}s] ${line}\n`);
+}
+
+function heading(line: string): void {
+  process.stdout.write(`\n== ${line}\n`);
+}
+
+interface Answer {
+  status: number;
+  ms: number;
+  // why: the demo prints fields of several response shapes.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  body: any;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'agentgate-demo-'));
+  // mkdtemp makes it private; the embedded PostgreSQL may run as another user (as root).
+  await chmod(dir, 0o755);
+  const children: ChildProcess[] = [];
+  // Short timings so the story fits in seconds: silence is a weak signal after 1.5 s and a
+  // strong one after 4 s (the defaults are 30 s and 90 s).
+  const config = loadConfig({
+    AGENTGATE_DATA_DIR: path.join(dir, 'data'),
+    PORT: '0',
+    AGENTGATE_ADMIN_TOKEN: ADMIN,
+    LOG_LEVEL: 'silent',
+    AGENTGATE_INACTIVE_TIMEOUT_MS: '1500',
+    AGENTGATE_DISCONNECT_GRACE_MS: '4000',
+    AGENTGATE_DIAL_TIMEOUT_MS: '2000',
+    AGENTGATE_DIAL_BACKOFF_MS: '1000',
+    AGENTGATE_SHUTDOWN_GRACE_MS: '2000',
+  });
+  heading('agentgate on a fresh embedded PostgreSQL');
+  const server = await startServer(config, createLogger('silent'));
+  say(`agentgate listening on ${server.url}`);
+
+  const call = async (method: string, route: string, body?: unknown): Promise<Answer> => {
+    const started = performance.now();
+    const res = await fetch(server.url + route, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, ms: Math.round(performance.now() - started), body: parsed };
+  };
+
+  const describe = (a: Answer): string => {
+    if (a.status === 200 && a.body?.connection) {
+      const c = a.body.connection;
+      return `200 ${a.body.agent.name} ${a.body.agent.status}, ${c.cached ? 'cached connection' : `dialed in ${c.dialMs} ms`} (${a.ms} ms)`;
+    }
+    const b = a.body ?? {};
+    const extra = [b.agentStatus && `agentStatus=${b.agentStatus}`, b.disconnectedSeconds !== undefined && `disconnected ${b.disconnectedSeconds}s`]
+      .filter(Boolean)
+      .join(', ');
+    return `${a.status} ${b.code ?? ''}${extra ? ` (${extra})` : ''} in ${a.ms} ms${b.hint ? `\n           hint: ${b.hint}` : ''}`;
+  };
+
+  const startAgentProcess = async (token: string, port: number, name: string): Promise<ChildProcess> => {
+    const child = spawn(
+      process.execPath,
+      [CLI, 'agent', '--gate', server.url, '--token', token, '--listen', `127.0.0.1:${port}`, '--root', dir, '--heartbeat-ms', '500'],
+      { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, LOG_LEVEL: 'silent' } },
+    );
+    children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('agent listening')) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`agent ${name} exited early (${code})`)));
+    });
+    say(`reference agent "${name}" (pid ${child.pid}) listening on 127.0.0.1:${port}, heartbeating every 500 ms`);
+    return child;
+  };
+
+  const waitExit = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  try {
+    const workspaceId = randomUUID();
+    const conn = () => call('POST', `/workspaces/${workspaceId}/conn`);
+    await call('PUT', `/workspaces/${workspaceId}`, { ownerId: randomUUID(), name: 'demo' });
+
+    heading('1. A healthy agent: the first call dials, the next one reuses the connection');
+    const portA = await freePort();
+    const build1 = await call('POST', `/workspaces/${workspaceId}/builds`, {
+      transition: 'start',
+      agents: [{ name: 'main', address: `http://127.0.0.1:${portA}` }],
+    });
+    say(`workspace ${workspaceId}: build ${build1.body.build.buildNumber} with agent "main"`);
+    const agentA = await startAgentProcess(build1.body.agents[0].token, portA, 'main');
+    await sleep(300);
+    say(`POST /conn -> ${describe(await conn())}`);
+    say(`POST /conn -> ${describe(await conn())}`);
+
+    heading('2. A tool call through the gate (proxied to the agent, signed)');
+    const exec = await call('POST', `/workspaces/${workspaceId}/conn/exec`, {
+      command: process.execPath,
+      args: ['-e', 'console.log(`hello from ${require("os").hostname()}, node ${process.version}`)'],
+    });
+    say(`POST /conn/exec -> ${exec.status} in ${exec.ms} ms: exit ${exec.body.exitCode}, stdout ${JSON.stringify(exec.body.stdout)}`);
+
+    heading('3. The agent dies without a goodbye (SIGKILL): weak signal, then strong');
+    agentA.kill('SIGKILL');
+    await waitExit(agentA);
+    const killedAt = performance.now();
+    say('agent "main" killed');
+    const seen = new Set<string>();
+    while (performance.now() - killedAt < 6_000) {
+      const a = await conn();
+      const key = `${a.status} ${a.body?.code ?? ''} ${a.body?.agent?.status ?? a.body?.agentStatus ?? ''}`;
+      if (!seen.has(key)) {
+        seen.add(key);
+        say(`POST /conn, ${((performance.now() - killedAt) / 1000).toFixed(1)} s after the kill -> ${describe(a)}`);
+      }
+      if (a.body?.code === 'AGENT_DISCONNECTED') break;
+      await sleep(250);
+    }
+
+    heading('4. The workspace is rebuilt: the next call picks up the new agent');
+    const portB = await freePort();
+    const build2 = await call('POST', `/workspaces/${workspaceId}/builds`, {
+      transition: 'start',
+      agents: [{ name: 'main', address: `http://127.0.0.1:${portB}` }],
+    });
+    say(`build ${build2.body.build.buildNumber} with a new agent "main"`);
+    const agentB = await startAgentProcess(build2.body.agents[0].token, portB, 'main (build 2)');
+    await sleep(300);
+    const afterRebuild = await conn();
+    say(`POST /conn -> ${describe(afterRebuild)}; agent id ${afterRebuild.body?.agent?.id === build2.body.agents[0].id ? 'is the new one' : 'is NOT the new one'}`);
+
+    heading('5. A graceful stop (SIGTERM): the agent says goodbye, the gate answers at once');
+    agentB.kill('SIGTERM');
+    await waitExit(agentB);
+    say(`agent exited with code ${agentB.exitCode}`);
+    say(`POST /conn -> ${describe(await conn())}`);
+
+    heading('6. The workspace is stopped: nothing to connect to');
+    const stop = await call('POST', `/workspaces/${workspaceId}/builds`, { transition: 'stop' });
+    say(`build ${stop.body.build.buildNumber}: stop`);
+    say(`POST /conn -> ${describe(await conn())}`);
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+  heading(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s; everything cleaned up`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`demo failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
