@@ -23,6 +23,7 @@ import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
 import proxyRoutes from './proxy/proxy-route.js';
 import { createUpgradeHandler } from './proxy/websocket.js';
+import chatRateLimit from './http/plugins/rate-limit.js';
 import type { Gate } from './gate/gate.js';
 
 declare module 'fastify' {
@@ -88,12 +89,18 @@ export async function buildApp(deps: AppDeps) {
   await app.register(workspaceRoutes, { config, events: deps.events });
   await app.register(tokenRoutes, { events: deps.events });
   await app.register(agentRoutes, { events: deps.events });
-  await app.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
-  await app.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config });
+  // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
+  await app.register(async (chat) => {
+    if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
+    await chat.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
+    await chat.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config });
+  });
 
   const upgrades = createUpgradeHandler({ gate: deps.gate, tokens: deps.tokens, lifecycle, metrics: deps.metrics, logger: app.log });
   app.server.on('upgrade', (req, socket, head) => void upgrades(req, socket, head));
-  app.addHook('onClose', async () => upgrades.closeAll());
+  // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
+  // and onClose hooks run only after it.
+  app.addHook('preClose', async () => upgrades.closeAll());
   return app;
 }
 

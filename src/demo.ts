@@ -1,5 +1,7 @@
 // `npm run demo`: agentgate on a fresh embedded database, real reference agents as child
 // processes, and a scripted chat server, narrating what the gate answers and how fast.
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument --
+   why: the demo prints fields of our own API's JSON answers; typing each shape here adds nothing. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';

@@ -31,7 +31,10 @@ const ExecBody = Type.Object(
     command: Type.String({ minLength: 1, maxLength: 4096 }),
     args: Type.Array(Type.String({ maxLength: 65_536 }), { maxItems: 1000, default: [] }),
     cwd: Type.Optional(Type.String({ maxLength: 4096 })),
-    env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 65_536 }))),
+    // additionalProperties: without it, a key not matching the name pattern is let through.
+    env: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ maxLength: 65_536 }), { additionalProperties: false }),
+    ),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
     stdin: Type.Optional(Type.String({ maxLength: 1024 * 1024 })),
   },

@@ -1,6 +1,6 @@
 // Runs one command for the reference agent: no shell, its own process group (so a timeout or
 // an abort kills the whole tree), output capped, duration measured.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 
 export interface RunOptions {
   command: string;
@@ -42,13 +42,30 @@ function killTree(pid: number | undefined): void {
 export function runProcess(options: RunOptions): Promise<RunResult> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(options.command, options.args, {
-      cwd: options.cwd,
-      env: options.env,
-      shell: false,
-      detached: true,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    let child: ChildProcessWithoutNullStreams;
+    try {
+      child = spawn(options.command, options.args, {
+        cwd: options.cwd,
+        env: options.env,
+        shell: false,
+        detached: true,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+    } catch (error) {
+      // Arguments spawn refuses outright (a NUL byte in the command, an argument or env).
+      resolve({
+        exitCode: null,
+        signal: null,
+        stdout: '',
+        stderr: '',
+        truncated: false,
+        timedOut: false,
+        aborted: false,
+        durationMs: Math.round(performance.now() - started),
+        spawnError: (error as Error).message,
+      });
+      return;
+    }
     const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
     const kept = { stdout: 0, stderr: 0 };
     let truncated = false;

@@ -18,6 +18,8 @@ import { forwardRequest, relayBody } from './forward.js';
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
 
 const AGENT_NAME = new RegExp(AgentName.pattern ?? '');
+const AGENT_NAME_MAX = AgentName.maxLength ?? 64;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface ProxyTarget {
   workspaceId: string;
@@ -36,6 +38,8 @@ export function proxyTarget(rawUrl: string, headerAgent: string | string[] | und
   const segments = rawPath.split('/');
   // ['', 'workspaces', '<id>', 'conn', ...rest]
   const workspaceId = segments[2] ?? '';
+  // The HTTP route's schema checks this too; WebSocket upgrades come here without one.
+  if (!UUID.test(workspaceId)) throw new ApiError('INVALID_REQUEST', 'the workspace id is not a UUID');
   const path = `/${segments.slice(4).join('/')}`;
   const check = checkForwardPath(path);
   if (!check.ok) throw new ApiError('INVALID_REQUEST', check.reason);
@@ -46,7 +50,7 @@ export function proxyTarget(rawUrl: string, headerAgent: string | string[] | und
   if (headerAgent !== undefined) names.add(headerAgent);
   if (names.size > 1) throw new ApiError('INVALID_REQUEST', 'the agent parameter and the x-agentgate-agent header name different agents');
   const [agentName] = names;
-  if (agentName !== undefined && !AGENT_NAME.test(agentName)) throw new ApiError('INVALID_REQUEST', 'the agent name is malformed');
+  if (agentName !== undefined && (agentName.length > AGENT_NAME_MAX || !AGENT_NAME.test(agentName))) throw new ApiError('INVALID_REQUEST', 'the agent name is malformed');
   return { workspaceId, path, query: split.forwarded, agentName };
 }
 
