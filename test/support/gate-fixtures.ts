@@ -24,7 +24,10 @@ export interface AgentSpec {
   displayOrder?: number;
 }
 
-export async function createWorkspace(t: TestApp, agents: AgentSpec[], ownerId = randomUUID()): Promise<Workspace> {
+/** Anything that can call the API: a test app, or a client of a gate running as a process. */
+export type Caller = Pick<TestApp, 'call'>;
+
+export async function createWorkspace(t: Caller, agents: AgentSpec[], ownerId = randomUUID()): Promise<Workspace> {
   const id = randomUUID();
   const put = await t.call('PUT', `/workspaces/${id}`, { token: ENV_ADMIN_TOKEN, body: { ownerId, name: 'ws' } });
   expect(put.status).toBe(201);
@@ -33,7 +36,7 @@ export async function createWorkspace(t: TestApp, agents: AgentSpec[], ownerId =
   return ws;
 }
 
-export async function startBuild(t: TestApp, workspaceId: string, agents: AgentSpec[]): Promise<RegisteredAgent[]> {
+export async function startBuild(t: Caller, workspaceId: string, agents: AgentSpec[]): Promise<RegisteredAgent[]> {
   const r = await t.call('POST', `/workspaces/${workspaceId}/builds`, {
     token: ENV_ADMIN_TOKEN,
     body: { transition: 'start', agents: agents.map((a, i) => ({ name: a.name ?? `agent${i}`, ...a })) },
