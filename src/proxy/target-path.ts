@@ -6,12 +6,13 @@
 
 export type PathCheck = { ok: true } | { ok: false; reason: string };
 
-const MAX_DECODE_DEPTH = 4;
-
-/** Percent-decodes repeatedly (double and triple encodings), stopping at a fixed point. */
+/**
+ * Percent-decodes repeatedly (double, triple... encodings) until nothing changes. Each round
+ * that changes the string makes it shorter, so this ends.
+ */
 function decodeDeep(segment: string): string | undefined {
   let current = segment;
-  for (let i = 0; i < MAX_DECODE_DEPTH; i++) {
+  for (;;) {
     let next: string;
     try {
       next = decodeURIComponent(current);
@@ -21,7 +22,6 @@ function decodeDeep(segment: string): string | undefined {
     if (next === current) return current;
     current = next;
   }
-  return current;
 }
 
 /** Checks the raw path (no query) that follows `/workspaces/:id/conn`; it starts with `/`. */

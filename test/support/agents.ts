@@ -124,6 +124,9 @@ export async function startBlackHole(): Promise<BlackHole> {
   const server = net.createServer((socket) => {
     sockets.track(socket);
     open.add(socket);
+    // Read and discard what arrives: a socket never read never sees its peer's FIN, so the
+    // close of a dial would go unnoticed.
+    socket.resume();
     socket.on('error', () => undefined);
     socket.on('close', () => open.delete(socket));
   });

@@ -1,0 +1,605 @@
+// The gate under stress and failure (SPEC 5 steps 9-13): eviction races never surface as
+// transport errors, a database outage is survived on cached connections, rebuilds during a
+// dial are noticed, replicas close their connections through NOTIFY, and the metrics show it.
+import type http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV_ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../support/app.js';
+import { startAgent, type FakeAgent } from '../support/agents.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { AgentRows, conn, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
+import { ConnCache } from '../../src/gate/conn-cache.js';
+import { dialAgent } from '../../src/gate/dial.js';
+import type { AgentConnection } from '../../src/gate/agent-connection.js';
+import { hashToken } from '../../src/auth/tokens.js';
+
+type Rows = AgentRows & { close(): Promise<void> };
+
+const agents: FakeAgent[] = [];
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.close()));
+});
+
+async function agent(): Promise<FakeAgent> {
+  const a = await startAgent();
+  agents.push(a);
+  return a;
+}
+
+async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** 'ok' for a 200, otherwise the status and the problem's code. */
+const outcome = (r: Reply): string => (r.status === 200 ? 'ok' : `${r.status} ${String(r.body?.code)}`);
+
+// why: pino lines are JSON with arbitrary fields; tests look up a few of them.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type LogLine = Record<string, any>;
+const parseLines = (lines: string[]): LogLine[] => lines.map((line) => JSON.parse(line) as LogLine);
+const parsedLogs = (t: TestApp): LogLine[] => parseLines(t.logs);
+
+/** Holds the agent's health checks until released: a dial kept in flight for as long as a test needs. */
+function holdHealth(a: FakeAgent): { arrived(n?: number): Promise<void>; release(): void } {
+  const held: http.ServerResponse[] = [];
+  let seen = 0;
+  a.handle = (req, res) => {
+    if (!req.url?.endsWith('/health')) return false;
+    seen += 1;
+    held.push(res);
+    return true;
+  };
+  return {
+    arrived: (n = 1) => eventually(() => seen >= n, 5_000, `${n} health check(s) arriving`),
+    release: () => {
+      for (const res of held.splice(0)) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"status":"ok"}');
+      }
+    },
+  };
+}
+
+/** Resolves when every socket the agent accepted so far has closed. */
+const allClosed = (a: FakeAgent) => a.sockets.waitClosed(a.sockets.opened);
+
+/** Takes and returns a lease at once: the cached connection itself, for observing it. */
+function peek(cache: ConnCache, agentId: string): AgentConnection | undefined {
+  const lease = cache.acquire(agentId);
+  lease?.release();
+  return lease?.conn;
+}
+
+describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)', () => {
+  async function dialed(a: FakeAgent): Promise<AgentConnection> {
+    return dialAgent(
+      { agentId: randomUUID(), workspaceId: randomUUID(), address: a.address, tokenHash: hashToken('agent-token-for-cache-tests') },
+      { timeoutMs: 2_000, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, signal: new AbortController().signal },
+    );
+  }
+
+  it('a lease taken before an eviction keeps its pool usable; the pool closes only on release', async () => {
+    const a = await agent();
+    const cache = new ConnCache({ max: 10, idleMs: 60_000 });
+    const c = await dialed(a);
+    cache.add(c).release();
+    const lease = cache.acquire(c.agentId)!;
+    expect(lease.conn).toBe(c);
+
+    expect(cache.evict(c.agentId)).toBe(true);
+    expect(cache.has(c.agentId)).toBe(false);
+    expect(cache.acquire(c.agentId)).toBeUndefined();
+    expect(c.closed).toBe(false);
+
+    const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toBe('{"status":"ok"}');
+    await sleep(100);
+    expect(c.closed).toBe(false);
+    expect(c.pool.closed).toBe(false);
+    expect(a.sockets.opened).toBeGreaterThanOrEqual(1);
+    expect(a.sockets.closed).toBe(0);
+
+    lease.release();
+    expect(c.closed).toBe(true);
+    await allClosed(a);
+    expect(c.pool.closed).toBe(true);
+    // A second release is a no-op.
+    lease.release();
+    expect(a.sockets.closed).toBe(a.sockets.opened);
+  });
+
+  it('LRU eviction spares a leased pool, and a request in flight when the lease is returned finishes', async () => {
+    const [a, b] = [await agent(), await agent()];
+    a.handle = (req, res) => {
+      if (req.url !== '/slow') return false;
+      setTimeout(() => res.end('slow done'), 150);
+      return true;
+    };
+    const cache = new ConnCache({ max: 1, idleMs: 60_000 });
+    const ca = await dialed(a);
+    const lease = cache.add(ca);
+    // The second connection pushes the first out of a cache of one.
+    cache.add(await dialed(b)).release();
+    expect(cache.has(ca.agentId)).toBe(false);
+    expect(cache.size).toBe(1);
+    expect(ca.closed).toBe(false);
+
+    const inFlight = lease.conn.pool.request({ method: 'GET', path: '/slow' });
+    await eventually(() => a.requests.some((r) => r.url === '/slow'));
+    lease.release();
+    expect(ca.closed).toBe(true);
+    const r = await inFlight;
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toBe('slow done');
+    await allClosed(a);
+    expect(b.sockets.closed).toBe(0);
+    await cache.close();
+    await allClosed(b);
+  });
+
+  it('idle expiry closes an unleased pool by itself and a leased one only on release', async () => {
+    const [a, b] = [await agent(), await agent()];
+    const sizes: number[] = [];
+    const cache = new ConnCache({ max: 10, idleMs: 50, onSizeChange: (n) => sizes.push(n) });
+    const idle = await dialed(a);
+    cache.add(idle).release();
+    const held = await dialed(b);
+    const lease = cache.add(held);
+    await a.sockets.waitClosed(1);
+    expect(idle.closed).toBe(true);
+    await eventually(() => cache.size === 0);
+    expect(cache.has(held.agentId)).toBe(false);
+    await sleep(50);
+    expect(held.closed).toBe(false);
+    expect(b.sockets.closed).toBe(0);
+    const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
+    expect(r.statusCode).toBe(200);
+    await r.body.dump();
+    lease.release();
+    await allClosed(b);
+    expect(sizes.at(-1)).toBe(0);
+  });
+
+  const N_WORKSPACES = 20;
+  const WAVES = 8;
+  const PER_WAVE = 50;
+
+  it.each<[string, Record<string, string>, number]>([
+    ['LRU eviction (AGENTGATE_MAX_CONNS=5)', { AGENTGATE_MAX_CONNS: '5' }, 0],
+    ['idle expiry (AGENTGATE_CONN_IDLE_MS=50)', { AGENTGATE_CONN_IDLE_MS: '50' }, 80],
+  ])('%s: 400 concurrent calls with goodbyes and evictions answer 200 or a sentinel only', async (_label, env, pauseMs) => {
+    const t = await startTestApp({ env: { AGENTGATE_DIAL_TIMEOUT_MS: '5000', ...env } });
+    const rows: Rows = await AgentRows.open(t.database.url);
+    try {
+      const fleet = await Promise.all(Array.from({ length: N_WORKSPACES }, () => agent()));
+      const spaces: Workspace[] = [];
+      for (const a of fleet) {
+        const ws = await createWorkspace(t, [{ address: a.address }]);
+        await rows.heartbeat(ws.agents[0]!.id);
+        spaces.push(ws);
+      }
+      // One agent said goodbye for good; three flap (goodbye, then a heartbeat) during the run.
+      const gone = spaces[0]!;
+      await rows.goodbye(gone.agents[0]!.id);
+      const flapping = spaces.slice(1, 4);
+      const stable = spaces.slice(4);
+
+      let running = true;
+      const churn = (async () => {
+        let n = 0;
+        while (running) {
+          const ws = spaces[n % spaces.length]!;
+          const agentId = ws.agents[0]!.id;
+          if (n % 3 === 0) t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: ws.id, agentId });
+          else if (n % 3 === 1) t.gate.cache.evict(agentId);
+          else t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: randomUUID() });
+          n += 1;
+          await sleep(1);
+        }
+        return n;
+      })();
+      const flap = (async () => {
+        let n = 0;
+        while (running) {
+          for (const ws of flapping) {
+            await rows.goodbye(ws.agents[0]!.id);
+            await sleep(3);
+            await rows.heartbeat(ws.agents[0]!.id);
+            n += 1;
+          }
+          await sleep(5);
+        }
+        return n;
+      })();
+
+      const results: Array<{ ws: Workspace; outcome: string }> = [];
+      try {
+        for (let w = 0; w < WAVES; w++) {
+          const batch = Array.from({ length: PER_WAVE }, (_, j) => spaces[(w * 7 + j) % spaces.length]!);
+          const replies = await Promise.all(batch.map((ws) => conn(t, ws.id)));
+          replies.forEach((r, j) => results.push({ ws: batch[j]!, outcome: outcome(r) }));
+          if (pauseMs > 0) await sleep(pauseMs);
+        }
+      } finally {
+        running = false;
+      }
+      const [churned, flapped] = await Promise.all([churn, flap]);
+
+      const seen = (group: Workspace[]) => new Set(results.filter((r) => group.includes(r.ws)).map((r) => r.outcome));
+      expect(results).toHaveLength(WAVES * PER_WAVE);
+      expect(seen(stable)).toEqual(new Set(['ok']));
+      expect(seen([gone])).toEqual(new Set(['409 AGENT_DISCONNECTED']));
+      for (const o of seen(flapping)) expect(['ok', '409 AGENT_DISCONNECTED']).toContain(o);
+      expect(new Set(results.map((r) => r.outcome))).toEqual(new Set(['ok', '409 AGENT_DISCONNECTED']));
+
+      // The evictions were real: connections were closed and agents dialed again.
+      expect(churned).toBeGreaterThan(20);
+      expect(flapped).toBeGreaterThan(3);
+      const dials = fleet.reduce((n, a) => n + a.healthChecks(), 0);
+      expect(dials).toBeGreaterThan(N_WORKSPACES);
+      expect(fleet.reduce((n, a) => n + a.sockets.closed, 0)).toBeGreaterThan(0);
+      expect(t.gate.cache.size).toBeLessThanOrEqual(Number(env.AGENTGATE_MAX_CONNS ?? N_WORKSPACES));
+      // Nothing was an internal error, nor a dial failure remembered afterwards.
+      expect(parsedLogs(t).filter((l) => l.level >= 50)).toEqual([]);
+      expect(parsedLogs(t).filter((l) => l.code === 'AGENT_UNREACHABLE' || l.code === 'AGENT_DIAL_TIMEOUT')).toEqual([]);
+
+      // Once the churn stops, every agent that is up answers 200.
+      for (const ws of flapping) await rows.heartbeat(ws.agents[0]!.id);
+      const after = await Promise.all([...flapping, ...stable].map((ws) => conn(t, ws.id)));
+      expect(new Set(after.map(outcome))).toEqual(new Set(['ok']));
+    } finally {
+      await rows.close();
+      await t.close();
+    }
+  });
+});
+
+describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
+  const DB_TIMEOUT_MS = 300;
+  let database: TestDatabase;
+  let proxy: FaultProxy;
+  let t: TestApp;
+  let rows: Rows;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    const target = new URL(database.url);
+    proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
+    t = await startTestApp({
+      database,
+      databaseUrl: proxy.urlFor(database.url),
+      env: { AGENTGATE_DB_TIMEOUT_MS: String(DB_TIMEOUT_MS), AGENTGATE_DIAL_TIMEOUT_MS: '5000' },
+    });
+    rows = await AgentRows.open(database.url);
+  });
+  afterAll(async () => {
+    await rows.close();
+    await t.close();
+    await proxy.close();
+    await database.drop();
+  });
+
+  async function timed(fn: () => Promise<Reply>): Promise<{ r: Reply; ms: number }> {
+    const started = performance.now();
+    const r = await fn();
+    return { r, ms: performance.now() - started };
+  }
+
+  it.each(['cut', 'blackhole'] as const)(
+    '%s: a cached agent is served degraded, an uncached workspace gets DATABASE_UNAVAILABLE at once, and calls recover',
+    async (mode) => {
+      const [a, u] = [await agent(), await agent()];
+      const ws = await createWorkspace(t, [{ address: a.address }]);
+      const uncached = await createWorkspace(t, [{ address: u.address }]);
+      const agentId = ws.agents[0]!.id;
+      await rows.heartbeat(agentId, 1_000);
+      await rows.heartbeat(uncached.agents[0]!.id);
+      const first = await conn(t, ws.id);
+      expect(first.status).toBe(200);
+      expect(first.body.connection.cached).toBe(false);
+      await rows.heartbeat(agentId, 500);
+      const lastRead = await conn(t, ws.id);
+      expect(lastRead.status).toBe(200);
+      expect(lastRead.body.connection.cached).toBe(true);
+      expect(lastRead.body.agent.lastConnectedAt).not.toBe(first.body.agent.lastConnectedAt);
+      // A heartbeat the gate cannot see once the database is unreachable.
+      await rows.heartbeat(agentId);
+      const logsBefore = t.logs.length;
+
+      proxy.setMode(mode);
+      try {
+        // (a) The cached connection serves, reporting the last row it read.
+        const degraded = await timed(() => conn(t, ws.id));
+        expect(degraded.r.status, degraded.r.text).toBe(200);
+        expect(degraded.r.headers.get('x-agentgate-degraded')).toBe('database');
+        expect(degraded.r.body).toEqual({
+          workspaceId: ws.id,
+          agent: lastRead.body.agent,
+          connection: { cached: true, dialedAt: first.body.connection.dialedAt, dialMs: first.body.connection.dialMs },
+        });
+        expect(degraded.ms).toBeLessThan(3 * DB_TIMEOUT_MS + 600);
+        const warnings = parsedLogs(t)
+          .slice(logsBefore)
+          .filter((l) => l.level === 40 && l.agentId === agentId);
+        expect(warnings.length).toBeGreaterThanOrEqual(1);
+        expect(warnings[0].msg).toMatch(/database/);
+        expect(typeof warnings[0].err).toBe('string');
+        expect(a.healthChecks()).toBe(1);
+
+        // (b) Without a cached connection: DATABASE_UNAVAILABLE within the database bound.
+        for (const id of [uncached.id, randomUUID()]) {
+          const { r, ms } = await timed(() => conn(t, id));
+          expect(r.status, r.text).toBe(503);
+          expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+          expect(r.body).toMatchObject({ code: 'DATABASE_UNAVAILABLE', retryable: true });
+          expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+          expect(Number(r.headers.get('retry-after'))).toBeLessThanOrEqual(5);
+          expect(ms).toBeLessThan(3 * DB_TIMEOUT_MS + 600);
+        }
+        expect(u.requests).toEqual([]);
+      } finally {
+        proxy.setMode('pass');
+      }
+
+      // (c) Recovery needs nothing but the database coming back.
+      await eventually(
+        async () => {
+          const r = await conn(t, ws.id);
+          return r.status === 200 && r.headers.get('x-agentgate-degraded') === null;
+        },
+        5_000,
+        'recovery',
+      );
+      const back = await conn(t, ws.id);
+      expect(back.status).toBe(200);
+      expect(back.headers.get('x-agentgate-degraded')).toBeNull();
+      expect(back.body.connection.cached).toBe(true);
+      // The fresh read sees the heartbeat made during the outage.
+      expect(Date.parse(back.body.agent.lastConnectedAt)).toBeGreaterThan(Date.parse(lastRead.body.agent.lastConnectedAt));
+      const fresh = await conn(t, uncached.id);
+      expect(fresh.status).toBe(200);
+      expect(fresh.headers.get('x-agentgate-degraded')).toBeNull();
+      expect(fresh.body.connection.cached).toBe(false);
+      expect(a.healthChecks()).toBe(1);
+      expect(u.healthChecks()).toBe(1);
+    },
+  );
+});
+
+describe('rebuilds during a dial (SPEC 5 step 11)', () => {
+  let t: TestApp;
+  let rows: Rows;
+  beforeAll(async () => {
+    t = await startTestApp({ env: { AGENTGATE_DIAL_TIMEOUT_MS: '5000' } });
+    rows = await AgentRows.open(t.database.url);
+  });
+  afterAll(async () => {
+    await rows.close();
+    await t.close();
+  });
+
+  it('a rebuild while dialing: the call answers for the new agent and closes the old pool', async () => {
+    const [a, b] = [await agent(), await agent()];
+    const slowA = holdHealth(a);
+    const ws = await createWorkspace(t, [{ name: 'main', address: a.address }]);
+    const oldId = ws.agents[0]!.id;
+    await rows.heartbeat(oldId);
+
+    const pending = conn(t, ws.id);
+    await slowA.arrived();
+    const [fresh] = await startBuild(t, ws.id, [{ name: 'main', address: b.address }]);
+    await rows.heartbeat(fresh!.id);
+    slowA.release();
+
+    const r = await pending;
+    expect(r.status, r.text).toBe(200);
+    expect(r.body).toMatchObject({ workspaceId: ws.id, agent: { id: fresh!.id, name: 'main', status: 'connected' }, connection: { cached: false } });
+    await a.sockets.waitClosed(1);
+    expect(a.healthChecks()).toBe(1);
+    expect(b.healthChecks()).toBe(1);
+    expect(b.sockets.closed).toBe(0);
+    expect(t.gate.cache.has(oldId)).toBe(false);
+    expect(t.gate.cache.has(fresh!.id)).toBe(true);
+    expect(parsedLogs(t).some((l) => l.agentId === oldId && /replaced while dialing/.test(l.msg))).toBe(true);
+  });
+
+  it("a build's own notice, arriving after its agent was dialed, does not close that connection", async () => {
+    const [a, next] = [await agent(), await agent()];
+    const ws = await createWorkspace(t, []);
+    const build = await t.call('POST', `/workspaces/${ws.id}/builds`, {
+      token: ENV_ADMIN_TOKEN,
+      body: { transition: 'start', agents: [{ name: 'main', address: a.address }] },
+    });
+    expect(build.status).toBe(201);
+    const agentId: string = build.body.agents[0].id;
+    await rows.heartbeat(agentId);
+    expect((await conn(t, ws.id)).status).toBe(200);
+
+    // The NOTIFY echo of this very build (late, or from another replica) spares its agent.
+    t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: build.body.build.id });
+    expect(t.gate.cache.has(agentId)).toBe(true);
+    await sleep(50);
+    expect(a.sockets.closed).toBe(0);
+    expect((await conn(t, ws.id)).body.connection.cached).toBe(true);
+
+    // A newer build replaces it.
+    await startBuild(t, ws.id, [{ name: 'main', address: next.address }]);
+    expect(t.gate.cache.has(agentId)).toBe(false);
+    await allClosed(a);
+    expect(a.healthChecks()).toBe(1);
+  });
+
+  it('the agent replaced during both dials: WORKSPACE_CHANGED, retryable, both pools closed', async () => {
+    const [a, b, c] = [await agent(), await agent(), await agent()];
+    const [slowA, slowB] = [holdHealth(a), holdHealth(b)];
+    const ws = await createWorkspace(t, [{ name: 'main', address: a.address }]);
+    await rows.heartbeat(ws.agents[0]!.id);
+
+    const pending = conn(t, ws.id);
+    await slowA.arrived();
+    const [second] = await startBuild(t, ws.id, [{ name: 'main', address: b.address }]);
+    await rows.heartbeat(second!.id);
+    slowA.release();
+    await slowB.arrived();
+    const [third] = await startBuild(t, ws.id, [{ name: 'main', address: c.address }]);
+    await rows.heartbeat(third!.id);
+    slowB.release();
+
+    const r = await pending;
+    expect(r.status, r.text).toBe(409);
+    expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(r.body).toMatchObject({ code: 'WORKSPACE_CHANGED', retryable: true, workspaceId: ws.id });
+    expect(typeof r.body.hint).toBe('string');
+    await a.sockets.waitClosed(1);
+    await b.sockets.waitClosed(1);
+    expect([a.healthChecks(), b.healthChecks()]).toEqual([1, 1]);
+    expect(c.requests).toEqual([]);
+    expect(t.gate.cache.has(ws.agents[0]!.id) || t.gate.cache.has(second!.id)).toBe(false);
+
+    // Retrying, as the sentinel says, reaches the current agent.
+    const retry = await conn(t, ws.id);
+    expect(retry.status).toBe(200);
+    expect(retry.body.agent.id).toBe(third!.id);
+    expect(c.healthChecks()).toBe(1);
+  });
+});
+
+describe('two replicas on one database (SPEC 5 step 13)', () => {
+  let database: TestDatabase;
+  let one: TestApp;
+  let two: TestApp;
+  let rows: Rows;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    one = await startTestApp({ database });
+    two = await startTestApp({ database });
+    rows = await AgentRows.open(database.url);
+  });
+  afterAll(async () => {
+    await rows.close();
+    await one.close();
+    await two.close();
+    await database.drop();
+  });
+
+  /** A workspace whose agent both replicas hold a cached connection to; returns replica two's. */
+  async function cachedOnBoth(): Promise<{ a: FakeAgent; ws: Workspace; connTwo: AgentConnection }> {
+    const a = await agent();
+    const ws = await createWorkspace(one, [{ address: a.address }]);
+    await rows.heartbeat(ws.agents[0]!.id);
+    expect((await conn(one, ws.id)).status).toBe(200);
+    expect((await conn(two, ws.id)).status).toBe(200);
+    expect(a.healthChecks()).toBe(2);
+    expect(a.sockets).toMatchObject({ opened: 2, closed: 0 });
+    const connTwo = peek(two.gate.cache, ws.agents[0]!.id);
+    expect(connTwo).toBeDefined();
+    expect(connTwo).not.toBe(peek(one.gate.cache, ws.agents[0]!.id));
+    return { a, ws, connTwo: connTwo! };
+  }
+
+  /** Replica two closes its pool by itself: no call reaches it. */
+  async function twoClosesItsPool(a: FakeAgent, ws: Workspace, connTwo: AgentConnection): Promise<void> {
+    await eventually(() => connTwo.closed, 2_000, "replica two closing its pool");
+    await a.sockets.waitClosed(2, 2_000);
+    expect(two.gate.cache.has(ws.agents[0]!.id)).toBe(false);
+    expect(one.gate.cache.has(ws.agents[0]!.id)).toBe(false);
+  }
+
+  it('a goodbye through replica one closes replica two’s connection', async () => {
+    const { a, ws, connTwo } = await cachedOnBoth();
+    const twoLogsBefore = two.logs.length;
+    const r = await one.call('POST', '/agent/disconnect', { token: ws.agents[0]!.token });
+    expect(r.status).toBe(204);
+    await twoClosesItsPool(a, ws, connTwo);
+    const twoLogs = parseLines(two.logs.slice(twoLogsBefore));
+    expect(twoLogs.some((l) => l.req !== undefined)).toBe(false);
+    expect(twoLogs.some((l) => l.agentId === ws.agents[0]!.id && /goodbye/.test(l.msg))).toBe(true);
+  });
+
+  it('a new build through replica one closes replica two’s connection to the replaced agent', async () => {
+    const { a, ws, connTwo } = await cachedOnBoth();
+    const next = await agent();
+    await startBuild(one, ws.id, [{ address: next.address }]);
+    await twoClosesItsPool(a, ws, connTwo);
+    expect(next.requests).toEqual([]);
+  });
+
+  it('deleting the workspace through replica one closes replica two’s connection', async () => {
+    const { a, ws, connTwo } = await cachedOnBoth();
+    const r = await one.call('DELETE', `/workspaces/${ws.id}`, { token: ENV_ADMIN_TOKEN });
+    expect(r.status).toBeLessThan(300);
+    await twoClosesItsPool(a, ws, connTwo);
+    expect((await conn(two, ws.id)).body.code).toBe('WORKSPACE_NOT_FOUND');
+  });
+});
+
+describe('metrics (SPEC 5, section 8)', () => {
+  let t: TestApp;
+  let rows: Rows;
+  beforeAll(async () => {
+    t = await startTestApp();
+    rows = await AgentRows.open(t.database.url);
+  });
+  afterAll(async () => {
+    await rows.close();
+    await t.close();
+  });
+
+  const scrape = async (): Promise<string> => {
+    const r = await t.call('GET', '/metrics');
+    expect(r.status).toBe(200);
+    return r.text;
+  };
+  /** The value of one sample, e.g. `agentgate_conn_total{code="ok"}`; undefined when absent. */
+  const sample = (text: string, series: string): number | undefined => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+  /** The sum of a metric's samples over every label set. */
+  const sum = (text: string, name: string): number =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+      .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+
+  it('counts decisions, dials, cached connections and queries; a cached call costs exactly one query', async () => {
+    const [a, b] = [await agent(), await agent()];
+    const wsA = await createWorkspace(t, [{ address: a.address }]);
+    const wsB = await createWorkspace(t, [{ address: b.address }]);
+    await rows.heartbeat(wsA.agents[0]!.id);
+    await rows.heartbeat(wsB.agents[0]!.id);
+    expect((await conn(t, wsA.id)).status).toBe(200);
+    expect((await conn(t, wsA.id)).body.connection.cached).toBe(true);
+    expect((await conn(t, wsB.id)).status).toBe(200);
+    expect((await conn(t, randomUUID())).body.code).toBe('WORKSPACE_NOT_FOUND');
+
+    const text = await scrape();
+    expect(sample(text, 'agentgate_conn_total{code="ok"}')).toBe(3);
+    expect(sample(text, 'agentgate_conn_total{code="WORKSPACE_NOT_FOUND"}')).toBe(1);
+    expect(sample(text, 'agentgate_dial_seconds_count{result="ok"}')).toBe(2);
+    expect(sample(text, 'agentgate_connections')).toBe(2);
+    expect(t.gate.cache.size).toBe(2);
+    expect(sample(text, 'agentgate_db_query_seconds_count{ok="true"}')).toBeGreaterThan(0);
+    expect(text).toMatch(/^# TYPE agentgate_db_query_seconds histogram$/m);
+
+    // One cached call, with the token cache out of the way (the env admin token needs no query).
+    const before = sum(await scrape(), 'agentgate_db_query_seconds_count');
+    const cached = await conn(t, wsB.id);
+    expect(cached.status).toBe(200);
+    expect(cached.body.connection.cached).toBe(true);
+    const after = sum(await scrape(), 'agentgate_db_query_seconds_count');
+    expect(after - before).toBe(1);
+
+    // The gauge follows evictions.
+    t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: wsA.id, agentId: wsA.agents[0]!.id });
+    expect(sample(await scrape(), 'agentgate_connections')).toBe(1);
+    await a.sockets.waitClosed(1);
+  });
+});

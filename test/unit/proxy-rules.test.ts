@@ -1,0 +1,623 @@
+// The proxy's pure rules (SPEC 4.1, 6): which headers cross in each direction, which paths may
+// be forwarded, how the agent selector leaves the query, and the gate-to-agent signature.
+import { createHash, createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardContext } from '../../src/proxy/headers.js';
+import { checkForwardPath, splitAgentParam } from '../../src/proxy/target-path.js';
+import { proxyTarget } from '../../src/proxy/proxy-route.js';
+import { signAgentRequest, verifyAgentRequest } from '../../src/auth/agent-signature.js';
+import { hashToken } from '../../src/auth/tokens.js';
+import { ApiError } from '../../src/errors.js';
+
+// ---------------------------------------------------------------------------------------------
+// Headers
+
+/** RFC 9110 section 7.6.1 and the usual proxy extras; listed here independently of the code. */
+const HOP_BY_HOP = [
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+];
+/** The caller's credentials. */
+const CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization'];
+/** Set by the gate alone, from the context, never copied from the caller. */
+const GATE_SET = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'x-agentgate-auth'];
+/** Other names the caller must not control on the agent side. */
+const CALLER_CONTROLLED = ['host', 'forwarded', 'content-length', 'expect'];
+const RESERVED = new Set([...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED]);
+
+/** The same name in a random mix of upper and lower case. */
+const mixedCase = (name: string) =>
+  fc.array(fc.boolean(), { minLength: name.length, maxLength: name.length }).map((upper) =>
+    [...name].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join(''),
+  );
+
+const headerValue = fc.stringMatching(/^[\x21-\x7e]([\x20-\x7e]{0,30}[\x21-\x7e])?$/);
+const valueOrList = fc.oneof(headerValue, fc.array(headerValue, { minLength: 1, maxLength: 3 }));
+
+/** A name no rule touches (unless a Connection header names it), x-forwarded-prefix and the like included. */
+const otherName = fc
+  .oneof(fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), fc.stringMatching(/^x-forwarded-[a-z0-9-]{1,8}$/))
+  .filter((n) => !RESERVED.has(n) && !n.startsWith('x-agentgate-'));
+
+const agentgateName = fc
+  .stringMatching(/^[a-z0-9-]{0,12}$/)
+  .chain((suffix) => mixedCase(`x-agentgate-${suffix}`));
+
+const strippedName = fc.oneof(fc.constantFrom(...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED).chain(mixedCase), agentgateName);
+
+/** As parsed headers, but a Connection header may also come as a list (as the rules accept). */
+type Headers = Record<string, string | string[] | undefined>;
+
+interface HeaderSet {
+  headers: Headers;
+  /** Lower-case names of the headers no rule removes (before Connection is applied). */
+  others: Map<string, string | string[]>;
+  /** Lower-case names the Connection header lists. */
+  named: Set<string>;
+}
+
+/**
+ * Random header sets: names unique once lower-cased (as a parsed request's are), some of the
+ * other names listed in a Connection header with random case and spacing.
+ */
+function headerSet(extraOthers: fc.Arbitrary<[string, string | string[]]>[] = []): fc.Arbitrary<HeaderSet> {
+  const entry = fc.oneof(
+    fc.tuple(otherName.chain(mixedCase), valueOrList),
+    fc.tuple(strippedName, valueOrList),
+    ...extraOthers,
+  );
+  return fc
+    .record({
+      entries: fc.uniqueArray(entry, { maxLength: 14, selector: ([name]) => name.toLowerCase() }),
+      picks: fc.array(fc.nat(), { maxLength: 4 }),
+      strangers: fc.array(otherName, { maxLength: 2 }),
+      spacing: fc.array(fc.constantFrom(',', ', ', ' ,', ' , ', ',,'), { minLength: 8, maxLength: 8 }),
+      connectionAsList: fc.boolean(),
+      withConnection: fc.boolean(),
+    })
+    .chain((r) => {
+      const entries = r.entries.filter(([name]) => name.toLowerCase() !== 'connection');
+      const candidates = entries.map(([name]) => name.toLowerCase()).filter((n) => !RESERVED.has(n));
+      const named = [
+        ...r.picks.filter(() => candidates.length > 0).map((p) => candidates[p % candidates.length]!),
+        ...r.strangers,
+      ];
+      return fc.tuple(fc.constant({ ...r, entries, named }), fc.tuple(...named.map(mixedCase)));
+    })
+    .map(([r, namedCased]) => {
+      const headers: Headers = {};
+      for (const [name, value] of r.entries) headers[name] = value;
+      const tokens = ['keep-alive', ...namedCased];
+      if (r.withConnection) {
+        headers.connection = r.connectionAsList
+          ? tokens.map((tok) => ` ${tok} `)
+          : tokens.reduce((acc, tok, i) => (i === 0 ? tok : `${acc}${r.spacing[i % r.spacing.length]}${tok}`), '');
+      }
+      const named = new Set(r.withConnection ? ['keep-alive', ...r.named] : []);
+      const others = new Map<string, string | string[]>();
+      for (const [name, value] of r.entries) {
+        const lower = name.toLowerCase();
+        if (!RESERVED.has(lower) && !lower.startsWith('x-agentgate-')) others.set(lower, value);
+      }
+      return { headers, others, named };
+    });
+}
+
+const forwardContext: fc.Arbitrary<ForwardContext> = fc.record({
+  clientIp: fc.oneof(fc.ipV4(), fc.ipV6()),
+  proto: fc.constantFrom('http' as const, 'https' as const),
+  host: fc.option(fc.stringMatching(/^[a-z0-9.-]{1,20}(:[0-9]{1,5})?$/), { nil: undefined }),
+  requestId: fc.uuid(),
+  signature: fc.stringMatching(/^v1\.[0-9]{10}\.[0-9a-f]{64}$/),
+  contentLength: fc.option(fc.nat(), { nil: undefined }),
+});
+
+describe('upstreamRequestHeaders', () => {
+  it('drops hop-by-hop, Connection-named, credential and x-agentgate-* headers; sets the forwarding ones from the context', () => {
+    fc.assert(
+      fc.property(headerSet(), forwardContext, ({ headers, others, named }, ctx) => {
+        const out = upstreamRequestHeaders(headers, ctx);
+        const keys = Object.keys(out);
+        for (const key of keys) {
+          expect(key).toBe(key.toLowerCase());
+          expect(HOP_BY_HOP).not.toContain(key);
+          expect(named.has(key)).toBe(false);
+          expect(['authorization', 'cookie', 'host', 'forwarded', 'expect']).not.toContain(key);
+          if (key.startsWith('x-agentgate-')) expect(key).toBe('x-agentgate-auth');
+        }
+        expect(out['x-agentgate-auth']).toBe(ctx.signature);
+        expect(out['x-forwarded-for']).toBe(ctx.clientIp);
+        expect(out['x-forwarded-proto']).toBe(ctx.proto);
+        expect(out['x-forwarded-host']).toBe(ctx.host);
+        expect(out['x-request-id']).toBe(ctx.requestId);
+        expect(out['content-length']).toBe(ctx.contentLength === undefined ? undefined : String(ctx.contentLength));
+        // Every other header passes unchanged, and nothing else appears.
+        const expected = new Map([...others].filter(([name]) => !named.has(name)));
+        for (const [name, value] of expected) expect(out[name]).toEqual(value);
+        const gateKeys = GATE_SET.filter((k) => out[k] !== undefined).concat(out['content-length'] === undefined ? [] : ['content-length']);
+        expect(new Set(keys)).toEqual(new Set([...expected.keys(), ...gateKeys]));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('never takes the forwarding headers or the signature from the caller', () => {
+    const ctx: ForwardContext = { clientIp: '10.0.0.7', proto: 'https', host: undefined, requestId: 'rid-gate', signature: 'v1.1.sig' };
+    const out = upstreamRequestHeaders(
+      {
+        'x-forwarded-for': '1.2.3.4',
+        'x-forwarded-proto': 'gopher',
+        'x-forwarded-host': 'evil.example',
+        'x-forwarded-prefix': '/admin',
+        'x-request-id': 'rid-caller',
+        'x-agentgate-auth': 'v1.0.forged',
+        'X-AgentGate-Agent': 'main',
+        forwarded: 'for=1.2.3.4',
+        host: 'gate.example',
+        'content-length': '99',
+        authorization: 'Bearer secret',
+        cookie: 'a=b',
+        'proxy-authorization': 'Basic x',
+        connection: 'close, X-Private',
+        'x-private': 'hidden',
+        'x-kept': 'yes',
+      },
+      ctx,
+    );
+    expect(out).toEqual({
+      'x-forwarded-for': '10.0.0.7',
+      'x-forwarded-proto': 'https',
+      'x-forwarded-prefix': '/admin',
+      'x-request-id': 'rid-gate',
+      'x-agentgate-auth': 'v1.1.sig',
+      'x-kept': 'yes',
+    });
+  });
+});
+
+describe('downstreamResponseHeaders', () => {
+  const usual = [
+    fc.tuple(fc.constantFrom('set-cookie', 'Set-Cookie').chain(mixedCase), fc.array(headerValue, { minLength: 1, maxLength: 3 })),
+    fc.tuple(fc.constantFrom('content-type', 'content-length', 'cache-control', 'etag', 'location', 'www-authenticate').chain(mixedCase), headerValue),
+  ] as fc.Arbitrary<[string, string | string[]]>[];
+
+  it('drops hop-by-hop and Connection-named headers, keeps the rest unchanged, marks the response', () => {
+    fc.assert(
+      fc.property(headerSet(usual), ({ headers, named }) => {
+        const out = downstreamResponseHeaders(headers);
+        for (const key of Object.keys(out)) {
+          expect(key).toBe(key.toLowerCase());
+          expect(HOP_BY_HOP).not.toContain(key);
+          expect(named.has(key)).toBe(false);
+        }
+        expect(out['x-agentgate-upstream']).toBe('agent');
+        const kept = Object.entries(headers).filter(([name]) => {
+          const lower = name.toLowerCase();
+          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && lower !== 'x-agentgate-upstream';
+        });
+        for (const [name, value] of kept) expect(out[name.toLowerCase()]).toEqual(value);
+        expect(Object.keys(out)).toHaveLength(kept.length + 1);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('keeps set-cookie lists, content-type and content-length as the agent sent them', () => {
+    const out = downstreamResponseHeaders({
+      'set-cookie': ['a=1; Path=/', 'b=2'],
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': '42',
+      'transfer-encoding': 'chunked',
+      'Keep-Alive': 'timeout=5',
+      connection: 'keep-alive, X-Hop',
+      'x-hop': '1',
+      'x-agentgate-upstream': 'spoofed',
+    });
+    expect(out).toEqual({
+      'set-cookie': ['a=1; Path=/', 'b=2'],
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': '42',
+      'x-agentgate-upstream': 'agent',
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Paths
+
+describe('checkForwardPath', () => {
+  it.each(['/', '/a/b', '/a/', '/a%20b', '/a.b', '/...', '/a..b', '/.well-known/x', '/%E2%82%AC', '/a;b=c', '/%2e%2e%2e', '/..a', '/a./b.'])(
+    'accepts %s',
+    (path) => {
+      expect(checkForwardPath(path)).toEqual({ ok: true });
+    },
+  );
+
+  it.each([
+    // dot segments, plain and encoded, in any case and position
+    '/.',
+    '/..',
+    '/./',
+    '/../',
+    '/a/.',
+    '/a/..',
+    '/a/./b',
+    '/a/../b',
+    '/%2e',
+    '/%2E',
+    '/%2e%2e',
+    '/%2E%2E',
+    '/%2e%2E',
+    '/.%2e',
+    '/%2e.',
+    '/a/%2e%2e/b',
+    // double, triple and quadruple encoding
+    '/%252e',
+    '/%252e%252e',
+    '/%252E%252E',
+    '/.%252e',
+    '/%25252e%25252e',
+    '/%2525252e%2525252e',
+    // path parameters that servers strip
+    '/..;',
+    '/..;/x',
+    '/..;a=b/x',
+    '/.;jsessionid=1/x',
+    '/%2e%2e;x/y',
+    '/%252e%252e;/y',
+    '/a/..;jsessionid=0',
+    // encoded slashes and backslashes, at any depth
+    '/a%2fb',
+    '/a%2Fb',
+    '/%2f',
+    '/%2F..',
+    '/a%252fb',
+    '/a%252Fb',
+    '/a%25252fb',
+    '/a%5cb',
+    '/a%5Cb',
+    '/a%255cb',
+    '/%5c..%5c',
+    '/a\\b',
+    '/\\',
+    '/..\\x',
+    // empty segments
+    '//',
+    '//a',
+    '/a//b',
+    '/a//',
+    // NUL and control characters, raw or encoded
+    '/%00',
+    '/a%00b',
+    '/a%2500',
+    '/a%0ab',
+    '/a%0D%0A',
+    '/a%09',
+    '/a%7f',
+    '/a\u0000b',
+    '/a\u0001b',
+    '/a\tb',
+    '/a\u007fb',
+    // malformed percent-encoding
+    '/%zz',
+    '/%',
+    '/a%',
+    '/a%2',
+    '/%g0',
+    '/%E2%82',
+    '/%C0%AE',
+    '/a%25zz',
+    // not a path
+    '',
+    'a/b',
+  ])('refuses %j', (path) => {
+    const check = checkForwardPath(path);
+    expect(check.ok).toBe(false);
+    if (!check.ok) expect(check.reason.length).toBeGreaterThan(0);
+  });
+
+  /** Percent-encodes one character (UTF-8), in upper- or lower-case hex. */
+  const pct = (c: string, upper: boolean) =>
+    [...Buffer.from(c, 'utf8')].map((b) => `%${b.toString(16).padStart(2, '0')}`).map((h) => (upper ? h.toUpperCase() : h)).join('');
+  const RAW_SAFE = /^[A-Za-z0-9._~;=!$&'()*+,:@-]$/;
+
+  /**
+   * A raw segment that decodes to `decoded`: each character kept or encoded at random, then the
+   * whole encoded again `depth` more times (each pass encoding every `%`, and maybe more).
+   */
+  function encodedSegment(decoded: fc.Arbitrary<string>): fc.Arbitrary<string> {
+    return decoded.chain((s) =>
+      fc
+        .record({
+          choices: fc.array(fc.tuple(fc.boolean(), fc.boolean()), { minLength: [...s].length, maxLength: [...s].length }),
+          depth: fc.integer({ min: 0, max: 3 }),
+          upper: fc.boolean(),
+        })
+        .map(({ choices, depth, upper }) => {
+          let raw = [...s]
+            .map((c, i) => {
+              const [encode, up] = choices[i]!;
+              return RAW_SAFE.test(c) && !encode ? c : pct(c, up);
+            })
+            .join('');
+          for (let d = 0; d < depth; d++) raw = raw.replaceAll('%', pct('%', upper));
+          return raw;
+        }),
+    );
+  }
+
+  /** Decodes until nothing changes (at most 4 levels); undefined when malformed. */
+  function decodeAll(segment: string): string | undefined {
+    let current = segment;
+    for (let i = 0; i < 4; i++) {
+      let next: string;
+      try {
+        next = decodeURIComponent(current);
+      } catch {
+        return undefined;
+      }
+      if (next === current) break;
+      current = next;
+    }
+    return current;
+  }
+
+  const filler = fc.stringMatching(/^[A-Za-z0-9 ._~%;=@€-]{0,8}$/);
+  const dotty = fc
+    .tuple(fc.constantFrom('.', '..'), fc.option(fc.stringMatching(/^;[A-Za-z0-9=._-]{0,8}$/), { nil: '' }))
+    .map(([dots, params]) => dots + params);
+  const slashy = fc.tuple(filler, fc.constantFrom('/', '\\'), filler).map((parts) => parts.join(''));
+  const anySegment = fc.oneof(encodedSegment(dotty), encodedSegment(slashy), encodedSegment(filler), filler);
+
+  it('refuses every path with a segment that decodes to a dot segment, a slash or a backslash', () => {
+    fc.assert(
+      fc.property(fc.array(anySegment, { minLength: 1, maxLength: 6 }), (segments) => {
+        const path = `/${segments.join('/')}`;
+        const check = checkForwardPath(path);
+        const escapes = segments.some((segment) => {
+          const decoded = decodeAll(segment);
+          if (decoded === undefined) return false;
+          const bare = decoded.split(';')[0];
+          return bare === '.' || bare === '..' || decoded.includes('/') || decoded.includes('\\');
+        });
+        if (escapes) expect(check.ok).toBe(false);
+        if (!check.ok) expect(check.reason).toMatch(/\S/);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('accepts every path of harmless segments, however they are encoded', () => {
+    const harmless = fc
+      .stringMatching(/^[A-Za-z0-9 ._~;=@€-]{1,10}$/)
+      .filter((s) => !['.', '..'].includes(s.split(';')[0]!));
+    fc.assert(
+      fc.property(fc.array(encodedSegment(harmless), { minLength: 1, maxLength: 6 }), fc.boolean(), (segments, trailingSlash) => {
+        const path = `/${segments.join('/')}${trailingSlash ? '/' : ''}`;
+        expect(checkForwardPath(path)).toEqual({ ok: true });
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Agent selection and the forwarded query
+
+describe('splitAgentParam', () => {
+  it.each([
+    ['', '', []],
+    ['agent=main', '', ['main']],
+    ['x=1&agent=main&y=%20z', '?x=1&y=%20z', ['main']],
+    ['q=a+b&agent=m&r=%2B&s=', '?q=a+b&r=%2B&s=', ['m']],
+    ['b=2&a=1&agent=x&c=3', '?b=2&a=1&c=3', ['x']],
+    ['x=1&x=2&agent=a&x=3', '?x=1&x=2&x=3', ['a']],
+    ['a=&b&=c&&', '?a=&b&=c&&', []],
+    ['%61gent=enc&k=v', '?k=v', ['enc']],
+    ['agent=a&agent=b', '', ['a', 'b']],
+    ['agent', '', ['']],
+    ['Agent=kept&agents=kept&xagent=kept', '?Agent=kept&agents=kept&xagent=kept', []],
+    ['x=%zz&agent=a', '?x=%zz', ['a']],
+    ['%zz=1&k=%E2%82%AC', '?%zz=1&k=%E2%82%AC', []],
+    ['path=/a/../b&u=http://x?y', '?path=/a/../b&u=http://x?y', []],
+  ])('%j forwards %j and selects %j', (raw, forwarded, agents) => {
+    expect(splitAgentParam(raw)).toEqual({ forwarded, agents });
+  });
+
+  it('refuses a malformed agent value', () => {
+    expect(splitAgentParam('agent=%zz')).toBeUndefined();
+    expect(splitAgentParam('x=1&agent=%E2%82')).toBeUndefined();
+  });
+
+  it('removes the agent parameters and keeps every other byte in order', () => {
+    const part = fc
+      .stringMatching(/^[A-Za-z0-9%+=._~!$'()*,;:@/?-]{0,12}$/)
+      .filter((p) => {
+        try {
+          return decodeURIComponent(p.split('=')[0]!.replaceAll('+', ' ')) !== 'agent';
+        } catch {
+          return true;
+        }
+      });
+    fc.assert(
+      fc.property(
+        fc.array(part, { maxLength: 8 }),
+        fc.array(fc.tuple(fc.nat(), fc.stringMatching(/^[A-Za-z0-9._-]{1,10}$/)), { maxLength: 3 }),
+        (kept, inserted) => {
+          const parts = [...kept];
+          for (const [at, name] of inserted) parts.splice(at % (parts.length + 1), 0, `\u0000${name}`);
+          const raw = parts.map((p) => (p.startsWith('\u0000') ? `agent=${p.slice(1)}` : p)).join('&');
+          const split = splitAgentParam(raw);
+          const agentsInOrder = parts.filter((p) => p.startsWith('\u0000')).map((p) => p.slice(1));
+          // An empty query is forwarded as none; otherwise every kept part is there, in order.
+          const forwarded = raw === '' || kept.length === 0 ? '' : `?${kept.join('&')}`;
+          expect(split).toEqual({ forwarded, agents: agentsInOrder });
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('proxyTarget', () => {
+  const id = '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b';
+  const base = `/workspaces/${id}/conn`;
+
+  function invalid(run: () => unknown): ApiError {
+    try {
+      run();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ApiError);
+      expect((error as ApiError).code).toBe('INVALID_REQUEST');
+      expect((error as ApiError).status).toBe(400);
+      return error as ApiError;
+    }
+    throw new Error('expected INVALID_REQUEST');
+  }
+
+  it('splits the workspace, the path and the query, removing the agent selector', () => {
+    expect(proxyTarget(`${base}/a/b?x=1&agent=main&y=a+b&z=`, undefined)).toEqual({
+      workspaceId: id,
+      path: '/a/b',
+      query: '?x=1&y=a+b&z=',
+      agentName: 'main',
+    });
+    expect(proxyTarget(`${base}/`, undefined)).toEqual({ workspaceId: id, path: '/', query: '', agentName: undefined });
+    expect(proxyTarget(`${base}/x%20y/?agent=a1`, undefined)).toEqual({ workspaceId: id, path: '/x%20y/', query: '', agentName: 'a1' });
+    expect(proxyTarget(`${base}/t?q=%2e%2e%2f`, undefined).query).toBe('?q=%2e%2e%2f');
+  });
+
+  it('takes the agent from the header, or from both when they agree', () => {
+    expect(proxyTarget(`${base}/t?k=v`, 'side-car').agentName).toBe('side-car');
+    expect(proxyTarget(`${base}/t?agent=main`, 'main')).toMatchObject({ agentName: 'main', query: '' });
+    expect(proxyTarget(`${base}/t?agent=main&agent=main`, undefined).agentName).toBe('main');
+    expect(proxyTarget(`${base}/t?agent=${'x'.repeat(64)}`, undefined).agentName).toBe('x'.repeat(64));
+  });
+
+  it('refuses conflicting, repeated or malformed selectors with INVALID_REQUEST', () => {
+    invalid(() => proxyTarget(`${base}/t?agent=main`, 'other'));
+    invalid(() => proxyTarget(`${base}/t?agent=a&agent=b`, undefined));
+    invalid(() => proxyTarget(`${base}/t`, ['a', 'a']));
+    for (const name of ['', '-x', '.x', 'a%20b', 'a/b', 'x'.repeat(65), '%E2%82%AC']) {
+      invalid(() => proxyTarget(`${base}/t?agent=${name}`, undefined));
+    }
+    for (const name of ['', 'a b', '_x', 'é', 'y'.repeat(65)]) invalid(() => proxyTarget(`${base}/t`, name));
+    invalid(() => proxyTarget(`${base}/t?agent=%zz`, undefined));
+  });
+
+  it('refuses a workspace id that is not a UUID with INVALID_REQUEST', () => {
+    expect(proxyTarget(`/workspaces/${id.toUpperCase()}/conn/t`, undefined).workspaceId).toBe(id.toUpperCase());
+    for (const bad of ['not-a-uuid', '', `${id}0`, id.slice(1), id.replaceAll('-', ''), `{${id}}`, '..']) {
+      invalid(() => proxyTarget(`/workspaces/${bad}/conn/t`, undefined));
+    }
+  });
+
+  it('refuses an escaping path with INVALID_REQUEST and a reason', () => {
+    for (const path of ['/../x', '/%2e%2e/x', '/a%2fb', '/a\\b', '/a//b']) {
+      expect(invalid(() => proxyTarget(`${base}${path}`, undefined)).detail).toMatch(/\S/);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Gate-to-agent signature
+
+describe('signAgentRequest / verifyAgentRequest', () => {
+  const token = 'agent-token-for-signature-tests';
+  const key = hashToken(token);
+  const NOW = 1_700_000_000_000;
+
+  it('matches an independent HMAC over seconds, method and path with the hashed token', () => {
+    const path = '/base/term?x=1&y=%20z';
+    const header = signAgentRequest(key, 'post', path, NOW + 999);
+    const seconds = Math.floor((NOW + 999) / 1000);
+    const rawKey = createHash('sha256').update(token).digest();
+    expect(rawKey).toHaveLength(32);
+    const expected = createHmac('sha256', rawKey).update(`${seconds}\nPOST\n${path}`).digest('hex');
+    expect(header).toBe(`v1.${seconds}.${expected}`);
+    expect(signAgentRequest(key, 'POST', path, NOW + 999)).toBe(header);
+  });
+
+  it('round-trips for any key, method, path and time', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'),
+        fc.webPath(),
+        fc.integer({ min: 0, max: 4_000_000_000_000 }),
+        fc.integer({ min: -60_000, max: 60_000 }),
+        (bytes, method, path, now, skew) => {
+          const k = Buffer.from(bytes);
+          const header = signAgentRequest(k, method, path, now);
+          expect(verifyAgentRequest(k, header, method, path, Math.floor(now / 1000) * 1000 + skew)).toBe('ok');
+          expect(verifyAgentRequest(k, header, method, `${path}x`, now)).toBe('mismatch');
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('refuses another key, method or path', () => {
+    const header = signAgentRequest(key, 'GET', '/base/term?x=1', NOW);
+    expect(verifyAgentRequest(key, header, 'GET', '/base/term?x=1', NOW)).toBe('ok');
+    expect(verifyAgentRequest(hashToken(`${token}x`), header, 'GET', '/base/term?x=1', NOW)).toBe('mismatch');
+    expect(verifyAgentRequest(Buffer.alloc(32), header, 'GET', '/base/term?x=1', NOW)).toBe('mismatch');
+    expect(verifyAgentRequest(key, header, 'POST', '/base/term?x=1', NOW)).toBe('mismatch');
+    expect(verifyAgentRequest(key, header, 'GET', '/base/term?x=2', NOW)).toBe('mismatch');
+    expect(verifyAgentRequest(key, header, 'GET', '/base/term', NOW)).toBe('mismatch');
+    expect(verifyAgentRequest(key, header, 'GET', '/term?x=1', NOW)).toBe('mismatch');
+  });
+
+  it('refuses a tampered signature or time', () => {
+    const header = signAgentRequest(key, 'GET', '/p', NOW);
+    const [, seconds, hex] = header.split('.') as [string, string, string];
+    for (const i of [0, 31, 63]) {
+      const flipped = hex.slice(0, i) + (hex[i] === '0' ? '1' : '0') + hex.slice(i + 1);
+      expect(verifyAgentRequest(key, `v1.${seconds}.${flipped}`, 'GET', '/p', NOW)).toBe('mismatch');
+    }
+    expect(verifyAgentRequest(key, `v1.${Number(seconds) + 1}.${hex}`, 'GET', '/p', NOW)).toBe('mismatch');
+  });
+
+  it('answers missing or malformed for headers that are not v1.<seconds>.<64 hex>', () => {
+    const header = signAgentRequest(key, 'GET', '/p', NOW);
+    const [, seconds, hex] = header.split('.') as [string, string, string];
+    expect(verifyAgentRequest(key, undefined, 'GET', '/p', NOW)).toBe('missing');
+    expect(verifyAgentRequest(key, '', 'GET', '/p', NOW)).toBe('missing');
+    for (const bad of [
+      `v2.${seconds}.${hex}`,
+      `V1.${seconds}.${hex}`,
+      `v1.${seconds}.${hex.toUpperCase()}`,
+      `v1.${seconds}.${hex.slice(1)}`,
+      `v1.${seconds}.${hex}0`,
+      `v1.${seconds}.${hex.slice(1)}g`,
+      `v1.-${seconds}.${hex}`,
+      `v1.${seconds}.5.${hex}`,
+      `v1..${hex}`,
+      `v1.${seconds}`,
+      ` ${header}`,
+      `${header} `,
+      `${header}\n`,
+      'Bearer x',
+    ]) {
+      expect(verifyAgentRequest(key, bad, 'GET', '/p', NOW), bad).toBe('malformed');
+    }
+  });
+
+  it('accepts a time within 60 s either way and refuses one outside as expired', () => {
+    const header = signAgentRequest(key, 'GET', '/p', NOW);
+    for (const skew of [0, 1, 59_999, 60_000, -1, -60_000]) {
+      expect(verifyAgentRequest(key, header, 'GET', '/p', NOW + skew), String(skew)).toBe('ok');
+    }
+    for (const skew of [60_001, 61_000, 3_600_000, -60_001, -61_000, -3_600_000]) {
+      expect(verifyAgentRequest(key, header, 'GET', '/p', NOW + skew), String(skew)).toBe('expired');
+    }
+  });
+});
