@@ -1,6 +1,7 @@
 // Type-aware lint: recommendedTypeChecked catches unsafe `any` and floating promises.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/results/'] },
@@ -20,7 +21,7 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       parserOptions: { projectService: false },
-      globals: { process: 'readonly', console: 'readonly' },
+      globals: globals.node,
     },
   },
   {

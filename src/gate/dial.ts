@@ -66,10 +66,10 @@ export async function dialAgent(target: AgentTarget, options: DialOptions): Prom
     conn.dialMs = performance.now() - started;
     return conn;
   } catch (error) {
+    // Read why before cleaning up: the timer may fire, or the last waiter leave, meanwhile.
+    const outcome = dialOutcome(controller.signal.aborted, controller.signal.reason);
     await conn.destroy();
     if (error instanceof DialFailure) throw error;
-    const aborted = controller.signal.aborted;
-    const outcome = dialOutcome(aborted, controller.signal.reason);
     throw new DialFailure(outcome, describe(outcome, error), { cause: error });
   } finally {
     clearTimeout(timer);

@@ -28,6 +28,8 @@ export class SharedDials<T> {
   join(key: string, waiterSignal: AbortSignal, start: (signal: AbortSignal) => Promise<T>): Promise<{ value: T; joined: boolean }> {
     if (waiterSignal.aborted) return Promise.reject(new CallerGone('the caller went away'));
     let flight = this.#flights.get(key);
+    // A dial every waiter left is being cancelled; its cancel is nobody's answer, so start anew.
+    if (flight?.controller.signal.aborted) flight = undefined;
     const joined = flight !== undefined;
     if (!flight) {
       const controller = new AbortController();

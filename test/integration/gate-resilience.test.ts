@@ -329,8 +329,8 @@ describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
           .slice(logsBefore)
           .filter((l) => l.level === 40 && l.agentId === agentId);
         expect(warnings.length).toBeGreaterThanOrEqual(1);
-        expect(warnings[0].msg).toMatch(/database/);
-        expect(typeof warnings[0].err).toBe('string');
+        expect(warnings[0]!.msg).toMatch(/database/);
+        expect(typeof warnings[0]!.err).toBe('string');
         expect(a.healthChecks()).toBe(1);
 
         // (b) Without a cached connection: DATABASE_UNAVAILABLE within the database bound.
