@@ -5,8 +5,8 @@ import { rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import Fastify from 'fastify';
-import { Type } from '@sinclair/typebox';
+import Fastify, { type FastifyReply } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import problemPlugin from '../http/plugins/problem.js';
@@ -15,7 +15,7 @@ import { SIGNATURE_HEADER, verifyAgentRequest } from '../auth/agent-signature.js
 import { hashToken } from '../auth/tokens.js';
 import { callerSignal } from '../http/caller-signal.js';
 import { OutsideRoot, resolveInRoot } from './confine.js';
-import { runProcess } from './run-process.js';
+import { runProcess, type RunOptions } from './run-process.js';
 
 export interface AgentAppOptions {
   token: string;
@@ -94,10 +94,9 @@ export async function buildAgentApp(options: AgentAppOptions) {
     }
   };
 
-  app.post('/exec', { schema: { body: ExecBody } }, async (request, reply) => {
-    const body = request.body;
-    const cwd = await execCwd(body.cwd);
-    const result = await runProcess({
+  /** Runs an exec request's command, killed when the caller goes away. */
+  const execute = (body: Static<typeof ExecBody>, cwd: string, reply: FastifyReply, onOutput?: RunOptions['onOutput']) =>
+    runProcess({
       command: body.command,
       args: body.args,
       cwd,
@@ -106,7 +105,12 @@ export async function buildAgentApp(options: AgentAppOptions) {
       timeoutMs: body.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
       maxOutputBytes: maxOutput,
       signal: callerSignal(reply),
+      ...(onOutput ? { onOutput } : {}),
     });
+
+  app.post('/exec', { schema: { body: ExecBody } }, async (request, reply) => {
+    const body = request.body;
+    const result = await execute(body, await execCwd(body.cwd), reply);
     request.log.info(
       { command: body.command, exitCode: result.exitCode, signal: result.signal, timedOut: result.timedOut, aborted: result.aborted, ms: result.durationMs },
       'exec finished',
@@ -121,18 +125,8 @@ export async function buildAgentApp(options: AgentAppOptions) {
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    const result = await runProcess({
-      command: body.command,
-      args: body.args,
-      cwd,
-      env: execEnv(body.env),
-      stdin: body.stdin,
-      timeoutMs: body.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
-      maxOutputBytes: maxOutput,
-      signal: callerSignal(reply),
-      onOutput: (stream, chunk) => {
-        if (!res.destroyed) res.write(`${JSON.stringify({ stream, data: chunk.toString('utf8') })}\n`);
-      },
+    const result = await execute(body, cwd, reply, (stream, chunk) => {
+      if (!res.destroyed) res.write(`${JSON.stringify({ stream, data: chunk.toString('utf8') })}\n`);
     });
     const { stdout: _o, stderr: _e, ...exit } = result;
     if (!res.destroyed) res.end(`${JSON.stringify({ exit })}\n`);

@@ -2,25 +2,22 @@
 // crashing the process, and events flow again afterwards (SPEC 5 step 13).
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../support/app.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { startAppBehindFaultProxy, type AppBehindProxy, type TestApp } from '../support/app.js';
+import type { TestDatabase } from '../support/database.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
 import { EVENTS_CHANNEL, type GateEvent } from '../../src/db/events.js';
 
+let env: AppBehindProxy;
 let database: TestDatabase;
 let proxy: FaultProxy;
 let t: TestApp;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const target = new URL(database.url);
-  proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
-  t = await startTestApp({ database, databaseUrl: proxy.urlFor(database.url) });
+  env = await startAppBehindFaultProxy();
+  ({ t, proxy, database } = env);
 });
 afterAll(async () => {
-  await t.close();
-  await proxy.close();
-  await database.drop();
+  await env.close();
 });
 
 async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {

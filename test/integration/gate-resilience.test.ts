@@ -5,10 +5,10 @@ import type http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV_ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../support/app.js';
+import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
 import { AgentRows, conn, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
 import { ConnCache } from '../../src/gate/conn-cache.js';
 import { dialAgent } from '../../src/gate/dial.js';
@@ -263,27 +263,19 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
 
 describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
   const DB_TIMEOUT_MS = 300;
-  let database: TestDatabase;
+  let env: AppBehindProxy;
   let proxy: FaultProxy;
   let t: TestApp;
   let rows: Rows;
 
   beforeAll(async () => {
-    database = await createTestDatabase();
-    const target = new URL(database.url);
-    proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
-    t = await startTestApp({
-      database,
-      databaseUrl: proxy.urlFor(database.url),
-      env: { AGENTGATE_DB_TIMEOUT_MS: String(DB_TIMEOUT_MS), AGENTGATE_DIAL_TIMEOUT_MS: '5000' },
-    });
-    rows = await AgentRows.open(database.url);
+    env = await startAppBehindFaultProxy({ AGENTGATE_DB_TIMEOUT_MS: String(DB_TIMEOUT_MS), AGENTGATE_DIAL_TIMEOUT_MS: '5000' });
+    ({ t, proxy } = env);
+    rows = await AgentRows.open(env.database.url);
   });
   afterAll(async () => {
     await rows.close();
-    await t.close();
-    await proxy.close();
-    await database.drop();
+    await env.close();
   });
 
   async function timed(fn: () => Promise<Reply>): Promise<{ r: Reply; ms: number }> {

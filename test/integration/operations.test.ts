@@ -1,26 +1,23 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
 import { runCli } from '../support/process.js';
 import { migrateDown, migrateUp } from '../../src/db/migrate.js';
 
+let env: AppBehindProxy;
 let database: TestDatabase;
 let proxy: FaultProxy;
 let t: TestApp;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  const target = new URL(database.url);
-  proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
-  t = await startTestApp({ database, databaseUrl: proxy.urlFor(database.url), env: { AGENTGATE_DB_TIMEOUT_MS: '300' } });
+  env = await startAppBehindFaultProxy({ AGENTGATE_DB_TIMEOUT_MS: '300' });
+  ({ t, proxy, database } = env);
 });
 afterAll(async () => {
-  await t.close();
-  await proxy.close();
-  await database.drop();
+  await env.close();
 });
 
 async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {

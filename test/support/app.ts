@@ -10,6 +10,7 @@ import { Gate } from '../../src/gate/gate.js';
 import { startEvents, type EventsRuntime } from '../../src/runtime.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 
 export const ENV_ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
@@ -122,6 +123,31 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await events.listener.close();
       await handle.close();
       if (!options.database) await database.drop();
+    },
+  };
+}
+
+export interface AppBehindProxy {
+  t: TestApp;
+  proxy: FaultProxy;
+  database: TestDatabase;
+  close(): Promise<void>;
+}
+
+/** An app whose database connections (pool and LISTEN) go through a fault proxy. */
+export async function startAppBehindFaultProxy(env: Record<string, string> = {}): Promise<AppBehindProxy> {
+  const database = await createTestDatabase();
+  const target = new URL(database.url);
+  const proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
+  const t = await startTestApp({ database, databaseUrl: proxy.urlFor(database.url), env });
+  return {
+    t,
+    proxy,
+    database,
+    close: async () => {
+      await t.close();
+      await proxy.close();
+      await database.drop();
     },
   };
 }
