@@ -22,7 +22,10 @@ import tokenRoutes from './http/routes/tokens.js';
 import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
 import proxyRoutes from './proxy/proxy-route.js';
-import { createUpgradeHandler } from './proxy/websocket.js';
+import { createUpgradeHandler, isProxiedWebSocket, type UpgradeRateLimit } from './proxy/websocket.js';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import chatRateLimit from './http/plugins/rate-limit.js';
 import type { Gate } from './gate/gate.js';
 
@@ -90,14 +93,39 @@ export async function buildApp(deps: AppDeps) {
   await app.register(tokenRoutes, { events: deps.events });
   await app.register(agentRoutes, { events: deps.events });
   // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
+  let upgradeRateLimit: UpgradeRateLimit | undefined;
   await app.register(async (chat) => {
-    if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
+    if (config.rateLimitPerMin > 0) {
+      await chat.register(chatRateLimit, {
+        perMinute: config.rateLimitPerMin,
+        exposeForUpgrades: (limit) => (upgradeRateLimit = limit),
+      });
+    }
     await chat.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
     await chat.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config });
   });
 
-  const upgrades = createUpgradeHandler({ gate: deps.gate, tokens: deps.tokens, lifecycle, metrics: deps.metrics, logger: app.log });
-  app.server.on('upgrade', (req, socket, head) => void upgrades(req, socket, head));
+  const upgrades = createUpgradeHandler({
+    headersTimeoutMs: config.proxyHeadersTimeoutMs,
+    rateLimit: upgradeRateLimit,
+    gate: deps.gate,
+    tokens: deps.tokens,
+    lifecycle,
+    metrics: deps.metrics,
+    logger: app.log,
+  });
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isProxiedWebSocket(req)) {
+      void upgrades(req, socket, head);
+      return;
+    }
+    // Any other upgrade (h2c from `curl --http2`, say) is served as the plain request it also is.
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = false;
+    res.once('finish', () => socket.end());
+    app.routing(req, res);
+  });
   // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
   // and onClose hooks run only after it.
   app.addHook('preClose', async () => upgrades.closeAll());

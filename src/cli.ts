@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { openDatabaseRuntime } from './runtime.js';
-import { migrateDown, migrateUp, migrationStatus } from './db/migrate.js';
+import { migrateDown, migrateUp, migrationStatus, withMigrationDatabase } from './db/migrate.js';
 import { createApiToken } from './db/tokens-repo.js';
 import { parseListen, startAgent } from './agent/run-agent.js';
 
@@ -106,7 +106,7 @@ async function migrate(args: string[]): Promise<number> {
     throw new UsageError('migrate needs exactly one of: up, down, status', 'migrate');
   }
   const config = loadConfig(process.env);
-  await withDatabase(config, async ({ handle: { db } }) => {
+  await withDatabase(config, ({ handle }) => withMigrationDatabase(handle.url, async (db) => {
     if (action === 'status') {
       for (const m of await migrationStatus(db)) {
         out(`${m.executedAt ? 'applied' : 'pending'}  ${m.name}${m.executedAt ? `  ${m.executedAt.toISOString()}` : ''}`);
@@ -115,7 +115,7 @@ async function migrate(args: string[]): Promise<number> {
     }
     const names = action === 'up' ? await migrateUp(db) : await migrateDown(db);
     out(names.length === 0 ? 'nothing to do' : names.map((n) => `${action === 'up' ? 'applied' : 'reverted'} ${n}`).join('\n'));
-  });
+  }));
   return 0;
 }
 

@@ -51,8 +51,11 @@ export async function openDatabaseRuntime(
     handle,
     embedded,
     close: async () => {
-      await handle.close();
-      await embedded?.stop();
+      try {
+        await handle.close();
+      } finally {
+        await embedded?.stop();
+      }
     },
   };
 }

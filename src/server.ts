@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { buildApp, type App } from './app.js';
-import { migrateUp } from './db/migrate.js';
+import { migrateUp, withMigrationDatabase } from './db/migrate.js';
 import { bootstrapAdminToken } from './db/tokens-repo.js';
 import { TokenStore } from './auth/token-store.js';
 import { Lifecycle } from './lifecycle.js';
@@ -28,7 +28,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   };
   try {
     const { db, pool } = database.handle;
-    const applied = await migrateUp(db);
+    const applied = await withMigrationDatabase(database.handle.url, migrateUp);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
 
     let generatedAdminToken: string | undefined;

@@ -63,10 +63,10 @@ export class BoundedPool implements PostgresPool {
    * Runs one named (prepared once per connection) statement outside Kysely: the gate's hot
    * read, which is parsed and planned once per connection instead of on every call.
    */
-  async queryNamed<R>(name: string, text: string, values: unknown[]): Promise<R[]> {
+  async queryNamed<R>(name: string, text: string, values: unknown[], budgetMs = this.timeoutMs): Promise<R[]> {
     const client = (await this.connect()) as BoundedClient;
     try {
-      return (await client.run<R>({ name, text, values })).rows;
+      return (await client.run<R>({ name, text, values }, Math.min(budgetMs, this.timeoutMs))).rows;
     } finally {
       client.release();
     }
@@ -96,9 +96,13 @@ class BoundedClient implements PostgresPoolClient {
     return result as unknown as PostgresQueryResult<R>;
   }) as PostgresPoolClient['query'];
 
-  async run<R>(query: { name?: string; text: string; values: unknown[] }): Promise<pg.QueryResult<R & pg.QueryResultRow>> {
+  /** `budgetMs`: this query's bound (never above the pool's), the pool wait included. */
+  async run<R>(
+    query: { name?: string; text: string; values: unknown[] },
+    budgetMs = this.pool.timeoutMs,
+  ): Promise<pg.QueryResult<R & pg.QueryResultRow>> {
     // The first query shares its budget with the pool wait that preceded it.
-    const remaining = Math.max(1, Math.round(this.pool.timeoutMs - (performance.now() - this.#budgetStart)));
+    const remaining = Math.max(1, Math.round(budgetMs - (performance.now() - this.#budgetStart)));
     const started = performance.now();
     try {
       // pg reads query_timeout per query, though its types do not declare it.
@@ -113,7 +117,7 @@ class BoundedClient implements PostgresPoolClient {
         // why: pg keeps its socket private; a timed-out query leaves it unusable, so cut it now
         // instead of waiting for a TCP timeout on a black-holed server.
         (this.client as unknown as RawConnection).connection?.stream?.destroy();
-        throw new DatabaseTimeoutError(`database query exceeded ${this.pool.timeoutMs} ms`);
+        throw new DatabaseTimeoutError(`database query exceeded ${Math.round(budgetMs)} ms`);
       }
       throw error;
     } finally {

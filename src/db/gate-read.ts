@@ -55,8 +55,13 @@ export type AgentRead =
   | { kind: 'agent_not_found'; ownerId: string; nowMs: number }
   | { kind: 'agent'; ownerId: string; nowMs: number; agent: CurrentAgent };
 
-export async function readCurrentAgent(pool: BoundedPool, workspaceId: string, agentName: string | undefined): Promise<AgentRead> {
-  const rows = await pool.queryNamed<Row>('agentgate_read_current_agent', READ_CURRENT_AGENT, [workspaceId, agentName ?? null]);
+export async function readCurrentAgent(
+  pool: BoundedPool,
+  workspaceId: string,
+  agentName: string | undefined,
+  budgetMs?: number,
+): Promise<AgentRead> {
+  const rows = await pool.queryNamed<Row>('agentgate_read_current_agent', READ_CURRENT_AGENT, [workspaceId, agentName ?? null], budgetMs);
   const row = rows[0];
   if (!row) return { kind: 'no_workspace' };
   const base = { ownerId: row.owner_id, nowMs: row.now_ms };

@@ -1,6 +1,22 @@
 // Kysely's Migrator over the statically listed migrations in migrations/.
 import { Migrator, type Kysely, type MigrationResultSet } from 'kysely';
 import { migrations } from '../../migrations/index.js';
+import { openDatabase } from './database.js';
+import type { Database } from './schema.js';
+
+// Migrations (and waiting for another replica's migration lock) may take far longer than the
+// per-query bound of the serving pool, so they get a connection of their own with this bound.
+const MIGRATION_TIMEOUT_MS = 10 * 60_000;
+
+/** Runs `fn` over a one-connection handle whose statements may run up to ten minutes. */
+export async function withMigrationDatabase<T>(url: string, fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  const handle = openDatabase({ url, timeoutMs: MIGRATION_TIMEOUT_MS, maxConnections: 1, onPoolError: () => undefined });
+  try {
+    return await fn(handle.db);
+  } finally {
+    await handle.close();
+  }
+}
 
 export function createMigrator<DB>(db: Kysely<DB>): Migrator {
   return new Migrator({

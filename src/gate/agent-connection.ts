@@ -26,6 +26,8 @@ export class AgentConnection {
   readonly origin: string;
   /** The address's path without its trailing slash; proxied paths are appended to it. */
   readonly basePath: string;
+  /** Bound on opening one socket to the agent (also for upgrades, which leave the pool). */
+  readonly connectTimeoutMs: number;
   dialedAt = new Date(0);
   dialMs = 0;
   #dialSignal: AbortSignal | undefined;
@@ -37,6 +39,7 @@ export class AgentConnection {
   ) {
     const url = new URL(target.address);
     this.origin = url.origin;
+    this.connectTimeoutMs = options.connectTimeoutMs;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.pool = new Pool(this.origin, {
       connect: createConnector({ timeoutMs: options.connectTimeoutMs, currentSignal: () => this.#dialSignal }),

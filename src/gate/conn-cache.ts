@@ -25,18 +25,30 @@ export interface ConnCacheOptions {
 export class ConnCache {
   readonly #lru: LRUCache<string, Entry>;
   readonly #onSizeChange: (size: number) => void;
+  readonly #sweeper: NodeJS.Timeout;
 
   constructor(options: ConnCacheOptions) {
     this.#onSizeChange = options.onSizeChange ?? (() => undefined);
     this.#lru = new LRUCache<string, Entry>({
       max: options.max,
       ttl: options.idleMs,
-      // Each use restarts the idle clock.
+      // Each use restarts the idle clock. No per-entry timers (ttlAutopurge would reset one on
+      // every hit): an expired entry is never returned by get(), and the sweep below closes it.
       updateAgeOnGet: true,
-      ttlAutopurge: true,
       dispose: (entry) => this.#retire(entry),
       disposeAfter: () => this.#onSizeChange(this.#lru.size),
     });
+    const every = Math.min(Math.max(Math.floor(options.idleMs / 2), 10), 5_000);
+    this.#sweeper = setInterval(() => this.#sweep(), every);
+    this.#sweeper.unref();
+  }
+
+  /** Connections in use (a long stream, a WebSocket) count as used; idle ones are closed. */
+  #sweep(): void {
+    // Keys first: get() reorders the list that entries() walks.
+    const inUse = [...this.#lru.entries()].filter(([, entry]) => entry.leases > 0).map(([agentId]) => agentId);
+    for (const agentId of inUse) this.#lru.get(agentId);
+    this.#lru.purgeStale();
   }
 
   get size(): number {
@@ -70,6 +82,11 @@ export class ConnCache {
     return this.#lru.delete(agentId);
   }
 
+  /** Evicts the agent's entry only if it still holds `conn` (a newer dial may have replaced it). */
+  evictIf(agentId: string, conn: AgentConnection): boolean {
+    return this.#lru.peek(agentId)?.conn === conn && this.#lru.delete(agentId);
+  }
+
   /** Evicts every connection to an agent of the workspace; returns how many. */
   evictWorkspace(workspaceId: string, except?: (conn: AgentConnection) => boolean): number {
     let evicted = 0;
@@ -84,6 +101,7 @@ export class ConnCache {
 
   /** Closes every connection (shutdown): in-flight requests on them finish first. */
   async close(): Promise<void> {
+    clearInterval(this.#sweeper);
     const conns = [...this.#lru.values()].map((e) => e.conn);
     this.#lru.clear();
     await Promise.all(conns.map((c) => c.close()));

@@ -68,7 +68,8 @@ export async function dialAgent(target: AgentTarget, options: DialOptions): Prom
   } catch (error) {
     // Read why before cleaning up: the timer may fire, or the last waiter leave, meanwhile.
     const outcome = dialOutcome(controller.signal.aborted, controller.signal.reason);
-    await conn.destroy();
+    // Settle at once (nobody should join a dial that already failed); the sockets go meanwhile.
+    void conn.destroy();
     if (error instanceof DialFailure) throw error;
     throw new DialFailure(outcome, describe(outcome, error), { cause: error });
   } finally {

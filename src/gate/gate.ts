@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import type { BoundedPool } from '../db/bounded-pool.js';
 import type { GateEvent } from '../db/events.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
+import { DatabaseTimeoutError } from '../db/bounded-pool.js';
 import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
 import { ApiError, type ProblemExtras } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -29,6 +30,11 @@ export interface GateRequest {
   /** Aborted (with CallerGone) when the caller goes away. */
   signal: AbortSignal;
   log: FastifyBaseLogger;
+  /**
+   * When the call began (performance.now() time; its token check included). The whole call is
+   * bounded by the dial bound plus twice the database bound from then (SPEC 5 step 9).
+   */
+  startedAt?: number;
 }
 
 export interface AgentView {
@@ -121,9 +127,11 @@ export class Gate {
 
   /** Ensures a live connection to the workspace's current agent; see SPEC section 5. */
   async connect(req: GateRequest): Promise<GateSuccess> {
+    const deadline = (req.startedAt ?? performance.now()) + this.#config.dialTimeoutMs + 2 * this.#config.dbTimeoutMs;
+    const remaining = () => deadline - performance.now();
     let dials = 0;
     for (;;) {
-      const evaluated = await this.#evaluate(req);
+      const evaluated = await this.#evaluate(req, remaining());
       if (evaluated.kind === 'degraded') return evaluated.success;
       const { agent, classification: c } = evaluated.snapshot;
       const view = presentAgent(agent, c);
@@ -170,22 +178,22 @@ export class Gate {
       }
 
       dials += 1;
-      const lease = await this.#dial(req, agent, extras);
+      const lease = await this.#dial(req, agent, extras, remaining());
       // SPEC 5 step 11: the agent may have been replaced while we dialed.
       let stillCurrent: boolean;
       try {
-        const again = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName);
-        stillCurrent = again.kind === 'agent' && again.agent.id === agent.id;
+        stillCurrent = lease !== undefined && (await this.#stillCurrent(req, agent.id, remaining()));
       } catch (error) {
-        if (!isDatabaseUnavailable(error)) throw error;
-        // The dial just succeeded against the agent we read; keep it.
-        stillCurrent = true;
+        lease?.release();
+        throw error;
       }
-      if (stillCurrent) return { workspaceId: req.workspaceId, agent: view, lease, cached: false, degraded: false };
-      lease.release();
-      this.cache.evict(agent.id);
-      req.log.info({ agentId: agent.id }, 'the agent was replaced while dialing; starting over');
-      if (dials >= 2) {
+      if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent: view, lease, cached: false, degraded: false };
+      if (lease) {
+        lease.release();
+        this.cache.evictIf(agent.id, lease.conn);
+        req.log.info({ agentId: agent.id }, 'the agent was replaced while dialing; starting over');
+      }
+      if (dials >= 2 || remaining() <= 0) {
         throw new ApiError('WORKSPACE_CHANGED', 'the workspace changed during both dials of this call', {
           workspaceId: req.workspaceId,
         });
@@ -223,10 +231,24 @@ export class Gate {
     await this.cache.close();
   }
 
-  async #read(req: Omit<GateRequest, 'signal' | 'log'>): Promise<Snapshot> {
+  /** One more read after a dial; a database failure or an exhausted budget keeps the dial. */
+  async #stillCurrent(req: GateRequest, agentId: string, budgetMs: number): Promise<boolean> {
+    if (budgetMs <= 0) return true;
+    try {
+      const again = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName, budgetMs);
+      return again.kind === 'agent' && again.agent.id === agentId;
+    } catch (error) {
+      if (!isDatabaseUnavailable(error)) throw error;
+      // The dial just succeeded against the agent we read; keep it.
+      return true;
+    }
+  }
+
+  async #read(req: Omit<GateRequest, 'signal' | 'log'>, budgetMs = this.#config.dbTimeoutMs): Promise<Snapshot> {
     let read;
     try {
-      read = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName);
+      if (budgetMs <= 0) throw new DatabaseTimeoutError('no time left in this call for the database');
+      read = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName, budgetMs);
     } catch (error) {
       if (!isDatabaseUnavailable(error)) throw error;
       throw new DatabaseUnreadable(error);
@@ -251,9 +273,9 @@ export class Gate {
   }
 
   /** The fresh read; when the database cannot be read, a live cached connection still serves. */
-  async #evaluate(req: GateRequest): Promise<Evaluated> {
+  async #evaluate(req: GateRequest, budgetMs: number): Promise<Evaluated> {
     try {
-      return { kind: 'fresh', snapshot: await this.#read(req) };
+      return { kind: 'fresh', snapshot: await this.#read(req, Math.min(budgetMs, this.#config.dbTimeoutMs)) };
     } catch (error) {
       if (!(error instanceof DatabaseUnreadable)) throw error;
       const last = this.#lastReads.get(readKey(req));
@@ -282,35 +304,37 @@ export class Gate {
     }
   }
 
-  async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras): Promise<Lease> {
-    for (;;) {
-      let conn: AgentConnection;
-      try {
-        ({ value: conn } = await this.#dials.join(agent.id, req.signal, (signal) => this.#dialAndCache(req, agent, signal)));
-      } catch (error) {
-        if (error instanceof CallerGone) throw error;
-        if (error instanceof DialFailure) {
-          const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
-          throw new ApiError(code, error.message, extras);
-        }
-        throw error;
+  /**
+   * Joins or starts the agent's dial; a lease on its connection, or undefined when the
+   * connection was evicted between the dial and now (a goodbye, a rebuild): the caller then
+   * starts over, since a closed pool is never handed out.
+   */
+  async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras, budgetMs: number): Promise<Lease | undefined> {
+    const timeoutMs = Math.max(1, Math.min(this.#config.dialTimeoutMs, budgetMs));
+    try {
+      await this.#dials.join(agent.id, req.signal, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs));
+    } catch (error) {
+      if (error instanceof CallerGone) throw error;
+      if (error instanceof DialFailure) {
+        const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
+        throw new ApiError(code, error.message, extras);
       }
-      const lease = this.cache.acquire(agent.id);
-      if (lease?.conn === conn) return lease;
-      // Evicted between the dial and now (a goodbye, a rebuild): never hand out a closed pool.
-      lease?.release();
-      if (req.signal.aborted) throw new CallerGone('the caller went away');
+      throw error;
     }
+    const lease = this.cache.acquire(agent.id);
+    if (lease && lease.conn.target.address === agent.address) return lease;
+    lease?.release();
+    return undefined;
   }
 
-  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal): Promise<AgentConnection> {
+  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<AgentConnection> {
     const started = performance.now();
     const log = req.log.child({ agentId: agent.id });
     try {
       const conn = await dialAgent(
         { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address, tokenHash: agent.tokenHash },
         {
-          timeoutMs: this.#config.dialTimeoutMs,
+          timeoutMs,
           connectTimeoutMs: this.#config.dialTimeoutMs,
           headersTimeoutMs: this.#config.proxyHeadersTimeoutMs,
           signal,

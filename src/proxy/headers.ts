@@ -62,14 +62,15 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   return out;
 }
 
-/** The agent's response headers as the caller gets them: unchanged but for hop-by-hop ones. */
+/** The agent's response headers as the caller gets them: unchanged but for hop-by-hop and x-agentgate-* ones. */
 export function downstreamResponseHeaders(upstream: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const named = connectionTokens(upstream);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    // x-agentgate-* answers come from the gate alone; an agent cannot claim them.
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith('x-agentgate-')) continue;
     out[lower] = value;
   }
   out['x-agentgate-upstream'] = 'agent';

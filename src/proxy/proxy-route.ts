@@ -92,8 +92,8 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
       }
       const declared = Number(request.headers['content-length'] ?? Number.NaN);
       if (declared > config.bodyLimitBytes) {
-        count(413, started);
-        throw new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${config.bodyLimitBytes} bytes`);
+        const tooLarge = new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${config.bodyLimitBytes} bytes`);
+        return onFailure(tooLarge, request, reply, started, false);
       }
       const signal = callerSignal(reply);
       let gated: GateSuccess;
@@ -104,6 +104,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           ownerScope: ownerScope(request.principal!),
           signal,
           log: request.log,
+          startedAt: started - reply.elapsedTime,
         });
       } catch (error) {
         return onFailure(error, request, reply, started, true);
@@ -133,11 +134,18 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           headersTimeoutMs: config.proxyHeadersTimeoutMs,
           callerSignal: signal,
         });
-        reply.hijack();
         const headers = downstreamResponseHeaders(forwarded.headers);
         headers['x-request-id'] = request.id;
         if (gated.degraded) headers['x-agentgate-degraded'] = 'database';
-        reply.raw.writeHead(forwarded.statusCode, headers);
+        reply.hijack();
+        try {
+          reply.raw.writeHead(forwarded.statusCode, headers);
+        } catch (error) {
+          // A header Node refuses to send: the caller must not wait for an answer that never comes.
+          forwarded.abort(error as Error);
+          reply.raw.destroy();
+          throw error;
+        }
         const outcome = await relayBody(forwarded, reply.raw);
         count(forwarded.statusCode, started);
         request.log.info(
@@ -146,8 +154,8 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         );
       } catch (error) {
         if (error instanceof ApiError && error.code === 'AGENT_CONNECTION_LOST') {
-          // The pool's sockets are suspect; the next call dials afresh.
-          gate.cache.evict(conn.agentId);
+          // The pool's sockets are suspect; the next call dials afresh (unless one already did).
+          gate.cache.evictIf(conn.agentId, conn);
         }
         return onFailure(error, request, reply, started, false);
       } finally {

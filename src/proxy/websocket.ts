@@ -7,7 +7,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '../errors.js';
-import { admits, ownerScope } from '../auth/principal.js';
+import { admits, ownerScope, type Principal } from '../auth/principal.js';
 import { bearerToken } from '../auth/tokens.js';
 import { signAgentRequest } from '../auth/agent-signature.js';
 import type { TokenStore } from '../auth/token-store.js';
@@ -17,11 +17,25 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Metrics } from '../metrics.js';
 import { toApiError } from '../http/plugins/problem.js';
 import { proxyTarget } from './proxy-route.js';
-import { HOP_BY_HOP, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, HOP_BY_HOP, upstreamRequestHeaders } from './headers.js';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { AgentConnection } from '../gate/agent-connection.js';
+import { createConnector } from '../gate/connector.js';
 
 const ROUTE = /^\/workspaces\/[^/?]+\/conn\//;
 
+/** A WebSocket upgrade on a proxy path; other upgrade requests are plain HTTP to us. */
+export function isProxiedWebSocket(req: IncomingMessage): boolean {
+  return String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && ROUTE.test(req.url ?? '');
+}
+
+/** The chat routes' per-token budget, shared with upgrades (SPEC 7: one budget per token). */
+export type UpgradeRateLimit = (principal: Principal, ip: string) => Promise<{ allowed: boolean; retryAfterSeconds: number }>;
+
 export interface WebSocketProxyOptions {
+  headersTimeoutMs: number;
+  rateLimit?: UpgradeRateLimit | undefined;
   gate: Gate;
   tokens: TokenStore;
   lifecycle: Lifecycle;
@@ -44,6 +58,67 @@ function writeProblem(socket: Duplex, error: ApiError, requestId: string): void 
   socket.end(`${lines.join('\r\n')}\r\n\r\n${problem}`);
 }
 
+type UpgradeAnswer =
+  | { kind: 'upgrade'; response: IncomingMessage; socket: Duplex; head: Buffer }
+  | { kind: 'response'; response: IncomingMessage };
+
+/**
+ * Sends the upgrade request to the agent on a socket of its own (an upgraded socket leaves any
+ * pool), opened by our connector: TLS verified, connect bounded. Resolves with the 101 and its
+ * socket, or with the agent's other answer. Throws CallerGone, AGENT_RESPONSE_TIMEOUT or
+ * AGENT_CONNECTION_LOST.
+ */
+function sendUpgrade(options: {
+  conn: AgentConnection;
+  path: string;
+  headers: Record<string, string | string[]>;
+  signal: AbortSignal;
+  headersTimeoutMs: number;
+}): Promise<UpgradeAnswer> {
+  const { conn } = options;
+  const origin = new URL(conn.origin);
+  const connector = createConnector({ timeoutMs: conn.connectTimeoutMs });
+  const where = { workspaceId: conn.target.workspaceId, agentId: conn.agentId };
+  return new Promise((resolve, reject) => {
+    const request = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
+      method: 'GET',
+      path: options.path,
+      headers: options.headers,
+      createConnection: (_opts, oncreate) => {
+        connector(
+          { hostname: origin.hostname, protocol: origin.protocol, port: origin.port },
+          (error, socket) => (error ? oncreate(error, undefined as unknown as Duplex) : oncreate(null, socket)),
+        );
+        return undefined;
+      },
+    });
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const timer = setTimeout(() => {
+      request.destroy();
+      settle(() => reject(new ApiError('AGENT_RESPONSE_TIMEOUT', `the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`, where)));
+    }, options.headersTimeoutMs);
+    const onAbort = () => {
+      request.destroy();
+      settle(() => reject(new CallerGone('the caller went away')));
+    };
+    if (options.signal.aborted) onAbort();
+    else options.signal.addEventListener('abort', onAbort, { once: true });
+    request.once('upgrade', (response, socket, head) => settle(() => resolve({ kind: 'upgrade', response, socket, head })));
+    request.once('response', (response) => settle(() => resolve({ kind: 'response', response })));
+    request.once('error', () => {
+      settle(() => reject(new ApiError('AGENT_CONNECTION_LOST', 'the connection to the agent broke during the WebSocket upgrade', where)));
+    });
+    request.end();
+  });
+}
+
 export interface UpgradeHandler {
   (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
   /** Closes every proxied WebSocket (shutdown): the HTTP server does not track them. */
@@ -56,6 +131,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
   const open = new Set<Duplex>();
 
   const handler = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    const startedAt = performance.now();
     const requestId = randomUUID();
     const log = options.logger.child({ reqId: requestId });
     socket.on('error', () => undefined);
@@ -82,13 +158,25 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       if (!admits('conn', principal)) throw new ApiError('FORBIDDEN', 'this route needs a conn token');
       if (lifecycle.draining) throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
       const target = proxyTarget(url, req.headers['x-agentgate-agent']);
-      const gated = await gate.connect({
-        workspaceId: target.workspaceId,
-        agentName: target.agentName,
-        ownerScope: ownerScope(principal),
-        signal: controller.signal,
-        log: log.child({ workspaceId: target.workspaceId }),
-      });
+      const limit = await options.rateLimit?.(principal, req.socket.remoteAddress ?? '');
+      if (limit && !limit.allowed) {
+        throw new ApiError('RATE_LIMITED', 'over the per-minute limit for this token', { retryAfter: limit.retryAfterSeconds });
+      }
+      let gated;
+      try {
+        gated = await gate.connect({
+          workspaceId: target.workspaceId,
+          agentName: target.agentName,
+          ownerScope: ownerScope(principal),
+          signal: controller.signal,
+          log: log.child({ workspaceId: target.workspaceId }),
+          startedAt,
+        });
+      } catch (error) {
+        if (error instanceof ApiError) metrics.connTotal.inc({ code: error.code });
+        else if (error instanceof CallerGone) metrics.connTotal.inc({ code: 'client_closed' });
+        throw error;
+      }
       metrics.connTotal.inc({ code: 'ok' });
       release = () => gated.lease.release();
       const conn = gated.lease.conn;
@@ -100,31 +188,42 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
         requestId,
         signature: signAgentRequest(conn.target.tokenHash, 'GET', path),
       });
-      let upgraded;
-      try {
-        upgraded = await conn.pool.upgrade({
-          path,
-          method: 'GET',
-          headers,
-          protocol: String(req.headers.upgrade ?? 'websocket'),
-          signal: controller.signal,
-        });
-      } catch {
-        if (controller.signal.aborted) throw new CallerGone('the caller went away');
-        throw new ApiError('AGENT_CONNECTION_LOST', 'the agent refused or broke the WebSocket upgrade', {
-          workspaceId: target.workspaceId,
-          agentId: conn.agentId,
-        });
+      const answer = await sendUpgrade({
+        conn,
+        path,
+        headers: { ...headers, connection: 'Upgrade', upgrade: String(req.headers.upgrade ?? 'websocket') },
+        signal: controller.signal,
+        headersTimeoutMs: options.headersTimeoutMs,
+      });
+      if (answer.kind === 'response') {
+        // The agent declined the upgrade: its answer passes through, as for any proxied call.
+        const res = answer.response;
+        const out = downstreamResponseHeaders(res.headers);
+        const lines = [`HTTP/1.1 ${res.statusCode ?? 502} ${STATUS_CODES[res.statusCode ?? 502] ?? ''}`];
+        for (const [name, value] of Object.entries(out)) {
+          if (value === undefined || name === 'transfer-encoding') continue;
+          for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${String(v)}`);
+        }
+        lines.push(`x-request-id: ${requestId}`, 'connection: close');
+        socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+        res.pipe(socket);
+        res.once('error', () => socket.destroy());
+        metrics.proxyRequests.inc({ status: String(res.statusCode ?? 502) });
+        log.info({ agentId: conn.agentId, status: res.statusCode }, 'the agent declined the WebSocket upgrade');
+        release();
+        release = undefined;
+        return;
       }
-      const upstream = upgraded.socket;
-      const lines = ['HTTP/1.1 101 Switching Protocols', `upgrade: ${String(upgraded.headers.upgrade ?? 'websocket')}`, 'connection: Upgrade'];
-      for (const [name, value] of Object.entries(upgraded.headers)) {
-        if (value === undefined || HOP_BY_HOP.has(name) || name === 'connection') continue;
+      const { response, socket: upstream, head: upstreamHead } = answer;
+      const lines = ['HTTP/1.1 101 Switching Protocols', `upgrade: ${String(response.headers.upgrade ?? 'websocket')}`, 'connection: Upgrade'];
+      for (const [name, value] of Object.entries(response.headers)) {
+        if (value === undefined || HOP_BY_HOP.has(name) || name.startsWith('x-agentgate-')) continue;
         for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
       }
       lines.push('x-agentgate-upstream: agent', `x-request-id: ${requestId}`);
       if (gated.degraded) lines.push('x-agentgate-degraded: database');
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstream.write(head);
       upstream.on('error', () => socket.destroy());
       const done = release;
@@ -147,7 +246,6 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
     } catch (error) {
       release?.();
       if (error instanceof CallerGone) {
-        metrics.connTotal.inc({ code: 'client_closed' });
         socket.destroy();
         return;
       }

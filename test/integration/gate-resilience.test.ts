@@ -144,27 +144,35 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     await allClosed(b);
   });
 
-  it('idle expiry closes an unleased pool by itself and a leased one only on release', async () => {
+  it('idle expiry closes an unleased pool by itself; a leased one counts as in use until released', async () => {
     const [a, b] = [await agent(), await agent()];
     const sizes: number[] = [];
     const cache = new ConnCache({ max: 10, idleMs: 50, onSizeChange: (n) => sizes.push(n) });
-    const idle = await dialed(a);
-    cache.add(idle).release();
-    const held = await dialed(b);
-    const lease = cache.add(held);
-    await a.sockets.waitClosed(1);
-    expect(idle.closed).toBe(true);
-    await eventually(() => cache.size === 0);
-    expect(cache.has(held.agentId)).toBe(false);
-    await sleep(50);
-    expect(held.closed).toBe(false);
-    expect(b.sockets.closed).toBe(0);
-    const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
-    expect(r.statusCode).toBe(200);
-    await r.body.dump();
-    lease.release();
-    await allClosed(b);
-    expect(sizes.at(-1)).toBe(0);
+    try {
+      const idle = await dialed(a);
+      cache.add(idle).release();
+      const held = await dialed(b);
+      const lease = cache.add(held);
+      await a.sockets.waitClosed(1);
+      expect(idle.closed).toBe(true);
+      await eventually(() => !cache.has(idle.agentId));
+      // Held (a long stream, a WebSocket) for several idle periods: still cached, still open.
+      await sleep(200);
+      expect(cache.has(held.agentId)).toBe(true);
+      expect(held.closed).toBe(false);
+      expect(b.sockets.closed).toBe(0);
+      const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
+      expect(r.statusCode).toBe(200);
+      await r.body.dump();
+      lease.release();
+      // Released, it idles out like any other.
+      await eventually(() => cache.size === 0);
+      await allClosed(b);
+      expect(held.closed).toBe(true);
+      expect(sizes.at(-1)).toBe(0);
+    } finally {
+      await cache.close();
+    }
   });
 
   const N_WORKSPACES = 20;

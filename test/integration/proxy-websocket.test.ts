@@ -52,6 +52,15 @@ async function startWsAgent(): Promise<WsAgent> {
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     upgrades.push({ url: req.url ?? '', headers: req.headers });
+    if (req.url?.includes('/declined')) {
+      // The agent refuses this upgrade with an answer of its own.
+      const body = JSON.stringify({ error: 'no terminal here' });
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
+          `x-agent-said: no\r\nx-agentgate-degraded: spoofed\r\n\r\n${body}`,
+      );
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       const received: AgentSide['received'] = [];
       const closed = new Promise<{ code: number; at: number }>((resolve) => ws.once('close', (code) => resolve({ code, at: Date.now() })));
@@ -433,10 +442,13 @@ describe('refused upgrades never reach the agent', () => {
     expect(r.body).toMatchObject({ code: 'INVALID_REQUEST' });
   });
 
-  it('a path outside the proxy → 404 NOT_FOUND, whatever the token', async () => {
-    const r = await untouched(() => refusedUpgrade(t.url, '/healthz'));
-    expect(r.status).toBe(404);
-    expect(r.body).toMatchObject({ code: 'NOT_FOUND' });
+  it('an upgrade outside the proxy is served as the plain request: no 101', async () => {
+    const unknown = await untouched(() => refusedUpgrade(t.url, '/nope'));
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toMatchObject({ code: 'NOT_FOUND' });
+    const health = await untouched(() => refusedUpgrade(t.url, '/healthz'));
+    expect(health.status).toBe(200);
+    expect(health.body).toEqual({ status: 'ok' });
   });
 });
 
@@ -473,5 +485,16 @@ describe('shutdown', () => {
         await t2.close();
       }
     }
+  });
+});
+
+describe('upgrades the agent declines', () => {
+  it('an upgrade the agent declines passes its answer through, marked as the agent’s', async () => {
+    const r = await refusedUpgrade(t.url, `/workspaces/${ws.id}/conn/declined`, { authorization: `Bearer ${ENV_ADMIN_TOKEN}` });
+    expect(r.status).toBe(403);
+    expect(r.headers['x-agentgate-upstream']).toBe('agent');
+    expect(r.headers['x-agent-said']).toBe('no');
+    expect(r.headers['x-agentgate-degraded']).toBeUndefined();
+    expect(r.body).toEqual({ error: 'no terminal here' });
   });
 });

@@ -189,7 +189,7 @@ describe('downstreamResponseHeaders', () => {
     fc.tuple(fc.constantFrom('content-type', 'content-length', 'cache-control', 'etag', 'location', 'www-authenticate').chain(mixedCase), headerValue),
   ] as fc.Arbitrary<[string, string | string[]]>[];
 
-  it('drops hop-by-hop and Connection-named headers, keeps the rest unchanged, marks the response', () => {
+  it('drops hop-by-hop, Connection-named and x-agentgate-* headers, keeps the rest unchanged, marks the response', () => {
     fc.assert(
       fc.property(headerSet(usual), ({ headers, named }) => {
         const out = downstreamResponseHeaders(headers);
@@ -197,11 +197,12 @@ describe('downstreamResponseHeaders', () => {
           expect(key).toBe(key.toLowerCase());
           expect(HOP_BY_HOP).not.toContain(key);
           expect(named.has(key)).toBe(false);
+          if (key.startsWith('x-agentgate-')) expect(key).toBe('x-agentgate-upstream');
         }
         expect(out['x-agentgate-upstream']).toBe('agent');
         const kept = Object.entries(headers).filter(([name]) => {
           const lower = name.toLowerCase();
-          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && lower !== 'x-agentgate-upstream';
+          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && !lower.startsWith('x-agentgate-');
         });
         for (const [name, value] of kept) expect(out[name.toLowerCase()]).toEqual(value);
         expect(Object.keys(out)).toHaveLength(kept.length + 1);
@@ -220,6 +221,7 @@ describe('downstreamResponseHeaders', () => {
       connection: 'keep-alive, X-Hop',
       'x-hop': '1',
       'x-agentgate-upstream': 'spoofed',
+      'x-agentgate-degraded': 'database',
     });
     expect(out).toEqual({
       'set-cookie': ['a=1; Path=/', 'b=2'],

@@ -59,6 +59,7 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
           ownerScope: ownerScope(request.principal!),
           signal: callerSignal(reply),
           log: request.log,
+          startedAt: performance.now() - reply.elapsedTime,
         });
         const conn = result.lease.conn;
         result.lease.release();
