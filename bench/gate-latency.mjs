@@ -5,15 +5,12 @@
 //   npm run build && node bench/gate-latency.mjs            (local server at 127.0.0.1:5432)
 //   BENCH_DATABASE_URL=postgres://... node bench/gate-latency.mjs
 import http from 'node:http';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
 import pg from 'pg';
 
-const root = new URL('..', import.meta.url);
-const { loadConfig } = await import(new URL('dist/src/config.js', root));
-const { createLogger } = await import(new URL('dist/src/logger.js', root));
-const { startServer } = await import(new URL('dist/src/server.js', root));
-
+const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
 const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
@@ -31,9 +28,20 @@ await new Promise((r) => agent.listen(0, '127.0.0.1', r));
 let agentConnections = 0;
 agent.on('connection', () => (agentConnections += 1));
 
-const config = loadConfig({ DATABASE_URL: dbUrl.toString(), PORT: '0', AGENTGATE_ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn' });
-const server = await startServer(config, createLogger('warn'));
-const base = server.url;
+// The gate runs as its own process, so the load generator does not share its event loop.
+const gate = spawn(process.execPath, [CLI, 'serve'], {
+  env: { PATH: process.env.PATH, DATABASE_URL: dbUrl.toString(), PORT: '0', AGENTGATE_ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const base = await new Promise((resolve, reject) => {
+  let out = '';
+  gate.stdout.on('data', (c) => {
+    out += c;
+    const m = out.match(/listening on (http:\/\/\S+)/);
+    if (m) resolve(m[1]);
+  });
+  gate.on('exit', (code) => reject(new Error(`the gate exited (${code}): ${out}`)));
+});
 
 async function call(method, path, body) {
   const res = await fetch(base + path, {
@@ -67,6 +75,8 @@ async function queryCount() {
 }
 
 async function run(label, path, expected) {
+  // Warm-up: JIT, the pool's connections, the prepared statement on each of them.
+  await autocannon({ url: base + path, method: 'POST', headers: { authorization: `Bearer ${ADMIN}` }, connections: CONCURRENCY, amount: 2000 });
   const before = await queryCount();
   const connectionsBefore = agentConnections;
   const result = await autocannon({
@@ -80,7 +90,7 @@ async function run(label, path, expected) {
   const statuses = Object.entries(result.statusCodeStats ?? {}).map(([s, v]) => `${s}:${v.count}`).join(' ');
   console.log(
     `${label.padEnd(28)} p50 ${String(result.latency.p50).padStart(5)} ms  p99 ${String(result.latency.p99).padStart(5)} ms  ` +
-      `${Math.round(result.requests.average)} req/s  statuses ${statuses} (expected ${expected})  ` +
+      `${Math.round(result.requests.total / result.duration)} req/s  statuses ${statuses} (expected ${expected})  ` +
       `db queries/call ${((after - before) / result.requests.total).toFixed(2)}  new agent connections ${agentConnections - connectionsBefore}`,
   );
 }
@@ -89,7 +99,8 @@ console.log(`${CALLS} calls at ${CONCURRENCY} concurrent callers, Node ${process
 await run('strong-signal sentinel', `/workspaces/${gone.id}/conn`, 409);
 await run('cached 200', `/workspaces/${healthy.id}/conn`, 200);
 
-await server.close();
+gate.kill('SIGTERM');
+await new Promise((r) => gate.on('exit', r));
 agent.close();
 await admin.query(`drop database ${dbName} with (force)`);
 await admin.end();
