@@ -76,14 +76,15 @@ async function serve(args: string[]): Promise<number> {
   const config = loadConfig(process.env);
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, logger);
-  out(`agentgate listening on ${server.url}`);
-  if (server.generatedAdminToken) out(`admin token (shown once, keep it): ${server.generatedAdminToken}`);
+  // Signals are handled before readiness is announced: whoever reads the line may signal at once.
   // Our own drain is bounded by the shutdown grace; this is the last resort above it.
   closeWithGrace({ delay: config.shutdownGraceMs + 10_000, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'fatal error; shutting down');
     else logger.info({ signal }, 'shutting down');
     await server.close();
   });
+  out(`agentgate listening on ${server.url}`);
+  if (server.generatedAdminToken) out(`admin token (shown once, keep it): ${server.generatedAdminToken}`);
   return -1; // keeps running
 }
 
@@ -182,12 +183,12 @@ async function agent(args: string[]): Promise<number> {
     heartbeatMs,
     logger,
   });
-  out(`agent listening on ${running.url}`);
   closeWithGrace({ delay: 10_000, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'fatal error; shutting down');
     else logger.info({ signal }, 'shutting down');
     await running.close(true);
   });
+  out(`agent listening on ${running.url}`);
   return -1;
 }
 

@@ -325,6 +325,11 @@ describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
           connection: { cached: true, dialedAt: first.body.connection.dialedAt, dialMs: first.body.connection.dialMs },
         });
         expect(degraded.ms).toBeLessThan(3 * DB_TIMEOUT_MS + 600);
+        // A proxied tool call is served the same way, and says so too.
+        const proxiedCall = await t.call('GET', `/workspaces/${ws.id}/conn/tool`, { token: ENV_ADMIN_TOKEN });
+        expect(proxiedCall.status).toBe(404); // the fake agent's own answer, passed through
+        expect(proxiedCall.headers.get('x-agentgate-upstream')).toBe('agent');
+        expect(proxiedCall.headers.get('x-agentgate-degraded')).toBe('database');
         const warnings = parsedLogs(t)
           .slice(logsBefore)
           .filter((l) => l.level === 40 && l.agentId === agentId);

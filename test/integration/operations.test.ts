@@ -159,3 +159,28 @@ describe('graceful shutdown', () => {
     }
   });
 });
+
+describe('the first admin token', () => {
+  it('is generated and printed once at first start when none exists, and works', async () => {
+    const db = await createTestDatabase();
+    const env = { DATABASE_URL: db.url, PORT: '0', LOG_LEVEL: 'warn' };
+    try {
+      const first = runCli(['serve'], env);
+      const [, base] = await first.waitFor(/listening on (http:\/\/\S+)/);
+      const [, token] = await first.waitFor(/admin token \(shown once, keep it\): (agadm_\S+)/);
+      const r = await fetch(`${base}/workspaces/${randomUUID()}`, { headers: { authorization: `Bearer ${token}` } });
+      expect(r.status).toBe(404);
+      first.child.kill('SIGTERM');
+      expect((await first.exited).code).toBe(0);
+      expect(first.stdout() + first.stderr()).not.toContain(`${token}"`); // never inside a log line
+
+      const second = runCli(['serve'], env);
+      await second.waitFor(/listening on/);
+      second.child.kill('SIGTERM');
+      expect((await second.exited).code).toBe(0);
+      expect(second.stdout()).not.toMatch(/admin token/);
+    } finally {
+      await db.drop();
+    }
+  });
+});

@@ -242,11 +242,13 @@ describe('aborts and failures', () => {
 
   it('agent crash before the response → 502 AGENT_CONNECTION_LOST; the next call dials again', async () => {
     const checks = agent.healthChecks();
-    const r = await proxied('/crash-before');
+    const r = await proxied('/crash-before', { method: 'POST', body: 'side effects' });
     expect(r.status).toBe(502);
     const body = (await r.json()) as { hint: string };
     expect(body).toMatchObject({ code: 'AGENT_CONNECTION_LOST', retryable: true });
     expect(body.hint).not.toMatch(/restart/i);
+    // Never retried: a tool call may have side effects.
+    expect(agent.records.filter((x) => x.url === '/base/crash-before')).toHaveLength(1);
     expect((await proxied('/echo')).status).toBe(200);
     expect(agent.healthChecks()).toBe(checks + 1);
   });
