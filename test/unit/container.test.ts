@@ -386,6 +386,20 @@ function publishedPorts(service: unknown): [string | undefined, string][] {
 }
 
 const composeChecks: Record<string, Check<unknown>> = {
+  'the reference agent runs `agentgate agent` against the agentgate service': (doc) => {
+    const agent = at(doc, 'services', 'reference-agent');
+    if (!isRecord(agent)) return 'missing service reference-agent';
+    const command = Array.isArray(agent.command) ? agent.command.map((c) => interpolate(String(c))) : [];
+    const flag = (name: string) => command[command.indexOf(name) + 1];
+    if (command[0] !== 'agent') return `reference-agent command: ${command.join(' ')}`;
+    if (flag('--gate') !== 'http://agentgate:8080') return `reference-agent --gate: ${flag('--gate') ?? 'none'}`;
+    if (!/^0\.0\.0\.0:\d+$/.test(flag('--listen') ?? '')) return `reference-agent --listen: ${flag('--listen') ?? 'none'}`;
+    if (!command.includes('--token')) return 'reference-agent has no --token';
+    const condition = at(agent, 'depends_on', 'agentgate', 'condition');
+    if (condition !== 'service_healthy') return `reference-agent depends_on agentgate: ${String(condition)}`;
+    return undefined;
+  },
+
   'has services postgres and agentgate': (doc) => {
     const missing = ['postgres', 'agentgate'].filter((s) => !isRecord(at(doc, 'services', s)));
     return missing.length === 0 ? undefined : `missing service(s): ${missing.join(', ')}`;
