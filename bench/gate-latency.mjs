@@ -5,52 +5,22 @@
 //   npm run build && node bench/gate-latency.mjs            (local server at 127.0.0.1:5432)
 //   BENCH_DATABASE_URL=postgres://... node bench/gate-latency.mjs
 import http from 'node:http';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
-import pg from 'pg';
+import { ADMIN, createBenchDatabase, gateClient, startGate } from './support.mjs';
 
-const CLI = new URL('../dist/src/cli.js', import.meta.url).pathname;
-const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CALLS = Number(process.env.BENCH_CALLS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
-const ADMIN = 'bench-admin-token-0123456789abcdef';
 
-const dbName = `agentgate_bench_${Date.now().toString(36)}`;
-const admin = new pg.Client({ connectionString: serverUrl });
-await admin.connect();
-await admin.query(`create database ${dbName}`);
-const dbUrl = new URL(serverUrl);
-dbUrl.pathname = `/${dbName}`;
-
+const database = await createBenchDatabase();
 const agent = http.createServer((req, res) => res.writeHead(req.url?.endsWith('/health') ? 200 : 404).end('{}'));
 await new Promise((r) => agent.listen(0, '127.0.0.1', r));
 let agentConnections = 0;
 agent.on('connection', () => (agentConnections += 1));
 
-// The gate runs as its own process, so the load generator does not share its event loop.
-const gate = spawn(process.execPath, [CLI, 'serve'], {
-  env: { PATH: process.env.PATH, DATABASE_URL: dbUrl.toString(), PORT: '0', AGENTGATE_ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const base = await new Promise((resolve, reject) => {
-  let out = '';
-  gate.stdout.on('data', (c) => {
-    out += c;
-    const m = out.match(/listening on (http:\/\/\S+)/);
-    if (m) resolve(m[1]);
-  });
-  gate.on('exit', (code) => reject(new Error(`the gate exited (${code}): ${out}`)));
-});
-
-async function call(method, path, body) {
-  const res = await fetch(base + path, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, body: await res.json().catch(() => undefined) };
-}
+const gate = await startGate(database.url);
+const base = gate.base;
+const call = gateClient(base);
 
 async function workspace(address) {
   const id = randomUUID();
@@ -99,8 +69,6 @@ console.log(`${CALLS} calls at ${CONCURRENCY} concurrent callers, Node ${process
 await run('strong-signal sentinel', `/workspaces/${gone.id}/conn`, 409);
 await run('cached 200', `/workspaces/${healthy.id}/conn`, 200);
 
-gate.kill('SIGTERM');
-await new Promise((r) => gate.on('exit', r));
+await gate.stop();
 agent.close();
-await admin.query(`drop database ${dbName} with (force)`);
-await admin.end();
+await database.drop();

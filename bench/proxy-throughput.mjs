@@ -3,17 +3,12 @@
 // the load comes from this one.
 //
 //   npm run build && node bench/proxy-throughput.mjs      (BENCH_DATABASE_URL overrides the server)
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
-import pg from 'pg';
+import { ADMIN, createBenchDatabase, gateClient, startGate, startProcess } from './support.mjs';
 
-const root = new URL('..', import.meta.url);
-const CLI = new URL('dist/src/cli.js', root).pathname;
-const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ADMIN = 'bench-admin-token-0123456789abcdef';
 
 const AGENT = `
 const http = require('node:http');
@@ -25,39 +20,12 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => console.log('listening ' + server.address().port));`;
 
-function start(args, env, pattern) {
-  const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (c) => {
-      out += c;
-      const m = out.match(pattern);
-      if (m) resolve({ child, match: m });
-    });
-    child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-}
-
-const dbName = `agentgate_bench_${Date.now().toString(36)}`;
-const admin = new pg.Client({ connectionString: serverUrl });
-await admin.connect();
-await admin.query(`create database ${dbName}`);
-const dbUrl = new URL(serverUrl);
-dbUrl.pathname = `/${dbName}`;
-
-const agent = await start(['-e', AGENT], {}, /listening (\d+)/);
+const database = await createBenchDatabase();
+const agent = await startProcess(['-e', AGENT], {}, /listening (\d+)/);
 const agentUrl = `http://127.0.0.1:${agent.match[1]}`;
-const gate = await start([CLI, 'serve'], { DATABASE_URL: dbUrl.toString(), PORT: '0', AGENTGATE_ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'warn' }, /listening on (http:\/\/\S+)/);
-const base = gate.match[1];
-
-const call = async (method, path, body, token = ADMIN) => {
-  const res = await fetch(base + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, body: await res.json().catch(() => undefined) };
-};
+const gate = await startGate(database.url);
+const base = gate.base;
+const call = gateClient(base);
 const ws = randomUUID();
 await call('PUT', `/workspaces/${ws}`, { ownerId: randomUUID(), name: 'bench' });
 const build = await call('POST', `/workspaces/${ws}/builds`, { transition: 'start', agents: [{ name: 'main', address: agentUrl }] });
@@ -81,8 +49,6 @@ const proxied = await load('through agentgate', `${base}/workspaces/${ws}/conn/e
 console.log(`proxied/direct throughput ${(proxied.requests.average / direct.requests.average).toFixed(2)}x, p99 ${proxied.latency.p99} vs ${direct.latency.p99} ms`);
 
 clearInterval(beat);
-gate.child.kill('SIGTERM');
+await gate.stop();
 agent.child.kill('SIGTERM');
-await new Promise((r) => gate.child.on('exit', r));
-await admin.query(`drop database ${dbName} with (force)`);
-await admin.end();
+await database.drop();

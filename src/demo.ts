@@ -29,9 +29,8 @@ function heading(line: string): void {
 interface Answer {
   status: number;
   ms: number;
-  // why: the demo prints fields of several response shapes.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  body: any;
+  body: any; // why: the demo prints fields of several response shapes
 }
 
 async function main(): Promise<void> {

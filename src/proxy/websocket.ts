@@ -1,5 +1,5 @@
 // WebSocket upgrades on `/workspaces/:id/conn/*` (SPEC 4.1): the same authentication and gate
-// as any proxied request, then the upgrade is forwarded (signed) to the agent over its pool and
+// as every proxied request, then the upgrade is forwarded (signed) to the agent over its pool and
 // the two sockets are joined; either side closing closes the other.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
