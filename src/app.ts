@@ -16,6 +16,7 @@ import { Problem } from './http/schemas.js';
 import problemPlugin from './http/plugins/problem.js';
 import authPlugin from './http/plugins/auth.js';
 import openapiPlugin from './http/plugins/openapi.js';
+import loadShedding from './http/plugins/load-shedding.js';
 import opsRoutes from './http/routes/ops.js';
 import workspaceRoutes from './http/routes/workspaces.js';
 import tokenRoutes from './http/routes/tokens.js';
@@ -44,6 +45,8 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   gate: Gate;
+  /** Event loop delay past which API calls are shed (tests lower it). */
+  maxEventLoopDelayMs?: number;
 }
 
 // Incoming request ids are kept only when they are short and plain, so logs stay parseable.
@@ -68,6 +71,7 @@ export async function buildApp(deps: AppDeps) {
   app.addSchema(Problem);
 
   await app.register(problemPlugin);
+  await app.register(loadShedding, { maxEventLoopDelayMs: deps.maxEventLoopDelayMs });
   await app.register(openapiPlugin);
   await app.register(authPlugin, { tokens: deps.tokens });
 

@@ -52,6 +52,7 @@ export interface TestAppOptions {
   database?: TestDatabase;
   /** Open the app's pool on another URL (e.g. through a fault proxy). */
   databaseUrl?: string;
+  maxEventLoopDelayMs?: number;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -79,7 +80,17 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const events = startEvents(options.databaseUrl ?? database.url, tokens, gate, logger);
   await new Promise<void>((resolve) => events.listener.once('connected', resolve));
   const lifecycle = new Lifecycle();
-  const app = await buildApp({ config, db: handle.db, tokens, events: events.hub, lifecycle, metrics, logger, gate });
+  const app = await buildApp({
+    config,
+    db: handle.db,
+    tokens,
+    events: events.hub,
+    lifecycle,
+    metrics,
+    logger,
+    gate,
+    maxEventLoopDelayMs: options.maxEventLoopDelayMs,
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
