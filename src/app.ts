@@ -73,8 +73,7 @@ export async function buildApp(deps: AppDeps) {
   await app.register(problemPlugin);
   await app.register(loadShedding, { maxEventLoopDelayMs: deps.maxEventLoopDelayMs });
   await app.register(openapiPlugin);
-  await app.register(authPlugin, { tokens: deps.tokens });
-
+  // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     const access = request.routeOptions.config.access;
@@ -82,6 +81,8 @@ export async function buildApp(deps: AppDeps) {
       throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
     }
   });
+  await app.register(authPlugin, { tokens: deps.tokens });
+
   // While draining, every response closes its connection, so keep-alive sockets do not hold the
   // shutdown open until the grace period ends.
   app.addHook('onSend', async (_request, reply) => {

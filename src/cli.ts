@@ -6,7 +6,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { openDatabaseRuntime } from './runtime.js';
-import { migrateDown, migrateUp, migrationStatus, withMigrationDatabase } from './db/migrate.js';
+import { migrateDown, migrateUp, migrationStatus, pendingMigrations, withMigrationDatabase } from './db/migrate.js';
 import { createApiToken } from './db/tokens-repo.js';
 import { parseListen, startAgent } from './agent/run-agent.js';
 
@@ -36,13 +36,14 @@ Creates an API token and prints it once on stdout (only its SHA-256 is stored).
   --scope conn|admin   conn: chat-server routes; admin: every route
   --owner <uuid>       confine a conn token to one owner's workspaces
   --name <name>        a label (default: "cli")`,
-  agent: `usage: agentgate agent --gate <url> --token <token> --listen <host:port> [--root <dir>] [--heartbeat-ms <ms>]
+  agent: `usage: agentgate agent --gate <url> [--token <token>] --listen <host:port> [--root <dir>] [--heartbeat-ms <ms>]
 
 Runs the reference workspace agent: heartbeats to the gate, serves GET /health and tool
 endpoints (POST /exec, POST /exec/stream, GET/PUT /files) that accept only requests signed by
 the gate, and says goodbye on SIGTERM/SIGINT.
   --gate <url>          agentgate's base URL
-  --token <token>       this agent's token (from POST /workspaces/:id/builds)
+  --token <token>       this agent's token (from POST /workspaces/:id/builds); or set
+                        AGENTGATE_AGENT_TOKEN, which other local users cannot read
   --listen <host:port>  where to serve (port 0 picks a free one)
   --root <dir>          the directory tools are confined to (default: the current directory)
   --heartbeat-ms <ms>   heartbeat interval (default 15000)`,
@@ -74,15 +75,21 @@ async function serve(args: string[]): Promise<number> {
   if (values.help) return help('serve');
   if (positionals.length > 0) throw new UsageError(`serve takes no arguments (got ${positionals.join(' ')})`, 'serve');
   const config = loadConfig(process.env);
+  // Parsed once: secrets need not stay in the environment that child processes (the embedded
+  // PostgreSQL among them) inherit.
+  for (const secret of ['AGENTGATE_ADMIN_TOKEN', 'DATABASE_URL']) delete process.env[secret];
   const logger = createLogger(config.logLevel);
-  const server = await startServer(config, logger);
-  // Signals are handled before readiness is announced: whoever reads the line may signal at once.
-  // Our own drain is bounded by the shutdown grace; this is the last resort above it.
-  closeWithGrace({ delay: config.shutdownGraceMs + 10_000, logger }, async ({ signal, err }) => {
+  // Signals are handled from the start: one arriving during start-up (initdb, migrations) waits
+  // for it to finish and then shuts down in order, rather than orphaning the embedded database.
+  // Our own drain is bounded by the shutdown grace; the delay here is the last resort above it.
+  const starting = startServer(config, logger);
+  closeWithGrace({ delay: config.shutdownGraceMs + 60_000, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'fatal error; shutting down');
     else logger.info({ signal }, 'shutting down');
-    await server.close();
+    const server = await starting.catch(() => undefined);
+    await server?.close();
   });
+  const server = await starting;
   out(`agentgate listening on ${server.url}`);
   if (server.generatedAdminToken) out(`admin token (shown once, keep it): ${server.generatedAdminToken}`);
   return -1; // keeps running
@@ -137,7 +144,13 @@ async function token(args: string[]): Promise<number> {
   const name = values.name ?? 'cli';
   if (name.length === 0 || name.length > 200) throw new UsageError('--name must be 1 to 200 characters', 'token');
   const config = loadConfig(process.env);
-  const created = await withDatabase(config, ({ handle: { db } }) => createApiToken(db, { name, scope, ownerId: values.owner ?? null }));
+  const created = await withDatabase(config, async ({ handle: { db } }) => {
+    const pending = await pendingMigrations(db);
+    if (pending.length > 0) {
+      throw new Error(`the database is not migrated (pending: ${pending.join(', ')}); run "agentgate migrate up" or start "agentgate serve" first`);
+    }
+    return createApiToken(db, { name, scope, ownerId: values.owner ?? null });
+  });
   process.stderr.write(`created ${scope} token ${created.id}${values.owner ? ` for owner ${values.owner}` : ''}; it is shown once:\n`);
   out(created.token);
   return 0;
@@ -153,9 +166,13 @@ async function agent(args: string[]): Promise<number> {
   });
   if (values.help) return help('agent');
   if (positionals.length > 0) throw new UsageError(`agent takes no arguments (got ${positionals.join(' ')})`, 'agent');
-  for (const flag of ['gate', 'token', 'listen'] as const) {
+  // The token may come from the environment: a command line is visible to every local user.
+  const agentToken = values.token ?? process.env.AGENTGATE_AGENT_TOKEN;
+  delete process.env.AGENTGATE_AGENT_TOKEN;
+  for (const flag of ['gate', 'listen'] as const) {
     if (!values[flag]) throw new UsageError(`--${flag} is required`, 'agent');
   }
+  if (!agentToken) throw new UsageError('--token (or AGENTGATE_AGENT_TOKEN) is required', 'agent');
   let gate: URL;
   try {
     gate = new URL(values.gate ?? '');
@@ -176,7 +193,7 @@ async function agent(args: string[]): Promise<number> {
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info').child({ component: 'agent' });
   const running = await startAgent({
     gate: gate.toString(),
-    token: values.token ?? '',
+    token: agentToken,
     host: listen.host,
     port: listen.port,
     root: values.root ?? process.cwd(),

@@ -18,8 +18,18 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
   if (destination) return pino(options, destination);
-  if (process.stdout.isTTY) {
+  // Pretty output on a terminal, when the (development) package is installed; JSON otherwise.
+  if (process.stdout.isTTY && canResolve('pino-pretty')) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } });
   }
   return pino(options);
+}
+
+function canResolve(specifier: string): boolean {
+  try {
+    import.meta.resolve(specifier);
+    return true;
+  } catch {
+    return false;
+  }
 }

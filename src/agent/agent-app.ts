@@ -126,7 +126,18 @@ export async function buildAgentApp(options: AgentAppOptions) {
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     const result = await execute(body, cwd, reply, (stream, chunk) => {
-      if (!res.destroyed) res.write(`${JSON.stringify({ stream, data: chunk.toString('utf8') })}\n`);
+      if (res.destroyed) return undefined;
+      if (res.write(`${JSON.stringify({ stream, data: chunk.toString('utf8') })}\n`)) return undefined;
+      // The caller reads slower than the command writes: hold the command's output until it drains.
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
     });
     const { stdout: _o, stderr: _e, ...exit } = result;
     if (!res.destroyed) res.end(`${JSON.stringify({ exit })}\n`);
@@ -157,7 +168,12 @@ export async function buildAgentApp(options: AgentAppOptions) {
       let file: string;
       try {
         file = await resolveInRoot(options.root, request.query.path, { mayNotExist: true });
+        // The root itself, or any directory, is not a file to replace.
+        if (file === options.root || (await stat(file).catch(() => undefined))?.isDirectory()) {
+          throw new ApiError('INVALID_REQUEST', 'the path names a directory');
+        }
       } catch (error) {
+        if (error instanceof ApiError) throw error;
         return confined(error);
       }
       const limit = options.maxUploadBytes ?? 100 * 1024 * 1024;

@@ -10,7 +10,8 @@ export class OutsideRoot extends Error {
 
 function inside(root: string, candidate: string): boolean {
   const rel = path.relative(root, candidate);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+  // `..foo` is a name inside the root; only `..` itself or `../…` leaves it.
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel));
 }
 
 /**

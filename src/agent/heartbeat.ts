@@ -26,7 +26,9 @@ export class HeartbeatLoop {
   }
 
   async #post(path: string): Promise<number> {
-    const res = await fetch(new URL(path, this.options.gate), {
+    // Relative to the gate's URL, so a gate behind a path prefix (https://host/gate/) works.
+    const base = this.options.gate.endsWith('/') ? this.options.gate : `${this.options.gate}/`;
+    const res = await fetch(new URL(path.replace(/^\//, ''), base), {
       method: 'POST',
       headers: { authorization: `Bearer ${this.options.token}` },
       signal: AbortSignal.timeout(this.options.requestTimeoutMs ?? 5_000),

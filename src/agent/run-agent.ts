@@ -4,6 +4,7 @@ import { mkdir, realpath } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { buildAgentApp } from './agent-app.js';
 import { HeartbeatLoop } from './heartbeat.js';
+import { killAllProcesses } from './run-process.js';
 
 export interface AgentOptions {
   gate: string;
@@ -50,6 +51,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       (closing ??= (async () => {
         // Goodbye first: the gate stops sending calls at once instead of after a timeout.
         await heartbeats.stop(sayGoodbye);
+        // Commands still running would outlive us (they run in process groups of their own).
+        killAllProcesses();
         await app.close();
       })()),
   };

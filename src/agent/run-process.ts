@@ -12,9 +12,24 @@ export interface RunOptions {
   /** Bytes kept of stdout and of stderr each; the rest is counted and dropped. */
   maxOutputBytes: number;
   signal: AbortSignal;
-  /** Called with output as it comes (streaming endpoint). */
-  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+  /**
+   * Called with output as it comes (streaming endpoint). A promise returned pauses that stream
+   * until it settles: the reader's backpressure reaches the process.
+   */
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: Buffer) => Promise<void> | undefined;
 }
+
+/** Process groups of commands still running, so that shutdown can end them. */
+const running = new Set<number>();
+
+/** Kills every command still running (the agent is shutting down). */
+export function killAllProcesses(): void {
+  for (const pid of running) killTree(pid);
+}
+
+// How long output may still arrive after the command itself ended. A process that escaped the
+// group (setsid) and still holds the pipes must not hold the answer.
+const OUTPUT_DRAIN_MS = 200;
 
 export interface RunResult {
   exitCode: number | null;
@@ -73,7 +88,11 @@ export function runProcess(options: RunOptions): Promise<RunResult> {
     let aborted = false;
     let spawnError: string | undefined;
     const collect = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
-      options.onOutput?.(stream, chunk);
+      const wait = options.onOutput?.(stream, chunk);
+      if (wait) {
+        child[stream].pause();
+        void wait.finally(() => child[stream].resume());
+      }
       const room = options.maxOutputBytes - kept[stream];
       if (room <= 0) {
         truncated = true;
@@ -89,13 +108,26 @@ export function runProcess(options: RunOptions): Promise<RunResult> {
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.stdin ?? '');
 
+    const pid = child.pid;
+    if (pid !== undefined) running.add(pid);
+    let drain: NodeJS.Timeout | undefined;
+    const stopReading = () => {
+      clearTimeout(drain);
+      drain = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, OUTPUT_DRAIN_MS);
+      drain.unref();
+    };
     const timer = setTimeout(() => {
       timedOut = true;
-      killTree(child.pid);
+      killTree(pid);
+      stopReading();
     }, options.timeoutMs);
     const onAbort = () => {
       aborted = true;
-      killTree(child.pid);
+      killTree(pid);
+      stopReading();
     };
     if (options.signal.aborted) onAbort();
     else options.signal.addEventListener('abort', onAbort, { once: true });
@@ -103,11 +135,14 @@ export function runProcess(options: RunOptions): Promise<RunResult> {
     child.once('error', (error) => {
       spawnError = error.message;
     });
+    child.once('exit', stopReading);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(drain);
       options.signal.removeEventListener('abort', onAbort);
+      if (pid !== undefined) running.delete(pid);
       // Grandchildren may outlive the leader; the group goes with it.
-      if (timedOut || aborted) killTree(child.pid);
+      if (timedOut || aborted) killTree(pid);
       resolve({
         exitCode: code,
         signal,

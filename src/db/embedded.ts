@@ -1,7 +1,8 @@
 // An embedded PostgreSQL (real binaries from npm) for when DATABASE_URL is unset. Its data
 // lives in one directory and is kept across restarts; its owner stops it on shutdown.
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
@@ -21,9 +22,23 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
 }
 
-// The embedded server listens on loopback only; the password just satisfies its auth setup.
+// The embedded server listens on loopback only. Its superuser password is random, made at the
+// first start and kept beside the data (mode 0600), so other local users cannot log in.
 const USER = 'postgres';
-const PASSWORD = 'agentgate-embedded';
+// Data directories made before the password file existed were initialised with this one.
+const LEGACY_PASSWORD = 'agentgate-embedded';
+const PASSWORD_FILE = 'pg-password';
+
+async function serverPassword(parent: string, fresh: boolean): Promise<string> {
+  const file = path.join(parent, PASSWORD_FILE);
+  if (!fresh) {
+    const kept = await readFile(file, 'utf8').catch(() => undefined);
+    return kept?.trim() || LEGACY_PASSWORD;
+  }
+  const password = randomBytes(24).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
 
 const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'] as const;
 
@@ -67,10 +82,13 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   if (asRoot) await letPostgresUserIn(path.dirname(dataDir));
   const port = await freePort();
   const log = options.onLog ?? (() => undefined);
+  const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
+  const password = await serverPassword(path.dirname(dataDir), fresh);
+  const url = (p: number) => `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${p}/postgres`;
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
     user: USER,
-    password: PASSWORD,
+    password,
     port,
     persistent: !options.ephemeral,
     // PostgreSQL refuses to run as root; the library then runs it as a `postgres` system user.
@@ -80,7 +98,7 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
     onError: (message: unknown) => log(String(message).trim()),
   });
 
-  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+  if (fresh) {
     // A half-made directory from an interrupted first start would make initdb refuse.
     await rm(dataDir, { recursive: true, force: true });
     await server.initialise();
@@ -93,7 +111,7 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
       );
     }
     return {
-      url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${running.port}/postgres`,
+      url: url(running.port),
       port: running.port,
       stop: () => Promise.resolve(), // not ours to stop
     };
@@ -107,15 +125,32 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   // If this process exits without stopping the server (a crash), do not leave it running.
   const onExit = () => stopSync(dataDir);
   process.on('exit', onExit);
+  const started = await runningServer(dataDir);
   let stopped: Promise<void> | undefined;
   return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    url: url(port),
     port,
     stop: () =>
-      (stopped ??= server.stop().finally(() => {
+      (stopped ??= (async () => {
+        // The server may already be gone (Ctrl-C in a terminal signals the whole process
+        // group): the library would then wait for an exit that already happened.
+        if (started && isAlive(started.pid)) await Promise.race([server.stop(), untilDead(started.pid)]);
         process.removeListener('exit', onExit);
-      })),
+      })()),
   };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function untilDead(pid: number): Promise<void> {
+  while (isAlive(pid)) await new Promise((r) => setTimeout(r, 50));
 }
 
 function postmasterPid(text: string | undefined): number | undefined {

@@ -96,7 +96,9 @@ export async function getWorkspaceView(db: Db, workspaceId: string): Promise<Wor
   const w = rows[0];
   if (!w) return null;
   let agents: AgentRow[] = [];
-  if (w.build_id !== null && w.transition === 'start') {
+  // The latest build's agents as registered, whatever its transition (a control plane writing
+  // these tables may give a stop build agents; the gate still treats it as having none).
+  if (w.build_id !== null) {
     agents = (
       await sql<AgentRow>`
         select a.id, a.name, a.address, a.display_order, ${AGENT_TIMES_SQL}

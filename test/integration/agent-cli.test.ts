@@ -57,7 +57,7 @@ describe('help', () => {
       [['serve', '--help'], /^usage: agentgate serve/],
       [['migrate', '--help'], /^usage: agentgate migrate up\|down\|status/],
       [['token', '--help'], /^usage: agentgate token create --scope conn\|admin/],
-      [['agent', '--help'], /^usage: agentgate agent --gate <url> --token <token> --listen <host:port>/],
+      [['agent', '--help'], /^usage: agentgate agent --gate <url> \[--token <token>\] --listen <host:port>/],
     ];
     // Help never needs a database: run it with none configured.
     const results = await Promise.all(cases.map(([args]) => run(args, { DATABASE_URL: '' })));
@@ -85,6 +85,7 @@ describe('usage errors exit 64 with one line on stderr', () => {
     ['an unknown command', ['frobnicate'], /unknown command "frobnicate"/],
     ['agent without flags', ['agent'], /--gate is required/],
     ['agent without --listen', ['agent', '--gate', 'http://127.0.0.1:9', '--token', 'agagt_x'], /--listen is required/],
+    ['agent without a token', ['agent', '--gate', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0'], /--token \(or AGENTGATE_AGENT_TOKEN\) is required/],
     ['agent with a bad --listen', withFlag('--listen', '127.0.0.1:70000'), /--listen must be host:port/],
     ['agent with a bad --gate', withFlag('--gate', 'ftp://127.0.0.1/'), /--gate must be an http: or https: URL/],
     ['agent with a bad --heartbeat-ms', ['agent', ...agentOk, '--heartbeat-ms', '5'], /--heartbeat-ms must be an integer/],
@@ -197,8 +198,9 @@ describe('agent', () => {
     let cli: CliProcess | undefined;
     try {
       cli = runCli(
-        ['agent', '--gate', t.url, '--token', agentToken, '--listen', `127.0.0.1:${port}`, '--root', tmp, '--heartbeat-ms', '200'],
-        { LOG_LEVEL: 'info' },
+        // The token through the environment, as recommended (a command line is public).
+        ['agent', '--gate', t.url, '--listen', `127.0.0.1:${port}`, '--root', tmp, '--heartbeat-ms', '200'],
+        { LOG_LEVEL: 'info', AGENTGATE_AGENT_TOKEN: agentToken },
       );
       const [, url] = await cli.waitFor(/agent listening on (http:\/\/\S+)/, 10_000);
       expect(url).toBe(`http://127.0.0.1:${port}`);

@@ -3,7 +3,7 @@
 // streaming exec, and files confined to the root (traversal and symlink escapes refused).
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile, lstat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -290,6 +290,21 @@ describe('POST /exec', () => {
     await waitUntil(async () => !(await running(grandchild)), 1_000, `grandchild ${grandchild} to die`);
   });
 
+  it('a process that left the group and holds the output does not hold the answer', async () => {
+    const pidFile = path.join(root, 'escaped.pid');
+    const started = performance.now();
+    // setsid puts the sleeper in a session of its own, out of reach of the group kill; it keeps
+    // the stdout pipe open.
+    const res = await exec({ command: 'sh', args: ['-c', `setsid sleep 30 & echo $! > ${pidFile}; echo done`], timeoutMs: 5_000 });
+    const elapsed = performance.now() - started;
+    expect(res.status).toBe(200);
+    const body = await json(res);
+    expect(body).toMatchObject({ exitCode: 0, timedOut: false, stdout: 'done\n' });
+    expect(elapsed).toBeLessThan(3_000);
+    const escaped = await readPid(pidFile);
+    spawned.push(escaped);
+  });
+
   it('an aborted request kills the whole process tree', async () => {
     const pidFile = path.join(root, 'abort-child.pid');
     const controller = new AbortController();
@@ -430,6 +445,14 @@ describe('GET/PUT /files', () => {
 
   it('PUT into a directory that does not exist is 404', async () => {
     await expectProblem(await send('PUT', filePath('no-such-dir/x.txt'), { raw: 'x' }), 404, 'NOT_FOUND');
+    // The root itself and directories are not files: nothing is written beside them.
+    for (const dir of ['.', './', 'bin']) {
+      await mkdir(path.join(root, 'bin'), { recursive: true });
+      await expectProblem(await send('PUT', filePath(dir), { raw: 'x' }), 400, 'INVALID_REQUEST');
+    }
+    expect((await readdir(path.dirname(root))).filter((n) => n.endsWith('.part'))).toEqual([]);
+    // A name that merely starts with two dots stays inside.
+    expect((await send('PUT', filePath('..dots.txt'), { raw: 'in' })).status).toBe(200);
     expect(existsSync(path.join(root, 'no-such-dir'))).toBe(false);
   });
 

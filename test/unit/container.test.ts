@@ -394,7 +394,9 @@ const composeChecks: Record<string, Check<unknown>> = {
     if (command[0] !== 'agent') return `reference-agent command: ${command.join(' ')}`;
     if (flag('--gate') !== 'http://agentgate:8080') return `reference-agent --gate: ${flag('--gate') ?? 'none'}`;
     if (!/^0\.0\.0\.0:\d+$/.test(flag('--listen') ?? '')) return `reference-agent --listen: ${flag('--listen') ?? 'none'}`;
-    if (!command.includes('--token')) return 'reference-agent has no --token';
+    if (command.includes('--token')) return 'reference-agent passes its token on the command line';
+    const env = serviceEnv(agent);
+    if (!('AGENTGATE_AGENT_TOKEN' in env)) return 'reference-agent has no AGENTGATE_AGENT_TOKEN';
     const condition = at(agent, 'depends_on', 'agentgate', 'condition');
     if (condition !== 'service_healthy') return `reference-agent depends_on agentgate: ${String(condition)}`;
     return undefined;
