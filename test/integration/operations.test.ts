@@ -1,10 +1,15 @@
 import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { runCli } from '../support/process.js';
+import { CLI, runCli } from '../support/process.js';
 import { migrateDown, migrateUp } from '../../src/db/migrate.js';
 
 let env: AppBehindProxy;
@@ -156,6 +161,43 @@ describe('graceful shutdown', () => {
     } finally {
       cli.child.kill('SIGKILL');
       await db.drop();
+    }
+  });
+});
+
+describe('shutdown with the embedded database', () => {
+  it('Ctrl-C (SIGINT to the whole process group) drains, stops the database and exits 0', { timeout: 40_000 }, async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'agentgate-sigint-'));
+    await chmod(dir, 0o755); // the embedded server may run as another user (as root)
+    // Its own process group, as a terminal would make it: the signal reaches PostgreSQL too.
+    const child = spawn(process.execPath, [CLI, 'serve'], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, AGENTGATE_DATA_DIR: dir, PORT: '0', LOG_LEVEL: 'info', AGENTGATE_ADMIN_TOKEN: ENV_ADMIN_TOKEN },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no start: ${out}`)), 30_000);
+        child.stdout.on('data', () => {
+          if (out.includes('listening on')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      const pid = child.pid!;
+      process.kill(-pid, 'SIGINT');
+      const started = Date.now();
+      expect(await exited).toBe(0);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(out).toContain('"msg":"stopped"');
+      expect(existsSync(path.join(dir, 'pgdata', 'postmaster.pid'))).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
