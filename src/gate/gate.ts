@@ -118,10 +118,7 @@ export class Gate {
       return presentAgent(snapshot.agent, snapshot.classification);
     } catch (error) {
       if (!(error instanceof DatabaseUnreadable)) throw error;
-      throw new ApiError('DATABASE_UNAVAILABLE', 'the database could not be read in time', {
-        workspaceId: req.workspaceId,
-        retryAfter: 1,
-      });
+      throw databaseUnavailable(req.workspaceId);
     }
   }
 
@@ -297,10 +294,7 @@ export class Gate {
           },
         };
       }
-      throw new ApiError('DATABASE_UNAVAILABLE', 'the database could not be read in time', {
-        workspaceId: req.workspaceId,
-        retryAfter: 1,
-      });
+      throw databaseUnavailable(req.workspaceId);
     }
   }
 
@@ -359,6 +353,9 @@ export class Gate {
     }
   }
 }
+
+const databaseUnavailable = (workspaceId: string) =>
+  new ApiError('DATABASE_UNAVAILABLE', 'the database could not be read in time', { workspaceId, retryAfter: 1 });
 
 class DatabaseUnreadable extends Error {
   constructor(cause: unknown) {

@@ -7,11 +7,10 @@ import type { FastifyBaseLogger } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { ApiError } from '../errors.js';
-import { admits, ownerScope, type Principal } from '../auth/principal.js';
-import { bearerToken } from '../auth/tokens.js';
+import { ownerScope, type Principal } from '../auth/principal.js';
+import { authenticate } from '../auth/authenticate.js';
 import { signAgentRequest } from '../auth/agent-signature.js';
 import type { TokenStore } from '../auth/token-store.js';
-import { isDatabaseUnavailable } from '../db/failures.js';
 import { CallerGone, type Gate } from '../gate/gate.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Metrics } from '../metrics.js';
@@ -145,18 +144,9 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       if (!ROUTE.test(url) || (req.method ?? 'GET') !== 'GET') {
         throw new ApiError('NOT_FOUND', 'no WebSocket route for this path');
       }
-      const token = bearerToken(req.headers.authorization);
-      if (!token) throw new ApiError('UNAUTHENTICATED', 'a bearer token is required');
-      let principal;
-      try {
-        principal = await tokens.resolve(token);
-      } catch (error) {
-        if (!isDatabaseUnavailable(error)) throw error;
-        throw new ApiError('DATABASE_UNAVAILABLE', 'the token could not be checked: the database is unavailable', { retryAfter: 1 });
-      }
-      if (!principal) throw new ApiError('UNAUTHENTICATED', 'the token is unknown or revoked');
-      if (!admits('conn', principal)) throw new ApiError('FORBIDDEN', 'this route needs a conn token');
+      // As for HTTP routes: a draining process answers before any token lookup.
       if (lifecycle.draining) throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
+      const principal = await authenticate(tokens, req.headers.authorization, 'conn');
       const target = proxyTarget(url, req.headers['x-agentgate-agent']);
       const limit = await options.rateLimit?.(principal, req.socket.remoteAddress ?? '');
       if (limit && !limit.allowed) {

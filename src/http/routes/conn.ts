@@ -65,7 +65,7 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
         result.lease.release();
         metrics.connTotal.inc({ code: 'ok' });
         if (result.degraded) reply.header('x-agentgate-degraded', 'database');
-        request.log.info({ agentId: result.agent.id, cached: result.cached, degraded: result.degraded }, 'connection ready');
+        request.log.debug({ agentId: result.agent.id, cached: result.cached, degraded: result.degraded }, 'connection ready');
         return {
           workspaceId,
           agent: result.agent,
