@@ -2,6 +2,9 @@
 // pg bounds the pool wait (connectionTimeoutMillis) and a query (query_timeout) separately;
 // here one budget covers both, and a client whose query timed out is destroyed rather than
 // returned to the pool, where it would block the next caller behind a query that never ends.
+// pg-pool listens for a client's socket errors only while the client is idle; while one is
+// checked out here, its errors are ours to catch, or a failover (connections reset while
+// queries are in flight) would be an uncaught 'error' that ends the process.
 import pg from 'pg';
 import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
 
@@ -30,9 +33,11 @@ export class BoundedPool implements PostgresPool {
   readonly pg: pg.Pool;
   readonly timeoutMs: number;
   onQuery: QueryTiming | undefined;
+  readonly onError: (error: Error) => void;
 
   constructor(options: BoundedPoolOptions) {
     this.timeoutMs = options.timeoutMs;
+    this.onError = options.onError;
     this.pg = new pg.Pool({
       connectionString: options.connectionString,
       max: options.max ?? 10,
@@ -88,7 +93,15 @@ class BoundedClient implements PostgresPoolClient {
     acquiredFrom: number,
   ) {
     this.#budgetStart = acquiredFrom;
+    client.on('error', this.#onError);
   }
+
+  // The query in flight (if any) is rejected with the same error; this only keeps the process
+  // alive and makes sure the broken client is destroyed on release, not reused.
+  readonly #onError = (error: Error) => {
+    this.#broken = true;
+    this.pool.onError(error);
+  };
 
   // Kysely never passes a cursor here (no `cursor` in the dialect config), only SQL text.
   query = (async <R>(sql: string, parameters: readonly unknown[]): Promise<PostgresQueryResult<R>> => {
@@ -128,7 +141,8 @@ class BoundedClient implements PostgresPoolClient {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.client.release(this.#broken ? new Error('query timed out') : undefined);
+    this.client.removeListener('error', this.#onError);
+    this.client.release(this.#broken ? new Error('the connection broke or a query timed out') : undefined);
   }
 }
 

@@ -1,0 +1,113 @@
+// PostgreSQL faults under the gate (SPEC 5 step 9): cut, silent, slow, reset mid-query. Every
+// call answers within the bounds (a degraded 200 on a cached connection, or
+// DATABASE_UNAVAILABLE), the process stays up, and it recovers by itself.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
+import { startAgent, type FakeAgent } from '../support/agents.js';
+import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import type { FaultProxy } from '../support/fault-proxy.js';
+import { eventually, expectNoLeak, handles, outcome, timed, WorstCases, type Timed } from './support.js';
+
+const DB_TIMEOUT_MS = 400;
+const DIAL_TIMEOUT_MS = 500;
+// SPEC 5 step 9: no call waits longer than the dial bound plus twice the database bound.
+const CONN_BOUND_MS = DIAL_TIMEOUT_MS + 2 * DB_TIMEOUT_MS;
+// Scheduling slack on a loaded 2-core machine; the bound itself is what the gate enforces.
+const SLACK_MS = 400;
+
+let env: AppBehindProxy;
+let t: TestApp;
+let proxy: FaultProxy;
+let rows: AgentRows & { close(): Promise<void> };
+let agent: FakeAgent;
+let cachedWs: Workspace;
+let uncachedWs: Workspace;
+const table = new WorstCases();
+
+beforeAll(async () => {
+  env = await startAppBehindFaultProxy({
+    AGENTGATE_DB_TIMEOUT_MS: String(DB_TIMEOUT_MS),
+    AGENTGATE_DIAL_TIMEOUT_MS: String(DIAL_TIMEOUT_MS),
+  });
+  ({ t, proxy } = env);
+  rows = await AgentRows.open(env.database.url);
+  agent = await startAgent();
+  const other = await startAgent();
+  cachedWs = await createWorkspace(t, [{ address: agent.address }]);
+  uncachedWs = await createWorkspace(t, [{ address: other.address }]);
+  await rows.heartbeat(cachedWs.agents[0]!.id);
+  await rows.heartbeat(uncachedWs.agents[0]!.id);
+  expect((await conn(t, cachedWs.id)).status).toBe(200);
+});
+
+afterAll(async () => {
+  table.print('PostgreSQL faults: worst-case waits');
+  await rows?.close();
+  await agent?.close();
+  await env?.close();
+});
+
+/** Calls that start together: conn on a cached workspace, conn on an uncached one, a proxied call. */
+function calls(): Array<Promise<Timed<Reply>>> {
+  const out: Array<Promise<Timed<Reply>>> = [];
+  for (let i = 0; i < 5; i += 1) {
+    out.push(timed(() => conn(t, cachedWs.id)));
+    out.push(timed(() => conn(t, uncachedWs.id)));
+    out.push(timed(() => t.call('GET', `/workspaces/${cachedWs.id}/conn/tool`, { token: ENV_ADMIN_TOKEN })));
+  }
+  return out;
+}
+
+/** Degraded on the cached workspace, DATABASE_UNAVAILABLE on the other: never anything else. */
+function expectOutageAnswers(answers: Array<Timed<Reply>>): void {
+  const seen = new Set(answers.map(({ r }) => outcome(r)));
+  for (const { r } of answers) {
+    if (r.status === 503) {
+      expect(r.body).toMatchObject({ code: 'DATABASE_UNAVAILABLE', retryable: true });
+      expect(Number(r.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    } else {
+      // 200 from conn, or the fake agent's own 404 to the proxied tool call, both degraded.
+      expect(['ok', 'agent 404'], outcome(r)).toContain(outcome(r));
+      expect(r.headers.get('x-agentgate-degraded')).toBe('database');
+    }
+  }
+  // The uncached workspace can only be refused; the cached one is served.
+  expect(seen).toContain('503 DATABASE_UNAVAILABLE');
+  expect(seen).toContain('ok');
+}
+
+/** The same calls with the database healthy: pool and client sockets at their steady state. */
+async function warmUp(): Promise<Record<string, number>> {
+  await Promise.all(calls());
+  t.gate.cache.evict(uncachedWs.agents[0]!.id);
+  return handles();
+}
+
+async function expectRecovered(): Promise<void> {
+  await eventually(
+    async () => {
+      const [a, b] = await Promise.all([conn(t, cachedWs.id), conn(t, uncachedWs.id)]);
+      return a.status === 200 && b.status === 200 && a.headers.get('x-agentgate-degraded') === null;
+    },
+    5_000,
+    'recovery once the database is back',
+  );
+}
+
+describe('PostgreSQL faults', () => {
+  it('reset while queries are in flight (a failover): every call answers, the process stays up, and it recovers', async () => {
+    const before = await warmUp();
+    proxy.setMode('blackhole');
+    // Queries are now waiting on a silent server; the failover then resets their connections.
+    const started = calls();
+    await new Promise((r) => setTimeout(r, DB_TIMEOUT_MS / 2));
+    proxy.resetInFlight();
+    const answers = await Promise.all(started);
+    proxy.setMode('pass');
+    expectOutageAnswers(answers);
+    table.record('reset mid-query (blackhole, then reset)', answers, CONN_BOUND_MS + SLACK_MS);
+    await expectRecovered();
+    await Promise.all(calls());
+    await expectNoLeak(before);
+  });
+});

@@ -1,0 +1,76 @@
+// What every fault scenario measures: how long each call waited (against the configured
+// bounds), what it answered, and whether the scenario leaked handles or sockets.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'vitest';
+import type { Reply } from '../support/app.js';
+
+export interface Timed<T> {
+  r: T;
+  ms: number;
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
+  const started = performance.now();
+  const r = await fn();
+  return { r, ms: performance.now() - started };
+}
+
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+/** 'ok' for a 2xx of the gate, 'agent <status>' for the agent's own answer, else status and code. */
+export function outcome(r: Reply): string {
+  if (r.headers.get('x-agentgate-upstream') === 'agent') return `agent ${r.status}`;
+  return r.status >= 200 && r.status < 300 ? 'ok' : `${r.status} ${String(r.body?.code)}`;
+}
+
+/** The longest wait of a batch of calls, for the closing table of worst cases. */
+export const worst = (calls: Array<Timed<unknown>>): number => Math.round(Math.max(0, ...calls.map((c) => c.ms)));
+
+/** Counts of this process's active handles by type (sockets, timers, servers...). */
+export function handles(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const type of process.getActiveResourcesInfo()) counts[type] = (counts[type] ?? 0) + 1;
+  return counts;
+}
+
+const SOCKETS = ['TCPSocketWrap', 'TCPWRAP', 'PipeWrap'];
+const sockets = (h: Record<string, number>) => SOCKETS.reduce((n, type) => n + (h[type] ?? 0), 0);
+
+/**
+ * Asserts that open sockets and handles came back to where they were before the scenario
+ * (within `slack`, for pool connections that may legitimately be re-opened meanwhile).
+ */
+export async function expectNoLeak(before: Record<string, number>, slack = 2): Promise<void> {
+  const total = (h: Record<string, number>) => Object.values(h).reduce((a, b) => a + b, 0);
+  await eventually(
+    () => sockets(handles()) <= sockets(before) + slack && total(handles()) <= total(before) + slack,
+    5_000,
+    `handles back to ${JSON.stringify(before)} (now ${JSON.stringify(handles())})`,
+  );
+  expect(sockets(handles())).toBeLessThanOrEqual(sockets(before) + slack);
+}
+
+/** Worst-case waits observed, printed once per file: the figures the closing note reports. */
+export class WorstCases {
+  readonly #rows: Array<{ scenario: string; worstMs: number; boundMs: number; outcomes: string }> = [];
+
+  record(scenario: string, calls: Array<Timed<Reply>>, boundMs: number): void {
+    const counts = new Map<string, number>();
+    for (const c of calls) counts.set(outcome(c.r), (counts.get(outcome(c.r)) ?? 0) + 1);
+    const worstMs = worst(calls);
+    this.#rows.push({ scenario, worstMs, boundMs, outcomes: [...counts].map(([k, v]) => `${k} x${v}`).join(', ') });
+    expect(worstMs, `${scenario}: worst wait against its bound`).toBeLessThanOrEqual(boundMs);
+  }
+
+  print(title: string): void {
+    if (this.#rows.length === 0) return;
+    const lines = this.#rows.map((r) => `| ${r.scenario} | ${r.worstMs} | ${r.boundMs} | ${r.outcomes} |`);
+    process.stdout.write(`\n${title}\n| scenario | worst ms | bound ms | answers |\n|---|---:|---:|---|\n${lines.join('\n')}\n`);
+  }
+}
