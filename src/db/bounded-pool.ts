@@ -13,6 +13,12 @@ export class DatabaseTimeoutError extends Error {
   readonly code = 'AGENTGATE_DB_TIMEOUT';
 }
 
+/**
+ * The least time a query is sent with: below it a healthy round trip would likely be cut
+ * short, and the cut destroys a pooled connection; the caller is answered "too late" instead.
+ */
+export const MIN_QUERY_BUDGET_MS = 50;
+
 export interface BoundedPoolOptions {
   connectionString: string;
   timeoutMs: number;
@@ -53,15 +59,34 @@ export class BoundedPool implements PostgresPool {
     this.pg.on('error', options.onError);
   }
 
-  async connect(): Promise<PostgresPoolClient> {
+  /** The least budget worth a query: MIN_QUERY_BUDGET_MS, or the whole bound if smaller. */
+  get minBudgetMs(): number {
+    return Math.min(MIN_QUERY_BUDGET_MS, this.timeoutMs);
+  }
+
+  /** A client, waiting at most `budgetMs` for one (pg's own wait is bounded by the full bound). */
+  async connect(budgetMs = this.timeoutMs): Promise<PostgresPoolClient> {
     const started = performance.now();
     let client: pg.PoolClient;
     try {
-      client = await this.pg.connect();
+      client = budgetMs >= this.timeoutMs ? await this.pg.connect() : await this.#connectWithin(budgetMs);
     } catch (error) {
       throw wrapTimeout(error, 'waiting for a database connection');
     }
     return new BoundedClient(client, this, started);
+  }
+
+  /** pg cannot withdraw a waiting connect; a client that arrives after we gave up goes back. */
+  #connectWithin(budgetMs: number): Promise<pg.PoolClient> {
+    const pending = this.pg.connect();
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        pending.then((late) => late.release(), () => undefined);
+        reject(new DatabaseTimeoutError(`timed out waiting ${Math.round(budgetMs)} ms for a database connection`));
+      }, Math.max(0, budgetMs));
+    });
+    return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
   }
 
   /**
@@ -69,9 +94,10 @@ export class BoundedPool implements PostgresPool {
    * read, which is parsed and planned once per connection instead of on every call.
    */
   async queryNamed<R>(name: string, text: string, values: unknown[], budgetMs = this.timeoutMs): Promise<R[]> {
-    const client = (await this.connect()) as BoundedClient;
+    const budget = Math.min(budgetMs, this.timeoutMs);
+    const client = (await this.connect(budget)) as BoundedClient;
     try {
-      return (await client.run<R>({ name, text, values }, Math.min(budgetMs, this.timeoutMs))).rows;
+      return (await client.run<R>({ name, text, values }, budget)).rows;
     } finally {
       client.release();
     }
@@ -115,7 +141,12 @@ class BoundedClient implements PostgresPoolClient {
     budgetMs = this.pool.timeoutMs,
   ): Promise<pg.QueryResult<R & pg.QueryResultRow>> {
     // The first query shares its budget with the pool wait that preceded it.
-    const remaining = Math.max(1, Math.round(budgetMs - (performance.now() - this.#budgetStart)));
+    const remaining = Math.round(budgetMs - (performance.now() - this.#budgetStart));
+    if (remaining < this.pool.minBudgetMs) {
+      // Not sent: the connection stays healthy and goes back to the pool.
+      this.#budgetStart = performance.now();
+      throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, remaining)} ms of ${Math.round(budgetMs)} ms)`);
+    }
     const started = performance.now();
     try {
       // pg reads query_timeout per query, though its types do not declare it.

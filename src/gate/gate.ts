@@ -18,7 +18,7 @@ import { classifyAgent, disconnectedSeconds, type AgentStatus, type Classificati
 import { ConnCache, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
 import { FailedDials } from './failed-dials.js';
-import { CallerGone, SharedDials } from './shared-dials.js';
+import { CallerGone, SharedDials, WaitExpired } from './shared-dials.js';
 
 export { CallerGone };
 
@@ -230,7 +230,7 @@ export class Gate {
 
   /** One more read after a dial; a database failure or an exhausted budget keeps the dial. */
   async #stillCurrent(req: GateRequest, agentId: string, budgetMs: number): Promise<boolean> {
-    if (budgetMs <= 0) return true;
+    if (budgetMs < this.#pool.minBudgetMs) return true;
     try {
       const again = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName, budgetMs);
       return again.kind === 'agent' && again.agent.id === agentId;
@@ -244,7 +244,7 @@ export class Gate {
   async #read(req: Omit<GateRequest, 'signal' | 'log'>, budgetMs = this.#config.dbTimeoutMs): Promise<Snapshot> {
     let read;
     try {
-      if (budgetMs <= 0) throw new DatabaseTimeoutError('no time left in this call for the database');
+      if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError('no time left in this call for the database');
       read = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName, budgetMs);
     } catch (error) {
       if (!isDatabaseUnavailable(error)) throw error;
@@ -304,11 +304,15 @@ export class Gate {
    * starts over, since a closed pool is never handed out.
    */
   async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras, budgetMs: number): Promise<Lease | undefined> {
-    const timeoutMs = Math.max(1, Math.min(this.#config.dialTimeoutMs, budgetMs));
+    // The dial is shared: it always gets its full bound, never the remainder of whichever call
+    // started it; each call stops waiting at its own deadline instead.
+    const timeoutMs = this.#config.dialTimeoutMs;
     try {
-      await this.#dials.join(agent.id, req.signal, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs));
+      await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs));
     } catch (error) {
       if (error instanceof CallerGone) throw error;
+      // This call's own budget ran out: its answer alone, not the agent's, so not remembered.
+      if (error instanceof WaitExpired) throw new ApiError('AGENT_DIAL_TIMEOUT', error.message, extras);
       if (error instanceof DialFailure) {
         const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
         throw new ApiError(code, error.message, extras);

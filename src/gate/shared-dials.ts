@@ -1,11 +1,17 @@
-// One dial in flight per agent (SPEC 5 step 6). Each waiter waits with its own signal and stops
-// waiting at once when it goes away, without failing the others; the dial itself is aborted
-// (with DialAbandoned) only when its last waiter has left.
+// One dial in flight per agent (SPEC 5 step 6). The dial runs with its own full bound, whoever
+// started it. Each waiter waits with its own signal and its own deadline and stops waiting at
+// once when either ends, without failing the others; the dial itself is aborted (with
+// DialAbandoned) only when its last waiter has left.
 import { DialAbandoned } from './dial.js';
 
 /** Rejection of a waiter whose own caller went away. */
 export class CallerGone extends Error {
   override name = 'CallerGone';
+}
+
+/** Rejection of a waiter whose own budget ran out before the dial settled: its answer alone. */
+export class WaitExpired extends Error {
+  override name = 'WaitExpired';
 }
 
 interface Flight<T> {
@@ -22,10 +28,15 @@ export class SharedDials<T> {
   }
 
   /**
-   * Waits for the dial of `key`, starting one with `start` if none is in flight.
-   * `joined` is true when the dial was already in flight.
+   * Waits for the dial of `key`, starting one with `start` if none is in flight, for at most
+   * `waitMs`. `joined` is true when the dial was already in flight.
    */
-  join(key: string, waiterSignal: AbortSignal, start: (signal: AbortSignal) => Promise<T>): Promise<{ value: T; joined: boolean }> {
+  join(
+    key: string,
+    waiterSignal: AbortSignal,
+    waitMs: number,
+    start: (signal: AbortSignal) => Promise<T>,
+  ): Promise<{ value: T; joined: boolean }> {
     if (waiterSignal.aborted) return Promise.reject(new CallerGone('the caller went away'));
     let flight = this.#flights.get(key);
     // A dial every waiter left is being cancelled; its cancel is nobody's answer, so start anew.
@@ -48,15 +59,18 @@ export class SharedDials<T> {
       let done = false;
       const finish = () => {
         done = true;
+        clearTimeout(timer);
         waiterSignal.removeEventListener('abort', onAbort);
       };
-      const onAbort = () => {
+      const leave = (why: Error) => {
         if (done) return;
         finish();
         current.waiters -= 1;
         if (current.waiters === 0) current.controller.abort(new DialAbandoned('every caller left'));
-        reject(new CallerGone('the caller went away'));
+        reject(why);
       };
+      const onAbort = () => leave(new CallerGone('the caller went away'));
+      const timer = setTimeout(() => leave(new WaitExpired(`no answer from the agent within this call's ${Math.round(waitMs)} ms`)), Math.max(0, waitMs));
       waiterSignal.addEventListener('abort', onAbort, { once: true });
       current.promise.then(
         (value) => {

@@ -8,7 +8,8 @@ import { closedPortAddress, startAgent, startBlackHole, type BlackHole, type Fak
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { AgentConnection, type AgentTarget } from '../../src/gate/agent-connection.js';
 import { dialAgent, DialAbandoned, DialFailure, dialOutcome, DialTimeout, type DialOutcome } from '../../src/gate/dial.js';
-import { CallerGone, SharedDials } from '../../src/gate/shared-dials.js';
+import { CallerGone, SharedDials, WaitExpired } from '../../src/gate/shared-dials.js';
+import { MIN_QUERY_BUDGET_MS } from '../../src/db/bounded-pool.js';
 
 /** Dial bound 300 ms, failures remembered for 2 s. */
 let t: TestApp;
@@ -518,10 +519,10 @@ describe('SharedDials', () => {
       });
     };
     const first = new AbortController();
-    const left = shared.join('agent', first.signal, start);
+    const left = shared.join('agent', first.signal, 5_000, start);
     first.abort();
     await expect(left).rejects.toBeInstanceOf(CallerGone);
-    const next = await shared.join('agent', new AbortController().signal, start);
+    const next = await shared.join('agent', new AbortController().signal, 5_000, start);
     expect(next).toEqual({ value: 'dial 2', joined: false });
     expect(started).toBe(2);
   });
@@ -536,8 +537,8 @@ describe('SharedDials', () => {
       return sleep(50).then(() => 'ok');
     };
     const leaver = new AbortController();
-    const a = shared.join('agent', leaver.signal, start);
-    const b = shared.join('agent', new AbortController().signal, start);
+    const a = shared.join('agent', leaver.signal, 5_000, start);
+    const b = shared.join('agent', new AbortController().signal, 5_000, start);
     leaver.abort();
     await expect(a).rejects.toBeInstanceOf(CallerGone);
     expect(await b).toEqual({ value: 'ok', joined: true });
@@ -545,4 +546,70 @@ describe('SharedDials', () => {
     expect(aborted).toBe(false);
     expect(shared.inFlight).toBe(0);
   });
+
+  it('a waiter whose own budget runs out stops waiting alone: the dial goes on for the others', async () => {
+    const shared = new SharedDials<string>();
+    let aborted = false;
+    const start = (signal: AbortSignal) => {
+      signal.addEventListener('abort', () => (aborted = true));
+      return sleep(150).then(() => 'ok');
+    };
+    const short = shared.join('agent', new AbortController().signal, 30, start);
+    const patient = shared.join('agent', new AbortController().signal, 5_000, start);
+    await expect(short).rejects.toBeInstanceOf(WaitExpired);
+    expect(await patient).toEqual({ value: 'ok', joined: true });
+    expect(aborted).toBe(false);
+  });
 });
+
+describe("one caller's budget never leaks into state shared by all callers", () => {
+  it('a dial started by a caller with little time left runs with the full bound; the callers who joined get the agent, and nothing is remembered', async () => {
+    // Dial bound 300 ms (app t). The agent answers its health check in 200 ms.
+    const a = await agent({ delayMs: 200 });
+    const ws = await connectedWorkspace(t, a.address);
+    // A call on its second loop: 80 ms of its budget left when it starts the dial.
+    const bound = t.config.dialTimeoutMs + 2 * t.config.dbTimeoutMs;
+    const hurried = t.gate
+      .connect({
+        workspaceId: ws.id,
+        ownerScope: null,
+        signal: new AbortController().signal,
+        log: t.app.log,
+        startedAt: performance.now() - (bound - 80),
+      })
+      .then(
+        (ok) => {
+          ok.lease.release();
+          return 'ok';
+        },
+        (error: { code?: string }) => error.code,
+      );
+    // Fresh callers join the dial it started.
+    await sleep(20);
+    const fresh = await Promise.all(Array.from({ length: 8 }, () => conn(t, ws.id)));
+    expect(await hurried).toBe('AGENT_DIAL_TIMEOUT');
+    for (const r of fresh) {
+      expect(r.status, r.text).toBe(200);
+      expect(r.body.connection.cached).toBe(false);
+    }
+    expect(a.healthChecks()).toBe(1);
+    // The hurried caller's timeout was its own: the next caller is served, not refused from memory.
+    const next = await conn(t, ws.id);
+    expect(next.status, next.text).toBe(200);
+    expect(next.body.connection.cached).toBe(true);
+  });
+
+  it('a query is never sent with less than the minimum budget, so a healthy pooled connection is never cut', async () => {
+    const pool = t.handle.pool;
+    await pool.queryNamed('budget_probe', 'select 1 as one', [], 1_000);
+    const open = pool.pg.totalCount;
+    for (const budget of [0, 1, 5, MIN_QUERY_BUDGET_MS - 1]) {
+      await expect(pool.queryNamed('budget_probe_sleep', 'select pg_sleep(0.01)', [], budget)).rejects.toMatchObject({
+        code: 'AGENTGATE_DB_TIMEOUT',
+      });
+    }
+    expect(pool.pg.totalCount).toBe(open);
+    expect(await pool.queryNamed('budget_probe', 'select 1 as one', [], 1_000)).toEqual([{ one: 1 }]);
+  });
+});
+
