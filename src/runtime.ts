@@ -40,7 +40,11 @@ export async function openDatabaseRuntime(
       await embedded.stop();
       throw error;
     }
-    logger.info({ dataDir: config.dataDir, ms: Math.round(performance.now() - started) }, 'embedded PostgreSQL started');
+    // As root the data may live elsewhere than configured (where the postgres user can reach it).
+    logger.info(
+      { dataDir: embedded.dataDir, installDir: embedded.installDir, ms: Math.round(performance.now() - started) },
+      'embedded PostgreSQL started',
+    );
   }
   const handle = openDatabase({
     url,
