@@ -89,13 +89,28 @@ async function serve(args: string[]): Promise<number> {
   closeWithGrace({ delay: config.shutdownGraceMs + 60_000, logger }, async ({ signal, err }) => {
     if (err) logger.error({ err }, 'fatal error; shutting down');
     else logger.info({ signal }, 'shutting down');
-    const server = await starting.catch(() => undefined);
+    // After an uncaught error, start-up may never settle (the step that threw was what it was
+    // waiting for): give it a moment to finish, then exit rather than wait for a second signal.
+    const server = await (err ? settledWithin(starting, FATAL_START_WAIT_MS) : starting.catch(() => undefined));
     await server?.close();
   });
   const server = await starting;
   out(`agentgate listening on ${server.url}`);
   if (server.generatedAdminToken) out(`admin token (shown once, keep it): ${server.generatedAdminToken}`);
   return -1; // keeps running
+}
+
+const FATAL_START_WAIT_MS = 1_000;
+
+/** The value of `promise` if it fulfils within `ms`; undefined if it rejects or takes longer. */
+async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+  try {
+    return await Promise.race([promise.catch(() => undefined), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function withDatabase<T>(config: Config, fn: (runtime: Awaited<ReturnType<typeof openDatabaseRuntime>>) => Promise<T>): Promise<T> {
