@@ -321,7 +321,7 @@ async function installationFor(runAs: RunAs): Promise<string> {
     ['-x', path.join(packaged.dir, 'bin', 'postgres')],
     ['-x', path.join(packaged.dir, 'bin', 'initdb')],
     ['-x', path.join(packaged.dir, 'lib')],
-    ['-r', path.join(packaged.dir, 'share', 'postgres.bki')],
+    ['-r', path.join(packaged.dir, 'share', 'postgresql', 'postgres.bki')],
   ];
   if (!runAs || (await reachable(runAs, needed))) return packaged.dir;
   const versions = path.join(SYSTEM_DIR, 'postgresql');
