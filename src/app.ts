@@ -13,7 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { TokenStore } from './auth/token-store.js';
 import { ApiError } from './errors.js';
 import { Problem } from './http/schemas.js';
-import problemPlugin from './http/plugins/problem.js';
+import problemPlugin, { answerClientError, answerFrameworkError, writeProblem } from './http/plugins/problem.js';
 import authPlugin from './http/plugins/auth.js';
 import openapiPlugin from './http/plugins/openapi.js';
 import loadShedding from './http/plugins/load-shedding.js';
@@ -63,9 +63,22 @@ export async function buildApp(deps: AppDeps) {
     },
     // Draining answers with our own problem+json (below) rather than Fastify's plain 503.
     return503OnClosing: false,
+    // Node would answer a missing Host with a bare 400 before the app sees the request; the
+    // onRequest hook below refuses it as problem+json instead.
+    http: { requireHostHeader: false },
     forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Errors met before a route runs answer problem+json too (SPEC section 6).
+    frameworkErrors: answerFrameworkError,
+    clientErrorHandler(error, socket) {
+      answerClientError(deps.logger, error, socket);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // Node answers an Expect other than 100-continue with a bare 417 unless this is listened for;
+  // such an expectation cannot be met, so it is a malformed header.
+  app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    writeProblem(res, new ApiError('INVALID_REQUEST', 'the Expect header is not supported (only 100-continue is)'));
+  });
 
   app.decorate('db', deps.db);
   app.addSchema(Problem);
@@ -76,6 +89,9 @@ export async function buildApp(deps: AppDeps) {
   // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+      throw new ApiError('INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header');
+    }
     const access = request.routeOptions.config.access;
     if (lifecycle.draining && access !== undefined && access !== 'public') {
       throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');

@@ -1,7 +1,9 @@
 // One error handler and one not-found handler: every error leaves as RFC 9457 problem+json
 // from the catalogue, and nothing internal (stack, SQL, addresses) reaches a body.
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorCode } from '../../errors.js';
 import { isDatabaseUnavailable } from '../../db/failures.js';
 
@@ -10,6 +12,46 @@ export function sendProblem(reply: FastifyReply, error: ApiError): FastifyReply 
   if (error.extras.retryAfter !== undefined) reply.header('retry-after', String(error.extras.retryAfter));
   if (error.code === 'UNAUTHENTICATED') reply.header('www-authenticate', 'Bearer realm="agentgate"');
   return reply.code(problem.status).type('application/problem+json').send(problem);
+}
+
+/** Router errors (bad percent-encoding, overlong parameter) as problem+json: Fastify's `frameworkErrors`. */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const apiError = toApiError(error);
+  request.log.info({ code: apiError.code, detail: apiError.detail, fastifyCode: error.code }, 'request refused');
+  void sendProblem(reply, apiError);
+}
+
+/**
+ * Requests Node's HTTP parser rejects before Fastify sees them (not HTTP/1.1, bad header bytes,
+ * headers over the size limit): Fastify's `clientErrorHandler`, answering problem+json where
+ * Node and Fastify would answer plain JSON. Oversized headers are a malformed header too: SPEC
+ * section 6 has no 431.
+ */
+export function answerClientError(log: FastifyBaseLogger, error: Error & { code?: string }, socket: Socket): void {
+  // A reset socket has nobody to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const detail =
+    error.code === 'HPE_HEADER_OVERFLOW'
+      ? 'the request headers are larger than the limit'
+      : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? 'the request did not arrive in time'
+        : 'the request is not valid HTTP/1.1';
+  log.info({ code: 'INVALID_REQUEST', parserError: error.code }, 'malformed request refused');
+  // As Node itself: only on a socket that has not started another response.
+  if (socket.writable && socket.bytesWritten === 0) {
+    const body = JSON.stringify(new ApiError('INVALID_REQUEST', detail).toProblem());
+    socket.write(
+      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
+
+/** A problem on a bare Node response, for requests that never reach Fastify's routing. */
+export function writeProblem(res: ServerResponse, error: ApiError): void {
+  const body = JSON.stringify(error.toProblem());
+  res.writeHead(error.status, { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
 }
 
 const FASTIFY_CODES: Partial<Record<string, [ErrorCode, string]>> = {
