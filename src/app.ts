@@ -67,7 +67,10 @@ export async function buildApp(deps: AppDeps) {
     // onRequest hook below refuses it as problem+json instead.
     http: { requireHostHeader: false },
     forceCloseConnections: 'idle',
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // No type coercion: a body's `"name": 5` or `"transition": ["start"]` is the wrong JSON type
+    // and INVALID_REQUEST, not silently turned into "5" or "start". Parameters and queries are
+    // all strings in our schemas, so they need no coercion either.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     // Errors met before a route runs answer problem+json too (SPEC section 6).
     frameworkErrors: answerFrameworkError,
     clientErrorHandler(error, socket) {
