@@ -1,7 +1,13 @@
 // TypeBox schemas shared by routes: they validate requests, shape responses and feed OpenAPI.
 import { Type, type TSchema } from '@sinclair/typebox';
 
-export const Uuid = Type.String({ format: 'uuid', description: 'a UUID' });
+// The pattern as well as the format: ajv's `uuid` format also admits a `urn:uuid:` prefix,
+// which PostgreSQL's uuid type refuses (a 500 where a 400 is due).
+export const Uuid = Type.String({
+  format: 'uuid',
+  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+  description: 'a UUID',
+});
 export const Time = Type.String({ format: 'date-time' });
 export const NullableTime = Type.Union([Time, Type.Null()]);
 
