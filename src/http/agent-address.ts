@@ -3,6 +3,10 @@
 
 /** Why the address is refused, or undefined when it is acceptable. */
 export function checkAgentAddress(address: string): string | undefined {
+  // The URL parser would strip or encode these, but the address is stored as registered, and
+  // PostgreSQL text cannot hold NUL.
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (/[\u0000-\u0020\u007f]/.test(address)) return 'must not contain spaces or control characters';
   let url: URL;
   try {
     url = new URL(address);

@@ -8,6 +8,11 @@ export const Uuid = Type.String({
   pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
   description: 'a UUID',
 });
+/** Free text stored in a PostgreSQL `text` column, which cannot hold NUL (a 500 otherwise). */
+export function StoredText(maxLength: number) {
+  return Type.String({ minLength: 1, maxLength, pattern: '^[^\\u0000]*$', description: `1 to ${maxLength} characters, no NUL` });
+}
+
 export const Time = Type.String({ format: 'date-time' });
 export const NullableTime = Type.Union([Time, Type.Null()]);
 

@@ -2,13 +2,13 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../errors.js';
-import { NoContent, TokenParams, Uuid, withProblems } from '../schemas.js';
+import { NoContent, StoredText, TokenParams, Uuid, withProblems } from '../schemas.js';
 import { createApiToken, revokeApiToken } from '../../db/tokens-repo.js';
 import type { EventHub } from '../../event-hub.js';
 
 const TokenBody = Type.Object(
   {
-    name: Type.String({ minLength: 1, maxLength: 200 }),
+    name: StoredText(200),
     scope: Type.Union([Type.Literal('conn'), Type.Literal('admin')]),
     ownerId: Type.Optional(Uuid),
   },

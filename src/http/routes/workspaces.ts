@@ -2,7 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../errors.js';
-import { AgentName, AgentStatus, NoContent, NullableTime, Time, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
+import { AgentName, AgentStatus, NoContent, NullableTime, StoredText, Time, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
 import {
   createBuild,
   deleteWorkspace,
@@ -16,7 +16,7 @@ import type { Config } from '../../config.js';
 import type { EventHub } from '../../event-hub.js';
 
 const WorkspaceBody = Type.Object(
-  { ownerId: Uuid, name: Type.String({ minLength: 1, maxLength: 200 }) },
+  { ownerId: Uuid, name: StoredText(200) },
   { additionalProperties: false },
 );
 
