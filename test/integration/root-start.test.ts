@@ -3,7 +3,7 @@
 // directory the `postgres` user cannot enter, keeping its data across restarts.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -181,6 +181,8 @@ describe('as root, from a directory the postgres user cannot enter', () => {
         await Promise.all(started.splice(0).map(stop));
         await rm(dir, { recursive: true, force: true });
         await rm(expectedData, { recursive: true, force: true });
+        // Its parents too, when nothing else lives there (rmdir refuses a non-empty directory).
+        for (const parent of [path.dirname(expectedData), path.dirname(path.dirname(expectedData))]) await rmdir(parent).catch(() => undefined);
       }
     },
   );
