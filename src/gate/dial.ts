@@ -56,6 +56,10 @@ export async function dialAgent(target: AgentTarget, options: DialOptions): Prom
       path,
       headers: { [SIGNATURE_HEADER]: signAgentRequest(target.tokenHash, 'GET', path) },
       signal: controller.signal,
+      // The dial's own timer is its bound; the pool's headers timeout is for proxied calls and
+      // would otherwise cut a dial short as "unreachable" when it is the shorter of the two.
+      headersTimeout: 0,
+      bodyTimeout: 0,
     });
     await response.body.dump({ limit: 64 * 1024, signal: controller.signal });
     if (response.statusCode < 200 || response.statusCode > 299) {
