@@ -47,7 +47,12 @@ export class BoundedPool implements PostgresPool {
     this.pg = new pg.Pool({
       connectionString: options.connectionString,
       max: options.max ?? 10,
-      connectionTimeoutMillis: options.timeoutMs,
+      // Opening a connection gets its own, longer bound: pg-pool destroys a connection still
+      // opening when this expires, so with the query bound here a server slower to accept
+      // than that bound (under load, after a failover) would never refill the pool. Each
+      // caller's wait is bounded by its own budget instead (connect below), and a connection
+      // that opens after its caller gave up serves the next one.
+      connectionTimeoutMillis: openTimeoutMs(options.timeoutMs),
       // The server cancels what the client gave up on, so locks are not held by ghosts.
       statement_timeout: options.timeoutMs,
       idle_in_transaction_session_timeout: Math.max(options.timeoutMs * 5, 10_000),
@@ -64,12 +69,12 @@ export class BoundedPool implements PostgresPool {
     return Math.min(MIN_QUERY_BUDGET_MS, this.timeoutMs);
   }
 
-  /** A client, waiting at most `budgetMs` for one (pg's own wait is bounded by the full bound). */
+  /** A client, waiting at most `budgetMs` for one. */
   async connect(budgetMs = this.timeoutMs): Promise<PostgresPoolClient> {
     const started = performance.now();
     let client: pg.PoolClient;
     try {
-      client = budgetMs >= this.timeoutMs ? await this.pg.connect() : await this.#connectWithin(budgetMs);
+      client = await this.#connectWithin(Math.min(budgetMs, this.timeoutMs));
     } catch (error) {
       throw wrapTimeout(error, 'waiting for a database connection');
     }
@@ -175,6 +180,11 @@ class BoundedClient implements PostgresPoolClient {
     this.client.removeListener('error', this.#onError);
     this.client.release(this.#broken ? new Error('the connection broke or a query timed out') : undefined);
   }
+}
+
+/** How long opening one connection may take: a few query bounds, at least 2 s. */
+export function openTimeoutMs(queryTimeoutMs: number): number {
+  return Math.max(3 * queryTimeoutMs, 2_000);
 }
 
 function wrapTimeout(error: unknown, what: string): unknown {

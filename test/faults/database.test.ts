@@ -6,9 +6,9 @@ import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, type AppBehindProxy, type Re
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { eventually, expectNoLeak, handles, outcome, timed, WorstCases, type Timed } from './support.js';
+import { callsWithoutKeepAlive, eventually, expectNoLeak, poolThroughProxy, snapshot, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
 
-const DB_TIMEOUT_MS = 400;
+const DB_TIMEOUT_MS = 800;
 const DIAL_TIMEOUT_MS = 500;
 // SPEC 5 step 9: no call waits longer than the dial bound plus twice the database bound.
 const CONN_BOUND_MS = DIAL_TIMEOUT_MS + 2 * DB_TIMEOUT_MS;
@@ -25,11 +25,13 @@ let uncachedWs: Workspace;
 const table = new WorstCases();
 
 beforeAll(async () => {
+  callsWithoutKeepAlive();
   env = await startAppBehindFaultProxy({
     AGENTGATE_DB_TIMEOUT_MS: String(DB_TIMEOUT_MS),
     AGENTGATE_DIAL_TIMEOUT_MS: String(DIAL_TIMEOUT_MS),
-  });
+  }, { maxEventLoopDelayMs: UNSHED_MS });
   ({ t, proxy } = env);
+  poolThroughProxy(t);
   rows = await AgentRows.open(env.database.url);
   agent = await startAgent();
   const other = await startAgent();
@@ -80,7 +82,7 @@ function expectOutageAnswers(answers: Array<Timed<Reply>>): void {
 async function warmUp(): Promise<Record<string, number>> {
   await Promise.all(calls());
   t.gate.cache.evict(uncachedWs.agents[0]!.id);
-  return handles();
+  return snapshot(t);
 }
 
 async function expectRecovered(): Promise<void> {
@@ -95,6 +97,28 @@ async function expectRecovered(): Promise<void> {
 }
 
 describe('PostgreSQL faults', () => {
+  it('a server slower to accept a connection than the query bound: the pool refills, calls are served', async () => {
+    // A query bound of 300 ms, connections that take 400 ms to open.
+    const slow = await startAppBehindFaultProxy({ AGENTGATE_DB_TIMEOUT_MS: '300' }, { maxEventLoopDelayMs: UNSHED_MS });
+    try {
+      slow.proxy.setMode('slow-accept', { latencyMs: 400 });
+      slow.proxy.resetInFlight(); // the pool loses its connections and must open new ones
+      const answers: Array<Timed<Reply>> = [];
+      const started = Date.now();
+      while (Date.now() - started < 3_000) {
+        answers.push(await timed(() => slow.t.call('GET', `/workspaces/${cachedWs.id}`, { token: ENV_ADMIN_TOKEN })));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const { r } of answers) expect(['404 WORKSPACE_NOT_FOUND', '503 DATABASE_UNAVAILABLE'], outcome(r)).toContain(outcome(r));
+      // The first calls may find no connection yet; once one has opened, it serves.
+      const served = answers.filter(({ r }) => r.status === 404).length;
+      expect(served, answers.map(({ r }) => r.status).join(' ')).toBeGreaterThan(answers.length / 2);
+      table.record('server slow to accept (400 ms, bound 300 ms)', answers, 300 + SLACK_MS);
+    } finally {
+      await slow.close();
+    }
+  });
+
   it('reset while queries are in flight (a failover): every call answers, the process stays up, and it recovers', async () => {
     const before = await warmUp();
     proxy.setMode('blackhole');
@@ -108,6 +132,6 @@ describe('PostgreSQL faults', () => {
     table.record('reset mid-query (blackhole, then reset)', answers, CONN_BOUND_MS + SLACK_MS);
     await expectRecovered();
     await Promise.all(calls());
-    await expectNoLeak(before);
+    await expectNoLeak(t, before);
   });
 });

@@ -2,12 +2,14 @@
 // - `pass` forwards normally;
 // - `latency` forwards each chunk after `latencyMs`;
 // - `throttle` forwards at most `bytesPerSecond` in each direction;
+// - `slow-accept` holds the server's first answer on each new connection for `latencyMs` (a
+//   server slow to accept: busy, far away, expensive authentication), then passes;
 // - `blackhole` keeps sockets open but forwards nothing, like a network that drops packets;
 // - `cut` resets every connection and refuses new ones.
 // `resetInFlight()` resets the connections open now and keeps accepting new ones (a failover).
 import net from 'node:net';
 
-export type FaultMode = 'pass' | 'cut' | 'blackhole' | 'latency' | 'throttle';
+export type FaultMode = 'pass' | 'cut' | 'blackhole' | 'latency' | 'throttle' | 'slow-accept';
 
 export interface FaultSettings {
   latencyMs?: number;
@@ -47,14 +49,16 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
   };
 
   /** Forwards one direction according to the mode at the time each chunk arrives. */
-  const relay = (from: net.Socket, to: net.Socket) => {
+  const relay = (from: net.Socket, to: net.Socket, fromServer: boolean) => {
     // Chunks are delivered in order: each waits at least for the one before it.
     let nextAt = 0;
+    let first = true;
     from.on('data', (chunk: Buffer) => {
       if (mode === 'blackhole' || mode === 'cut') return; // swallowed
       const now = Date.now();
       let at = now;
-      if (mode === 'latency') at = now + settings.latencyMs;
+      if (mode === 'latency' || (mode === 'slow-accept' && fromServer && first)) at = now + settings.latencyMs;
+      first = false;
       if (mode === 'throttle' && settings.bytesPerSecond > 0) at = Math.max(now, nextAt) + (chunk.length * 1000) / settings.bytesPerSecond;
       at = Math.max(at, nextAt);
       nextAt = at;
@@ -80,8 +84,8 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
     pair.upstream = upstream;
     upstream.on('error', () => client.destroy());
     upstream.on('close', () => client.destroy());
-    relay(client, upstream);
-    relay(upstream, client);
+    relay(client, upstream, false);
+    relay(upstream, client, true);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
