@@ -179,7 +179,8 @@ describe('failures before the bound', () => {
 
 describe('concurrent calls share one dial', () => {
   it('50 concurrent calls on a cold agent make one health check; every one counts as dialed', async () => {
-    const a = await agent({ delayMs: 250 });
+    // Long enough that all 50 are in before it answers, on a loaded machine too.
+    const a = await agent({ delayMs: 1_000 });
     const ws = await connectedWorkspace(long, a.address);
     const replies = await Promise.all(Array.from({ length: 50 }, () => conn(long, ws.id)));
     expect(replies.map((r) => r.status)).toEqual(Array(50).fill(200));
@@ -564,17 +565,17 @@ describe('SharedDials', () => {
 
 describe("one caller's budget never leaks into state shared by all callers", () => {
   it('a dial started by a caller with little time left runs with the full bound; the callers who joined get the agent, and nothing is remembered', async () => {
-    // Dial bound 300 ms (app t). The agent answers its health check in 200 ms.
-    const a = await agent({ delayMs: 200 });
-    const ws = await connectedWorkspace(t, a.address);
+    // Dial bound 5 s, failures remembered for 5 s (app long). The agent answers in 800 ms.
+    const a = await agent({ delayMs: 800 });
+    const ws = await connectedWorkspace(long, a.address);
     // A call on its second loop: 80 ms of its budget left when it starts the dial.
-    const bound = t.config.dialTimeoutMs + 2 * t.config.dbTimeoutMs;
-    const hurried = t.gate
+    const bound = long.config.dialTimeoutMs + 2 * long.config.dbTimeoutMs;
+    const hurried = long.gate
       .connect({
         workspaceId: ws.id,
         ownerScope: null,
         signal: new AbortController().signal,
-        log: t.app.log,
+        log: long.app.log,
         startedAt: performance.now() - (bound - 80),
       })
       .then(
@@ -586,7 +587,7 @@ describe("one caller's budget never leaks into state shared by all callers", () 
       );
     // Fresh callers join the dial it started.
     await sleep(20);
-    const fresh = await Promise.all(Array.from({ length: 8 }, () => conn(t, ws.id)));
+    const fresh = await Promise.all(Array.from({ length: 8 }, () => conn(long, ws.id)));
     expect(await hurried).toBe('AGENT_DIAL_TIMEOUT');
     for (const r of fresh) {
       expect(r.status, r.text).toBe(200);
@@ -594,7 +595,7 @@ describe("one caller's budget never leaks into state shared by all callers", () 
     }
     expect(a.healthChecks()).toBe(1);
     // The hurried caller's timeout was its own: the next caller is served, not refused from memory.
-    const next = await conn(t, ws.id);
+    const next = await conn(long, ws.id);
     expect(next.status, next.text).toBe(200);
     expect(next.body.connection.cached).toBe(true);
   });
