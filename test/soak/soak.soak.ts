@@ -717,9 +717,9 @@ it(`soak: ${MINUTES} min, ${WORKSPACES} workspaces, ${RATE} chat calls/s, databa
       return v === undefined ? [] : [{ t: s.t, v }];
     });
   const verdicts: Array<[string, GrowthVerdict]> = [
-    ['rss MB', judgeGrowth(series((s) => mb(s.rss)), { warmupMs: WARMUP_MS, ratio: 1.3, slack: 32, cap: num('SOAK_MAX_RSS_MB', 512) })],
-    ['fds', judgeGrowth(series((s) => s.fds), { warmupMs: WARMUP_MS, ratio: 1.3, slack: 64, cap: num('SOAK_MAX_FDS', 4_000) })],
-    ['handles', judgeGrowth(series((s) => s.handles), { warmupMs: WARMUP_MS, ratio: 1.3, slack: 64, cap: num('SOAK_MAX_FDS', 4_000) })],
+    ['rss MB', judgeGrowth(series((s) => mb(s.rss)), { warmupMs: WARMUP_MS, ratio: 1.1, slack: 24, cap: num('SOAK_MAX_RSS_MB', 512) })],
+    ['fds', judgeGrowth(series((s) => s.fds), { warmupMs: WARMUP_MS, ratio: 1.1, slack: 32, cap: num('SOAK_MAX_FDS', 4_000) })],
+    ['handles', judgeGrowth(series((s) => s.handles), { warmupMs: WARMUP_MS, ratio: 1.1, slack: 32, cap: num('SOAK_MAX_FDS', 4_000) })],
   ];
   for (const [name, v] of verdicts) if (!v.ok) violate({ what: `${name}: ${v.detail}`, at: now() });
 
