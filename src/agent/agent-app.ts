@@ -59,6 +59,10 @@ export async function buildAgentApp(options: AgentAppOptions) {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: 2 * 1024 * 1024,
+    // The gate keeps its sockets to an agent open while its connection is cached (up to
+    // AGENTGATE_CONN_IDLE_MS, 5 minutes by default): an agent that closed them after Node's
+    // 5 s would make every call after a pause connect anew. The gate closes first.
+    keepAliveTimeout: 10 * 60_000,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(problemPlugin);

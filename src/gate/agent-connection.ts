@@ -19,7 +19,16 @@ export interface ConnectionOptions {
   headersTimeoutMs: number;
   /** Most sockets open to one agent at once. */
   maxSockets?: number;
+  /**
+   * How long an idle socket is kept open when the agent names no keep-alive timeout of its
+   * own, and the most kept when it names a longer one. undici's default (4 s) would leave a
+   * cached connection without a socket most of the time, so each call would connect anew.
+   */
+  keepAliveMs?: number;
 }
+
+/** Default idle socket lifetime: the connection cache's own idle bound decides beyond it. */
+export const DEFAULT_KEEP_ALIVE_MS = 300_000;
 
 export class AgentConnection {
   readonly pool: Pool;
@@ -32,6 +41,10 @@ export class AgentConnection {
   dialMs = 0;
   #dialSignal: AbortSignal | undefined;
   #closing: Promise<void> | undefined;
+  /** Proxied requests sent and not yet answered with headers. */
+  #waiting = 0;
+  /** Sockets still connecting, each with a way to give it up. */
+  readonly #connecting = new Set<(reason: Error) => void>();
 
   constructor(
     readonly target: AgentTarget,
@@ -42,9 +55,18 @@ export class AgentConnection {
     this.connectTimeoutMs = options.connectTimeoutMs;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.pool = new Pool(this.origin, {
-      connect: createConnector({ timeoutMs: options.connectTimeoutMs, currentSignal: () => this.#dialSignal }),
+      connect: createConnector({
+        timeoutMs: options.connectTimeoutMs,
+        currentSignal: () => this.#dialSignal,
+        track: (giveUp) => {
+          this.#connecting.add(giveUp);
+          return () => this.#connecting.delete(giveUp);
+        },
+      }),
       connections: options.maxSockets ?? 128,
       pipelining: 1,
+      keepAliveTimeout: options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS,
+      keepAliveMaxTimeout: options.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS,
       headersTimeout: options.headersTimeoutMs,
       // No body timeout: long streaming tool output is normal; the caller's own abort ends it.
       bodyTimeout: 0,
@@ -59,9 +81,32 @@ export class AgentConnection {
     return this.#closing !== undefined || this.pool.closed || this.pool.destroyed;
   }
 
+  /** Sockets still connecting (observability, tests). */
+  get connectingSockets(): number {
+    return this.#connecting.size;
+  }
+
   /** Sockets opened while `signal` is set are destroyed when it aborts (the dial phase). */
   setDialSignal(signal: AbortSignal | undefined): void {
     this.#dialSignal = signal;
+  }
+
+  /**
+   * Marks one proxied request as waiting for its response; call the returned function once
+   * it has its headers or has failed. undici does not give up a socket that is still
+   * connecting when the request it was opened for is aborted (it waits for the connect to
+   * settle), so when the last waiting request is gone, the sockets still connecting go too.
+   */
+  awaitResponse(): () => void {
+    this.#waiting += 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#waiting -= 1;
+      if (this.#waiting > 0 || this.#dialSignal !== undefined) return;
+      for (const giveUp of [...this.#connecting]) giveUp(new Error('nobody waits for this connection any more'));
+    };
   }
 
   /** Closes gracefully: requests in flight finish, then the sockets close. */

@@ -16,6 +16,11 @@ export interface ConnectorOptions {
   timeoutMs: number;
   /** The signal of the dial in progress, if any: aborting it destroys a connecting socket. */
   currentSignal?: () => AbortSignal | undefined;
+  /**
+   * Told of each socket while it connects, with a way to give it up; returns the function
+   * that forgets it. Its owner gives up sockets nobody waits for any more.
+   */
+  track?: (giveUp: (reason: Error) => void) => () => void;
 }
 
 export function createConnector(options: ConnectorOptions): buildConnector.connector {
@@ -47,6 +52,7 @@ export function createConnector(options: ConnectorOptions): buildConnector.conne
     const settle = (error: Error | null) => {
       if (settled) return;
       settled = true;
+      untrack?.();
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       socket.removeListener('error', onError);
@@ -72,6 +78,7 @@ export function createConnector(options: ConnectorOptions): buildConnector.conne
     socket.once(ready, onReady);
     socket.once('error', onError);
     signal?.addEventListener('abort', onAbort, { once: true });
+    const untrack = options.track?.((reason) => settle(reason));
   };
 }
 

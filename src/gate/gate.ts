@@ -335,6 +335,7 @@ export class Gate {
           timeoutMs,
           connectTimeoutMs: this.#config.dialTimeoutMs,
           headersTimeoutMs: this.#config.proxyHeadersTimeoutMs,
+          keepAliveMs: this.#config.connIdleMs,
           signal,
         },
       );

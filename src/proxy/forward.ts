@@ -83,8 +83,17 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
       controller.abort(error);
     });
   }
+  // Settles the moment the request is aborted (the caller left, the headers timeout fired,
+  // the body grew too large), whatever phase it is in: undici settles an aborted request only
+  // once a socket it is still connecting has connected or failed.
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(controller.signal.reason as Error);
+    controller.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const responded = options.conn.awaitResponse();
   try {
-    const response = await options.conn.pool.request({
+    const sent = options.conn.pool.request({
       method: options.method,
       path: options.path,
       headers: options.headers,
@@ -94,6 +103,8 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
       headersTimeout: 0,
       bodyTimeout: 0,
     });
+    sent.catch(() => undefined); // settles later when abandoned; nobody waits for it then
+    const response = await Promise.race([sent, aborted]);
     clearTimeout(timer);
     return {
       statusCode: response.statusCode,
@@ -104,6 +115,7 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
   } catch {
     clearTimeout(timer);
     options.callerSignal.removeEventListener('abort', onCaller);
+    body?.destroy();
     const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
     if (reason instanceof BodyTooLarge || uploadError instanceof BodyTooLarge) {
       throw new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${options.bodyLimit} bytes`);
@@ -120,6 +132,9 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
       workspaceId: options.conn.target.workspaceId,
       agentId: options.conn.agentId,
     });
+  } finally {
+    if (onAbort) controller.signal.removeEventListener('abort', onAbort);
+    responded();
   }
 }
 

@@ -147,3 +147,66 @@ export async function startBlackHole(): Promise<BlackHole> {
 export async function closedPortAddress(): Promise<string> {
   return `http://127.0.0.1:${await freePort()}`;
 }
+
+export interface FreezableAgent {
+  address: string;
+  /** Stops the agent's process (SIGSTOP) and fills its accept queue: new connections hang. */
+  freeze(): Promise<void>;
+  /** Lets it run again (SIGCONT). */
+  thaw(): void;
+  close(): Promise<void>;
+}
+
+// A healthy agent in a process of its own, so that it can be frozen like a VM that stopped.
+// It closes idle sockets after 200 ms, as agents with a short keep-alive do: the gate's next
+// call then needs a new socket.
+const FREEZABLE_AGENT = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); });
+});
+server.keepAliveTimeout = 200;
+server.listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => process.stdout.write(String(server.address().port) + '\\n'));
+`;
+
+/** An agent whose process can be frozen: connecting to it then hangs (no SYN-ACK), as to a frozen VM. */
+export async function startFreezableAgent(): Promise<FreezableAgent> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, ['-e', FREEZABLE_AGENT], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+  });
+  const fillers: net.Socket[] = [];
+  const thaw = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGCONT');
+    for (const s of fillers.splice(0)) s.destroy();
+  };
+  return {
+    address: `http://127.0.0.1:${port}`,
+    freeze: async () => {
+      child.kill('SIGSTOP');
+      // The kernel completes a few handshakes into the stopped process's accept queue; once it
+      // is full, further connection attempts get no answer at all.
+      for (let i = 0; i < 4; i += 1) {
+        const s = net.connect(port, '127.0.0.1');
+        s.on('error', () => undefined);
+        fillers.push(s);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const probe = net.connect(port, '127.0.0.1');
+      probe.on('error', () => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const hangs = probe.connecting;
+      probe.destroy();
+      if (!hangs) throw new Error('the frozen agent still accepts connections: its accept queue did not fill');
+    },
+    thaw,
+    close: async () => {
+      thaw();
+      child.kill('SIGKILL');
+      if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}

@@ -146,11 +146,14 @@ export interface AppBehindProxy {
 }
 
 /** An app whose database connections (pool and LISTEN) go through a fault proxy. */
-export async function startAppBehindFaultProxy(env: Record<string, string> = {}): Promise<AppBehindProxy> {
+export async function startAppBehindFaultProxy(
+  env: Record<string, string> = {},
+  options: Pick<TestAppOptions, 'maxEventLoopDelayMs'> = {},
+): Promise<AppBehindProxy> {
   const database = await createTestDatabase();
   const target = new URL(database.url);
   const proxy = await startFaultProxy(target.hostname, Number(target.port || 5432));
-  const t = await startTestApp({ database, databaseUrl: proxy.urlFor(database.url), env });
+  const t = await startTestApp({ database, databaseUrl: proxy.urlFor(database.url), env, ...options });
   return {
     t,
     proxy,

@@ -30,7 +30,7 @@ export type Caller = Pick<TestApp, 'call'>;
 export async function createWorkspace(t: Caller, agents: AgentSpec[], ownerId = randomUUID()): Promise<Workspace> {
   const id = randomUUID();
   const put = await t.call('PUT', `/workspaces/${id}`, { token: ENV_ADMIN_TOKEN, body: { ownerId, name: 'ws' } });
-  expect(put.status).toBe(201);
+  expect(put.status, put.text).toBe(201);
   const ws: Workspace = { id, ownerId, agents: [] };
   if (agents.length > 0) ws.agents = await startBuild(t, id, agents);
   return ws;
@@ -41,7 +41,7 @@ export async function startBuild(t: Caller, workspaceId: string, agents: AgentSp
     token: ENV_ADMIN_TOKEN,
     body: { transition: 'start', agents: agents.map((a, i) => ({ name: a.name ?? `agent${i}`, ...a })) },
   });
-  expect(r.status).toBe(201);
+  expect(r.status, r.text).toBe(201);
   return r.body.agents as RegisteredAgent[];
 }
 
