@@ -13,7 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { TokenStore } from './auth/token-store.js';
 import { ApiError } from './errors.js';
 import { Problem } from './http/schemas.js';
-import problemPlugin, { answerClientError, answerFrameworkError, writeProblem } from './http/plugins/problem.js';
+import problemPlugin, { answerClientError, answerFrameworkError, rawProblem, writeProblem } from './http/plugins/problem.js';
 import authPlugin from './http/plugins/auth.js';
 import openapiPlugin from './http/plugins/openapi.js';
 import loadShedding from './http/plugins/load-shedding.js';
@@ -77,6 +77,12 @@ export async function buildApp(deps: AppDeps) {
       answerClientError(deps.logger, error, socket);
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // No route serves CONNECT (NOT_FOUND, SPEC 4); unlistened, Node drops the socket unanswered.
+  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    app.log.info({ code: 'NOT_FOUND', method: req.method }, 'no such route');
+    socket.on('error', () => undefined);
+    socket.end(rawProblem(new ApiError('NOT_FOUND', `no route for CONNECT ${req.url ?? ''}`)));
+  });
   // Node answers an Expect other than 100-continue with a bare 417 unless this is listened for;
   // such an expectation cannot be met, so it is a malformed header.
   app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {

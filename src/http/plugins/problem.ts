@@ -1,6 +1,6 @@
 // One error handler and one not-found handler: every error leaves as RFC 9457 problem+json
 // from the catalogue, and nothing internal (stack, SQL, addresses) reaches a body.
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
@@ -38,13 +38,14 @@ export function answerClientError(log: FastifyBaseLogger, error: Error & { code?
         : 'the request is not valid HTTP/1.1';
   log.info({ code: 'INVALID_REQUEST', parserError: error.code }, 'malformed request refused');
   // As Node itself: only on a socket that has not started another response.
-  if (socket.writable && socket.bytesWritten === 0) {
-    const body = JSON.stringify(new ApiError('INVALID_REQUEST', detail).toProblem());
-    socket.write(
-      `HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  }
+  if (socket.writable && socket.bytesWritten === 0) socket.write(rawProblem(new ApiError('INVALID_REQUEST', detail)));
   socket.destroy(error);
+}
+
+/** A whole HTTP/1.1 problem response, for sockets no response object owns. */
+export function rawProblem(error: ApiError): string {
+  const body = JSON.stringify(error.toProblem());
+  return `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }
 
 /** A problem on a bare Node response, for requests that never reach Fastify's routing. */
