@@ -37,6 +37,13 @@ export interface EventListenerOptions {
   /** First reconnect delay; doubles up to maxBackoffMs. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * How often the connection is probed with a query, and how long the probe may take. A
+   * LISTEN connection only receives: without a probe, one that died silently (a peer gone
+   * without a reset, a black-holed network) would lose every notification unnoticed.
+   */
+  probeIntervalMs?: number;
+  probeTimeoutMs?: number;
 }
 
 /**
@@ -48,12 +55,13 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []
   #client: pg.Client | undefined;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
+  #probe: NodeJS.Timeout | undefined;
   #backoff: number;
   readonly #options: Required<EventListenerOptions>;
 
   constructor(options: EventListenerOptions) {
     super();
-    this.#options = { minBackoffMs: 100, maxBackoffMs: 5_000, ...options };
+    this.#options = { minBackoffMs: 100, maxBackoffMs: 5_000, probeIntervalMs: 15_000, probeTimeoutMs: 5_000, ...options };
     this.#backoff = this.#options.minBackoffMs;
   }
 
@@ -74,11 +82,16 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []
       connectionTimeoutMillis: 5_000,
     });
     let failed = false;
+    // Set once connected; read by fail(), which may run before that.
+    const probe: { timer?: NodeJS.Timeout } = {};
     const fail = (error?: Error) => {
       if (failed) return;
       failed = true;
+      clearInterval(probe.timer);
       if (this.#client === client) this.#client = undefined;
       client.removeAllListeners('notification');
+      // A silent peer would never acknowledge a polite end: cut the socket.
+      (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
       void client.end().catch(() => undefined);
       if (this.#closed) return;
       this.#options.logger.warn(
@@ -95,7 +108,8 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []
     });
     try {
       await client.connect();
-      await client.query(`listen ${EVENTS_CHANNEL}`);
+      const listen: pg.QueryConfig & { query_timeout: number } = { text: `listen ${EVENTS_CHANNEL}`, query_timeout: this.#options.probeTimeoutMs };
+      await client.query(listen);
     } catch (error) {
       fail(error as Error);
       return;
@@ -106,6 +120,19 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []
     }
     this.#client = client;
     this.#backoff = this.#options.minBackoffMs;
+    let probing = false;
+    probe.timer = setInterval(() => {
+      if (probing) return;
+      probing = true;
+      // pg reads query_timeout per query, though its types do not declare it.
+      const query: pg.QueryConfig & { query_timeout: number } = { text: 'select 1', query_timeout: this.#options.probeTimeoutMs };
+      client.query(query).then(
+        () => (probing = false),
+        (error: Error) => fail(new Error(`the probe of the LISTEN connection failed: ${error.message}`)),
+      );
+    }, this.#options.probeIntervalMs);
+    probe.timer.unref();
+    this.#probe = probe.timer;
     this.emit('resync');
     this.emit('connected');
   }
@@ -120,6 +147,7 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#probe);
     const client = this.#client;
     this.#client = undefined;
     if (client) {

@@ -251,6 +251,13 @@ export class Gate {
       throw new DatabaseUnreadable(error);
     }
     const where = { workspaceId: req.workspaceId };
+    const key = readKey(req);
+    if (read.kind !== 'agent' || this.#lastReads.get(key)?.agent.id !== read.agent.id) {
+      // The database contradicts what this key last read (the workspace is gone or stopped, or
+      // has another agent, perhaps written by a control plane that sends no notification):
+      // neither that snapshot nor its connection may serve a degraded answer any more.
+      this.#forget(key);
+    }
     if (read.kind === 'no_workspace' || (req.ownerScope !== null && read.ownerId !== req.ownerScope)) {
       throw new ApiError('WORKSPACE_NOT_FOUND', 'no such workspace', where);
     }
@@ -265,8 +272,16 @@ export class Gate {
       agent: read.agent,
       classification: classifyAgent(read.agent, read.nowMs, this.#config.inactiveTimeoutMs),
     };
-    this.#lastReads.set(readKey(req), snapshot);
+    this.#lastReads.set(key, snapshot);
     return snapshot;
+  }
+
+  /** Drops the snapshot of a key and closes the connection to the agent it named. */
+  #forget(key: string): void {
+    const last = this.#lastReads.get(key);
+    if (!last) return;
+    this.#lastReads.delete(key);
+    if (this.cache.evict(last.agent.id)) this.#logger.info({ agentId: last.agent.id }, 'closed the connection of an agent that is no longer current');
   }
 
   /** The fresh read; when the database cannot be read, a live cached connection still serves. */

@@ -1,6 +1,7 @@
 // PostgreSQL faults under the gate (SPEC 5 step 9): cut, silent, slow, reset mid-query. Every
 // call answers within the bounds (a degraded 200 on a cached connection, or
 // DATABASE_UNAVAILABLE), the process stays up, and it recovers by itself.
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
 import { startAgent, type FakeAgent } from '../support/agents.js';
@@ -133,5 +134,43 @@ describe('PostgreSQL faults', () => {
     await expectRecovered();
     await Promise.all(calls());
     await expectNoLeak(t, before);
+  });
+});
+
+describe('a fresh read that contradicts the last snapshot', () => {
+  it('a stop build written straight to the tables (no notification) ends the cached connection: a later outage answers DATABASE_UNAVAILABLE, never a degraded 200', async () => {
+    const a = await startAgent();
+    try {
+      const ws = await createWorkspace(t, [{ address: a.address }]);
+      const agentId = ws.agents[0]!.id;
+      await rows.heartbeat(agentId);
+      expect((await conn(t, ws.id)).status).toBe(200);
+      // Another control plane stops the workspace behind the gate's back.
+      const direct = new pg.Client({ connectionString: env.database.url });
+      await direct.connect();
+      await direct.query(
+        `insert into workspace_builds (id, workspace_id, build_number, transition)
+         select gen_random_uuid(), $1, max(build_number) + 1, 'stop' from workspace_builds where workspace_id = $1`,
+        [ws.id],
+      );
+      await direct.end();
+      const stopped = await conn(t, ws.id);
+      expect(stopped.status, stopped.text).toBe(409);
+      expect(stopped.body.code).toBe('WORKSPACE_HAS_NO_AGENT');
+      expect(t.gate.cache.acquire(agentId)).toBeUndefined();
+      proxy.setMode('cut');
+      try {
+        const during = await conn(t, ws.id);
+        expect(during.status, during.text).toBe(503);
+        expect(during.body.code).toBe('DATABASE_UNAVAILABLE');
+        const proxiedCall = await t.call('GET', `/workspaces/${ws.id}/conn/tool`, { token: ENV_ADMIN_TOKEN });
+        expect(proxiedCall.status, proxiedCall.text).toBe(503);
+        expect(a.requests.filter((r) => r.url.endsWith('/tool'))).toEqual([]);
+      } finally {
+        proxy.setMode('pass');
+      }
+    } finally {
+      await a.close();
+    }
   });
 });

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAppBehindFaultProxy, type AppBehindProxy, type TestApp } from '../support/app.js';
 import type { TestDatabase } from '../support/database.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { EVENTS_CHANNEL, type GateEvent } from '../../src/db/events.js';
+import { EventListener, EVENTS_CHANNEL, type GateEvent } from '../../src/db/events.js';
+import { createLogger } from '../../src/logger.js';
 
 let env: AppBehindProxy;
 let database: TestDatabase;
@@ -55,4 +56,27 @@ it('reconnects after the database connection is cut, resyncs, and receives event
   await notify('after');
   await until(() => events.some((e) => 'workspaceId' in e && e.workspaceId === 'after'));
   expect(events.some((e) => 'workspaceId' in e && e.workspaceId === 'while-away')).toBe(false);
+});
+
+it('notices a LISTEN connection that died silently (no reset, nothing received) by its probe, then reconnects and resyncs', async () => {
+  const listener = new EventListener({
+    url: proxy.urlFor(database.url),
+    logger: createLogger('silent'),
+    probeIntervalMs: 100,
+    probeTimeoutMs: 200,
+  });
+  let resyncs = 0;
+  listener.on('resync', () => (resyncs += 1));
+  try {
+    listener.start();
+    await until(() => listener.connected && resyncs === 1);
+    // Silent: the socket stays open and nothing comes back, as after a peer vanished.
+    proxy.setMode('blackhole');
+    await until(() => !listener.connected, 2_000);
+    proxy.setMode('pass');
+    await until(() => listener.connected && resyncs === 2);
+  } finally {
+    proxy.setMode('pass');
+    await listener.close();
+  }
 });
