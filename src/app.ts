@@ -149,11 +149,22 @@ export async function buildApp(deps: AppDeps) {
       void upgrades(req, socket, head);
       return;
     }
-    // Any other upgrade (h2c from `curl --http2`, say) is served as the plain request it also is.
+    // Any other upgrade (h2c from `curl --http2`, say) is served as the plain request it also is,
+    // over HTTP/1.1. Node stops parsing at an upgrade, so a body would never reach the route:
+    // a request that has one is refused rather than served without it.
     const res = new ServerResponse(req);
     res.assignSocket(socket as Socket);
     res.shouldKeepAlive = false;
     res.once('finish', () => socket.end());
+    const declared = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0')) {
+      app.log.info({ code: 'INVALID_REQUEST', upgrade: req.headers.upgrade }, 'upgrade with a body refused');
+      writeProblem(
+        res,
+        new ApiError('INVALID_REQUEST', 'a request with a body cannot ask for a protocol upgrade; send it without the Upgrade header'),
+      );
+      return;
+    }
     app.routing(req, res);
   });
   // preClose, not onClose: the server's close waits for every socket, upgraded ones included,

@@ -276,3 +276,42 @@ describe('aborts and failures', () => {
     }
   });
 });
+
+describe('h2c upgrade requests (served as HTTP/1.1, never without their bodies)', () => {
+  /** One raw request with `Upgrade: h2c`, as `curl --http2` sends over http:. */
+  function h2cRequest(method: string, path: string, body?: string, chunked = false): Promise<{ status: number; head: string; body: string }> {
+    return new Promise((resolve, reject) => {
+      const url = new URL(t.url);
+      const socket = net.connect(Number(url.port), url.hostname, () => {
+        const length = body === undefined ? '' : chunked ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${Buffer.byteLength(body)}\r\n`;
+        const payload = body === undefined ? '' : chunked ? `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n` : body;
+        socket.write(
+          `${method} ${path} HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${ENV_ADMIN_TOKEN}\r\n` +
+            `Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n${length}\r\n${payload}`,
+        );
+      });
+      let data = '';
+      socket.on('data', (c: Buffer) => (data += c.toString()));
+      socket.on('end', () => {
+        const [head = '', ...rest] = data.split('\r\n\r\n');
+        resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, body: rest.join('\r\n\r\n') });
+      });
+      socket.on('error', reject);
+    });
+  }
+
+  it.each([false, true])('a POST with a body (chunked: %s) is refused with INVALID_REQUEST, and nothing reaches the agent', async (chunked) => {
+    const before = agent.records.length;
+    const r = await h2cRequest('POST', `/workspaces/${ws.id}/conn/echo/h2c`, '{"command":"ls"}', chunked);
+    expect(r.status).toBe(400);
+    expect(r.head.toLowerCase()).toContain('content-type: application/problem+json');
+    expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_REQUEST', status: 400 });
+    expect(agent.records.length).toBe(before);
+  });
+
+  it('a GET without a body is served as the plain request it also is', async () => {
+    const r = await h2cRequest('GET', `/workspaces/${ws.id}/conn/echo/h2c?x=1`);
+    expect(r.status).toBe(200);
+    expect(r.head.toLowerCase()).toContain('x-agentgate-upstream: agent');
+  });
+});
