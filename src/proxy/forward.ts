@@ -72,15 +72,22 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
     options.headersTimeoutMs,
   );
   let body: Readable | undefined;
+  // Only the caller's own stream failing means the caller left. The limiter also fails when
+  // undici gives up the upload because the agent went away; that is the agent's failure.
   let uploadError: Error | undefined;
   if (options.body) {
     const limiter = new ByteLimit(options.bodyLimit);
     body = limiter;
     options.body.pipe(limiter);
-    options.body.once('error', (error) => limiter.destroy(error));
-    limiter.once('error', (error) => {
+    options.body.once('error', (error) => {
       uploadError = error;
-      controller.abort(error);
+      limiter.destroy(error);
+    });
+    limiter.on('error', (error) => {
+      if (error instanceof BodyTooLarge) {
+        uploadError = error;
+        controller.abort(error);
+      }
     });
   }
   // Settles the moment the request is aborted (the caller left, the headers timeout fired,

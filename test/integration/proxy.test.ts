@@ -253,6 +253,17 @@ describe('aborts and failures', () => {
     expect(agent.healthChecks()).toBe(checks + 1);
   });
 
+  it.each([1_000, 100_000, 1_000_000])(
+    'agent crash before the response, while a %i-byte body is still uploading → 502 AGENT_CONNECTION_LOST, never a dropped caller',
+    async (size) => {
+      for (let i = 0; i < 5; i += 1) {
+        const r = await proxied('/crash-before', { method: 'POST', body: 'x'.repeat(size) });
+        expect(r.status).toBe(502);
+        expect(await r.json()).toMatchObject({ code: 'AGENT_CONNECTION_LOST' });
+      }
+    },
+  );
+
   it('agent crash after the response began → the caller sees an incomplete response', async () => {
     const r = await proxied('/crash-after');
     expect(r.status).toBe(200);
