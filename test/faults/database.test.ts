@@ -15,6 +15,9 @@ const DIAL_TIMEOUT_MS = 500;
 const CONN_BOUND_MS = DIAL_TIMEOUT_MS + 2 * DB_TIMEOUT_MS;
 // Scheduling slack on a loaded 2-core machine; the bound itself is what the gate enforces.
 const SLACK_MS = 400;
+// After a restore: the pool's connections opened into the outage time out (a few database
+// bounds, at least 2 s), then new ones serve.
+const RECOVERY_MS = 5_000;
 
 let env: AppBehindProxy;
 let t: TestApp;
@@ -92,7 +95,7 @@ async function expectRecovered(): Promise<void> {
       const [a, b] = await Promise.all([conn(t, cachedWs.id), conn(t, uncachedWs.id)]);
       return a.status === 200 && b.status === 200 && a.headers.get('x-agentgate-degraded') === null;
     },
-    5_000,
+    RECOVERY_MS,
     'recovery once the database is back',
   );
 }
@@ -118,6 +121,60 @@ describe('PostgreSQL faults', () => {
     } finally {
       await slow.close();
     }
+  });
+
+  it.each([
+    ['cut (connections reset, new ones refused)', 'cut'],
+    ['silent (a black-holed network)', 'blackhole'],
+  ] as const)('%s: every call answers within the bound, and it recovers by itself once restored', async (name, mode) => {
+    const before = await warmUp();
+    proxy.setMode(mode);
+    let answers: Array<Timed<Reply>>;
+    try {
+      answers = await Promise.all(calls());
+    } finally {
+      proxy.setMode('pass');
+    }
+    expectOutageAnswers(answers);
+    table.record(`database ${name}`, answers, CONN_BOUND_MS + SLACK_MS);
+    const restored = await timed(expectRecovered);
+    table.record(`database ${name}: recovery after restore`, [{ r: { status: 200, headers: new Headers(), text: '', body: undefined }, ms: restored.ms }], RECOVERY_MS);
+    await Promise.all(calls());
+    await expectNoLeak(t, before);
+  });
+
+  it('slow (every packet 100 ms late, under the bound): calls are mostly served fresh, all within the bound', async () => {
+    const before = await warmUp();
+    proxy.setMode('latency', { latencyMs: 100 });
+    let answers: Array<Timed<Reply>>;
+    try {
+      answers = await Promise.all(calls());
+    } finally {
+      proxy.setMode('pass');
+    }
+    // A call that needs a new pool connection (several round trips) may still miss its bound.
+    const fresh = answers.filter(({ r }) => r.status < 500 && r.headers.get('x-agentgate-degraded') === null);
+    for (const { r } of answers) expect(['ok', 'agent 404', '503 DATABASE_UNAVAILABLE'], outcome(r)).toContain(outcome(r));
+    expect(fresh.length, answers.map(({ r }) => outcome(r)).join(', ')).toBeGreaterThan(answers.length / 2);
+    table.record('database slow (100 ms per packet)', answers, CONN_BOUND_MS + SLACK_MS);
+    await Promise.all(calls());
+    await expectNoLeak(t, before);
+  });
+
+  it('slower than the bound (every packet a bound late): degraded or DATABASE_UNAVAILABLE within the bound, then recovery', async () => {
+    const before = await warmUp();
+    proxy.setMode('latency', { latencyMs: DB_TIMEOUT_MS });
+    let answers: Array<Timed<Reply>>;
+    try {
+      answers = await Promise.all(calls());
+    } finally {
+      proxy.setMode('pass');
+    }
+    expectOutageAnswers(answers);
+    table.record('database slower than its bound', answers, CONN_BOUND_MS + SLACK_MS);
+    await expectRecovered();
+    await Promise.all(calls());
+    await expectNoLeak(t, before);
   });
 
   it('reset while queries are in flight (a failover): every call answers, the process stays up, and it recovers', async () => {

@@ -89,14 +89,18 @@ const sockets = (h: Record<string, number>) => SOCKETS.reduce((n, type) => n + (
  */
 export async function expectNoLeak(t: Quiescent, before: Record<string, number>, slack = 2): Promise<void> {
   const total = (h: Record<string, number>) => Object.values(h).reduce((a, b) => a + b, 0);
-  await eventually(
-    async () => {
-      const now = await snapshot(t);
-      return sockets(now) <= sockets(before) + slack && total(now) <= total(before) + slack;
-    },
-    5_000,
-    `handles back to ${JSON.stringify(before)}`,
-  );
+  let now: Record<string, number> = {};
+  try {
+    await eventually(
+      async () => {
+        now = await snapshot(t);
+        return sockets(now) <= sockets(before) + slack && total(now) <= total(before) + slack;
+      },
+      5_000,
+    );
+  } catch {
+    throw new Error(`handles did not come back to ${JSON.stringify(before)} (+${slack}): ${JSON.stringify(now)}, pool ${t.handle.pool.pg.totalCount}`);
+  }
 }
 
 /** Worst-case waits observed, printed once per file: the figures the closing note reports. */
