@@ -969,7 +969,9 @@ function request(spec: RouteSpec): fc.Arbitrary<Req> {
         body: body.body,
         framing: body.framing,
         // A stray path may land on any route (an operations route needs no token): not judged.
-        validity: path.note === 'stray path' ? 'unsure' : worst(...parts.map((p) => p.validity)),
+        // So may a method another route serves on the same path: the body, query and token rules
+        // judged here are the first route's, not that one's.
+        validity: path.note === 'stray path' || method.validity === 'unsure' ? 'unsure' : worst(...parts.map((p) => p.validity)),
         notes: parts.map((p) => p.note).filter((n): n is string => Boolean(n)),
         writes: spec.writes,
       };
