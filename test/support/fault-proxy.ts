@@ -26,6 +26,8 @@ export interface FaultProxy {
   resetInFlight(): void;
   /** Connections open through the proxy now. */
   readonly open: number;
+  /** Sends new connections to another port (the server restarted elsewhere). */
+  retarget(port: number): void;
   close(): Promise<void>;
 }
 
@@ -34,7 +36,8 @@ interface Pair {
   upstream: net.Socket | undefined;
 }
 
-export async function startFaultProxy(targetHost: string, targetPort: number): Promise<FaultProxy> {
+export async function startFaultProxy(targetHost: string, initialPort: number): Promise<FaultProxy> {
+  let targetPort = initialPort;
   let mode: FaultMode = 'pass';
   let settings: Required<FaultSettings> = { latencyMs: 0, bytesPerSecond: 0 };
   const pairs = new Set<Pair>();
@@ -119,6 +122,9 @@ export async function startFaultProxy(targetHost: string, targetPort: number): P
       if (next === 'cut') resetAll();
     },
     resetInFlight: resetAll,
+    retarget(port: number) {
+      targetPort = port;
+    },
     close: async () => {
       for (const timer of timers) clearTimeout(timer);
       for (const pair of pairs) {
