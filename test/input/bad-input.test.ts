@@ -15,35 +15,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { closedPortAddress, startAgent, type FakeAgent } from '../support/agents.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { DOCUMENTED_CODES } from '../soak/criteria.js';
 
 // ---------------------------------------------------------------------------------------------
 // SPEC section 6: the only codes and statuses an error answer may carry
 // ---------------------------------------------------------------------------------------------
 
-const SPEC_CODES: Readonly<Record<string, number>> = {
-  INVALID_REQUEST: 400,
-  UNAUTHENTICATED: 401,
-  FORBIDDEN: 403,
-  WORKSPACE_NOT_FOUND: 404,
-  AGENT_NOT_FOUND: 404,
-  NOT_FOUND: 404,
-  WORKSPACE_HAS_NO_AGENT: 409,
-  AGENT_DISCONNECTED: 409,
-  AGENT_NEVER_CONNECTED: 409,
-  WORKSPACE_CHANGED: 409,
-  PAYLOAD_TOO_LARGE: 413,
-  RATE_LIMITED: 429,
-  AGENT_UNREACHABLE: 502,
-  AGENT_CONNECTION_LOST: 502,
-  DATABASE_UNAVAILABLE: 503,
-  SHUTTING_DOWN: 503,
-  NOT_READY: 503,
-  OVERLOADED: 503,
-  AGENT_DIAL_TIMEOUT: 504,
-  AGENT_RESPONSE_TIMEOUT: 504,
-  // Documented, but it means a bug: the property refuses it below.
-  INTERNAL: 500,
-};
+// One SPEC 6 table for the suites (test/soak/criteria.ts), written from SPEC, not from src/errors.ts.
+const SPEC_CODES = DOCUMENTED_CODES;
 
 // What must never reach a body: stack frames, source locations, SQL and driver messages.
 const LEAK = /\n\s+at |\bat [\w.<>]+ \(|\.[cm]?[jt]s:\d+|node_modules|syntax error at or near|invalid input syntax|relation "|duplicate key|violates|pg_|ECONNREFUSED|Error: /;
