@@ -16,10 +16,6 @@ export default fp(
       // Async, so that the refusal reaches the error handler through the hook's promise.
       pressureHandler: async (request, _reply, type, value) => {
         if (request.routeOptions.config.access === undefined || request.routeOptions.config.access === 'public') return;
-        // under-pressure reads an interval without any delay sample as an infinite delay: on a
-        // busy machine, the first interval after start-up often is one, and every first call
-        // was shed. A loop that really lags records that lag once it runs, in the next interval.
-        if (type === 'eventLoopDelay' && value !== undefined && !Number.isFinite(value)) return;
         request.log.warn({ code: 'OVERLOADED', type, value }, 'shedding load');
         throw new ApiError('OVERLOADED', 'agentgate is overloaded; retry shortly', { retryAfter: 1 });
       },
