@@ -5,90 +5,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { WebSocket, type RawData } from 'ws';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { startWsAgent, type AgentSide, type WsAgent } from '../support/ws-agent.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { verifyAgentRequest } from '../../src/auth/agent-signature.js';
 import { hashToken } from '../../src/auth/tokens.js';
 
-// ---------------------------------------------------------------------------------------------
-// A WebSocket agent: answers GET /health, echoes every message with its type, and records every
-// TCP connection and upgrade request that reaches it.
-
-interface AgentSide {
-  socket: WebSocket;
-  req: http.IncomingMessage;
-  received: Array<{ data: Buffer; isBinary: boolean }>;
-  closed: Promise<{ code: number; at: number }>;
-}
-
-interface WsAgent {
-  address: string;
-  tcpOpened(): number;
-  upgrades: Array<{ url: string; headers: http.IncomingHttpHeaders }>;
-  open(): number;
-  /** Resolves with the next WebSocket the agent accepts. */
-  nextConnection(): Promise<AgentSide>;
-  close(): Promise<void>;
-}
-
-async function startWsAgent(): Promise<WsAgent> {
-  let tcp = 0;
-  const upgrades: WsAgent['upgrades'] = [];
-  const waiters: Array<(side: AgentSide) => void> = [];
-  const sockets = new Set<net.Socket>();
-  const server = http.createServer((req, res) => {
-    if (req.method === 'GET' && req.url?.endsWith('/health')) {
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-      return;
-    }
-    res.writeHead(404).end();
-  });
-  server.on('connection', (socket: net.Socket) => {
-    tcp += 1;
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  const wss = new WebSocketServer({ noServer: true });
-  server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    upgrades.push({ url: req.url ?? '', headers: req.headers });
-    if (req.url?.includes('/declined')) {
-      // The agent refuses this upgrade with an answer of its own.
-      const body = JSON.stringify({ error: 'no terminal here' });
-      socket.end(
-        `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n` +
-          `x-agent-said: no\r\nx-agentgate-degraded: spoofed\r\n\r\n${body}`,
-      );
-      return;
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      const received: AgentSide['received'] = [];
-      const closed = new Promise<{ code: number; at: number }>((resolve) => ws.once('close', (code) => resolve({ code, at: Date.now() })));
-      ws.on('error', () => undefined);
-      ws.on('message', (data: RawData, isBinary: boolean) => {
-        const buffer = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-        received.push({ data: buffer, isBinary });
-        ws.send(buffer, { binary: isBinary });
-      });
-      waiters.shift()?.({ socket: ws, req, received, closed });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    address: `http://127.0.0.1:${port}`,
-    tcpOpened: () => tcp,
-    upgrades,
-    open: () => wss.clients.size,
-    nextConnection: () => new Promise((resolve) => waiters.push(resolve)),
-    close: async () => {
-      for (const client of wss.clients) client.terminate();
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Clients
