@@ -23,6 +23,7 @@ import tokenRoutes from './http/routes/tokens.js';
 import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
 import proxyRoutes from './proxy/proxy-route.js';
+import { readTunnelAuthority } from './db/tunnel-authority.js';
 import { createUpgradeHandler, isProxiedWebSocket, type UpgradeRateLimit } from './proxy/websocket.js';
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -137,6 +138,8 @@ export async function buildApp(deps: AppDeps) {
 
   const upgrades = createUpgradeHandler({
     headersTimeoutMs: config.proxyHeadersTimeoutMs,
+    idleTimeoutMs: config.wsIdleTimeoutMs,
+    maxLifetimeMs: config.wsMaxLifetimeMs,
     rateLimit: upgradeRateLimit,
     gate: deps.gate,
     tokens: deps.tokens,
@@ -170,6 +173,23 @@ export async function buildApp(deps: AppDeps) {
   // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
   // and onClose hooks run only after it.
   app.addHook('preClose', async () => upgrades.closeAll());
+  // A tunnel ends with its authority: transitions from this replica and, through NOTIFY, from
+  // the others. After a resync (notifications may have been lost) each one is read afresh.
+  deps.events.onEvent((event) => {
+    const closed = upgrades.tunnels.apply(event);
+    if (closed > 0) app.log.info({ tunnels: closed, reason: event.kind }, 'closed WebSocket tunnels whose authority ended');
+  });
+  deps.events.onResync(() => {
+    void upgrades.tunnels
+      .recheck(async ({ tokenId, agentId }) => {
+        const read = await readTunnelAuthority(deps.db, tokenId === 'env' ? null : tokenId, agentId);
+        if (!read.tokenLive) return 'its token was revoked';
+        return read.agentCurrent ? undefined : 'its agent is no longer current';
+      })
+      .then((closed) => {
+        if (closed > 0) app.log.info({ tunnels: closed }, 'closed WebSocket tunnels whose authority ended while notifications were down');
+      });
+  });
   return app;
 }
 

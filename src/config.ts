@@ -37,6 +37,8 @@ export const ConfigSchema = Type.Object({
   }),
   AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_SHUTDOWN_GRACE_MS: ms(10_000, 0, 10 * 60_000, 'milliseconds'),
+  AGENTGATE_WS_IDLE_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_WS_MAX_LIFETIME_MS: ms(0, 0, 7 * 24 * HOUR, 'milliseconds (0 = no limit)'),
   AGENTGATE_RATE_LIMIT_PER_MIN: Type.Integer({ default: 0, minimum: 0, maximum: 10_000_000, description: 'requests per minute (0 = off)' }),
 });
 
@@ -59,6 +61,10 @@ export interface Config {
   readonly bodyLimitBytes: number;
   readonly proxyHeadersTimeoutMs: number;
   readonly shutdownGraceMs: number;
+  /** A proxied WebSocket with no data either way for this long is closed. */
+  readonly wsIdleTimeoutMs: number;
+  /** A proxied WebSocket older than this is closed (0: no limit). */
+  readonly wsMaxLifetimeMs: number;
   readonly rateLimitPerMin: number;
 }
 
@@ -137,6 +143,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimitBytes: raw.AGENTGATE_BODY_LIMIT_BYTES,
     proxyHeadersTimeoutMs: raw.AGENTGATE_PROXY_HEADERS_TIMEOUT_MS,
     shutdownGraceMs: raw.AGENTGATE_SHUTDOWN_GRACE_MS,
+    wsIdleTimeoutMs: raw.AGENTGATE_WS_IDLE_TIMEOUT_MS,
+    wsMaxLifetimeMs: raw.AGENTGATE_WS_MAX_LIFETIME_MS,
     rateLimitPerMin: raw.AGENTGATE_RATE_LIMIT_PER_MIN,
   });
 }

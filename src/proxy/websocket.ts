@@ -3,6 +3,7 @@
 // the two sockets are joined; either side closing closes the other.
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -21,6 +22,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { createConnector } from '../gate/connector.js';
+import { Tunnels } from './tunnels.js';
 
 const ROUTE = /^\/workspaces\/[^/?]+\/conn\//;
 
@@ -34,6 +36,10 @@ export type UpgradeRateLimit = (principal: Principal, ip: string) => Promise<{ a
 
 export interface WebSocketProxyOptions {
   headersTimeoutMs: number;
+  /** A tunnel with no data either way for this long is closed. */
+  idleTimeoutMs: number;
+  /** A tunnel older than this is closed (0: no limit). */
+  maxLifetimeMs: number;
   rateLimit?: UpgradeRateLimit | undefined;
   gate: Gate;
   tokens: TokenStore;
@@ -122,12 +128,15 @@ export interface UpgradeHandler {
   (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
   /** Closes every proxied WebSocket (shutdown): the HTTP server does not track them. */
   closeAll(): void;
+  /** The open tunnels, closed when the authority they rest on ends. */
+  readonly tunnels: Tunnels;
 }
 
 /** Handles the HTTP server's `upgrade` events. */
 export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHandler {
   const { gate, tokens, lifecycle, metrics } = options;
   const open = new Set<Duplex>();
+  const tunnels = new Tunnels();
 
   const handler = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const startedAt = performance.now();
@@ -219,17 +228,28 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       const done = release;
       release = undefined;
       let closed = false;
-      const close = () => {
+      let lifetime: NodeJS.Timeout | undefined;
+      const close = (reason?: string) => {
         if (closed) return;
         closed = true;
+        forget();
+        clearTimeout(lifetime);
         upstream.destroy();
         socket.destroy();
         done();
         metrics.proxyRequests.inc({ status: '101' });
-        log.info({ agentId: conn.agentId }, 'WebSocket closed');
+        if (reason) log.info({ agentId: conn.agentId, reason }, 'WebSocket closed by the gate');
+        else log.info({ agentId: conn.agentId }, 'WebSocket closed');
       };
-      upstream.once('close', close);
-      socket.once('close', close);
+      const forget = tunnels.add(
+        { tokenId: principal.kind === 'agent' ? '' : principal.tokenId, workspaceId: target.workspaceId, agentId: conn.agentId, buildId: conn.target.buildId },
+        close,
+      );
+      // Idle: no byte either way on the caller's socket (what the agent sends is written to it).
+      if (socket instanceof Socket) socket.setTimeout(options.idleTimeoutMs, () => close(`idle for ${options.idleTimeoutMs} ms`));
+      if (options.maxLifetimeMs > 0) lifetime = setTimeout(() => close(`open for ${options.maxLifetimeMs} ms`), options.maxLifetimeMs);
+      upstream.once('close', () => close());
+      socket.once('close', () => close());
       socket.pipe(upstream);
       upstream.pipe(socket);
       log.info({ agentId: conn.agentId, workspaceId: target.workspaceId }, 'WebSocket proxied');
@@ -246,6 +266,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
     }
   };
   return Object.assign(handler, {
+    tunnels,
     closeAll: () => {
       for (const socket of open) socket.destroy();
     },

@@ -24,6 +24,8 @@ const DEFAULTS: Config = {
   bodyLimitBytes: 10_485_760,
   proxyHeadersTimeoutMs: 300_000,
   shutdownGraceMs: 10_000,
+  wsIdleTimeoutMs: 300_000,
+  wsMaxLifetimeMs: 0,
   rateLimitPerMin: 0,
 };
 
@@ -44,6 +46,8 @@ const VARIABLES = [
   'AGENTGATE_BODY_LIMIT_BYTES',
   'AGENTGATE_PROXY_HEADERS_TIMEOUT_MS',
   'AGENTGATE_SHUTDOWN_GRACE_MS',
+  'AGENTGATE_WS_IDLE_TIMEOUT_MS',
+  'AGENTGATE_WS_MAX_LIFETIME_MS',
   'AGENTGATE_RATE_LIMIT_PER_MIN',
 ];
 
