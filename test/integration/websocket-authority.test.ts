@@ -61,7 +61,7 @@ const within = <T>(p: Promise<T>, ms: number, what: string) =>
 async function connToken(app: TestApp): Promise<{ id: string; token: string }> {
   const r = await app.call('POST', '/tokens', { token: ENV_ADMIN_TOKEN, body: { name: 'chat', scope: 'conn' } });
   expect(r.status).toBe(201);
-  return r.body;
+  return r.body as { id: string; token: string };
 }
 
 describe('endsTunnel (pure)', () => {
