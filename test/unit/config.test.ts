@@ -131,6 +131,8 @@ describe('loadConfig: defaults and overrides', () => {
       AGENTGATE_BODY_LIMIT_BYTES: '1024',
       AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '86400000',
       AGENTGATE_SHUTDOWN_GRACE_MS: '0',
+      AGENTGATE_WS_IDLE_TIMEOUT_MS: '1000',
+      AGENTGATE_WS_MAX_LIFETIME_MS: '3600000',
       AGENTGATE_RATE_LIMIT_PER_MIN: '120',
     });
     expect(c).toStrictEqual({
@@ -150,6 +152,8 @@ describe('loadConfig: defaults and overrides', () => {
       bodyLimitBytes: 1024,
       proxyHeadersTimeoutMs: 86_400_000,
       shutdownGraceMs: 0,
+      wsIdleTimeoutMs: 1_000,
+      wsMaxLifetimeMs: 3_600_000,
       rateLimitPerMin: 120,
     });
     expect(Object.isFrozen(c)).toBe(true);
