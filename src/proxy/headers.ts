@@ -17,8 +17,45 @@ export const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/**
+ * Claims about the client's address that any caller can forge: an agent trusting one would be
+ * fooled, so none crosses. The gate's own x-forwarded-for says who called.
+ */
+const CLIENT_IDENTITY = [
+  'forwarded',
+  'x-forwarded',
+  'forwarded-for',
+  'x-forwarded-for',
+  'x-original-forwarded-for',
+  'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'cf-connecting-ipv6',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'fastly-client-ip',
+  'akamai-client-ip',
+  'client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-proxyuser-ip',
+  'x-envoy-external-address',
+  'x-appengine-user-ip',
+];
+
 /** Never forwarded to an agent: the caller's credentials and anything the gate itself sets. */
-const CALLER_ONLY = new Set(['authorization', 'cookie', 'host', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'content-length', 'expect']);
+const CALLER_ONLY = new Set([
+  'authorization',
+  'cookie',
+  'host',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+  'content-length',
+  'expect',
+  ...CLIENT_IDENTITY,
+]);
 
 function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
   const value = headers.connection;

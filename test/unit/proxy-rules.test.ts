@@ -29,8 +29,22 @@ const HOP_BY_HOP = [
 const CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization'];
 /** Set by the gate alone, from the context, never copied from the caller. */
 const GATE_SET = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'x-agentgate-auth'];
+/** Client-identity headers a caller could forge; listed here independently of the code. */
+const CLIENT_IDENTITY = [
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'fastly-client-ip',
+  'client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+];
 /** Other names the caller must not control on the agent side. */
-const CALLER_CONTROLLED = ['host', 'forwarded', 'content-length', 'expect'];
+const CALLER_CONTROLLED = ['host', 'content-length', 'expect', ...CLIENT_IDENTITY];
 const RESERVED = new Set([...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED]);
 
 /** The same name in a random mix of upper and lower case. */
@@ -130,7 +144,7 @@ describe('upstreamRequestHeaders', () => {
           expect(key).toBe(key.toLowerCase());
           expect(HOP_BY_HOP).not.toContain(key);
           expect(named.has(key)).toBe(false);
-          expect(['authorization', 'cookie', 'host', 'forwarded', 'expect']).not.toContain(key);
+          expect(['authorization', 'cookie', 'host', 'expect', ...CLIENT_IDENTITY]).not.toContain(key);
           if (key.startsWith('x-agentgate-')) expect(key).toBe('x-agentgate-auth');
         }
         expect(out['x-agentgate-auth']).toBe(ctx.signature);
@@ -161,6 +175,12 @@ describe('upstreamRequestHeaders', () => {
         'x-agentgate-auth': 'v1.0.forged',
         'X-AgentGate-Agent': 'main',
         forwarded: 'for=1.2.3.4',
+        'X-Real-IP': '1.2.3.4',
+        'True-Client-IP': '1.2.3.4',
+        'CF-Connecting-IP': '1.2.3.4',
+        'X-Client-IP': '1.2.3.4',
+        'X-Cluster-Client-IP': '1.2.3.4',
+        'Fastly-Client-IP': '1.2.3.4',
         host: 'gate.example',
         'content-length': '99',
         authorization: 'Bearer secret',
