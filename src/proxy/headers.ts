@@ -99,15 +99,23 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   return out;
 }
 
-/** The agent's response headers as the caller gets them: unchanged but for hop-by-hop and x-agentgate-* ones. */
+/**
+ * Whether an agent's response header stays with the gate: hop-by-hop ones, x-agentgate-* ones
+ * (those answers come from the gate alone) and set-cookie (a tool call has no business setting
+ * cookies on the chat server's side).
+ */
+export function withheldFromCaller(lower: string): boolean {
+  return HOP_BY_HOP.has(lower) || lower === 'set-cookie' || lower.startsWith('x-agentgate-');
+}
+
+/** The agent's response headers as the caller gets them: unchanged but for those the gate keeps. */
 export function downstreamResponseHeaders(upstream: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const named = connectionTokens(upstream);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    // x-agentgate-* answers come from the gate alone; an agent cannot claim them.
-    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith('x-agentgate-')) continue;
+    if (named.has(lower) || withheldFromCaller(lower)) continue;
     out[lower] = value;
   }
   out['x-agentgate-upstream'] = 'agent';

@@ -16,7 +16,7 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Metrics } from '../metrics.js';
 import { toApiError } from '../http/plugins/problem.js';
 import { proxyTarget } from './proxy-route.js';
-import { downstreamResponseHeaders, HOP_BY_HOP, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AgentConnection } from '../gate/agent-connection.js';
@@ -207,7 +207,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       const { response, socket: upstream, head: upstreamHead } = answer;
       const lines = ['HTTP/1.1 101 Switching Protocols', `upgrade: ${String(response.headers.upgrade ?? 'websocket')}`, 'connection: Upgrade'];
       for (const [name, value] of Object.entries(response.headers)) {
-        if (value === undefined || HOP_BY_HOP.has(name) || name.startsWith('x-agentgate-')) continue;
+        if (value === undefined || withheldFromCaller(name)) continue;
         for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
       }
       lines.push('x-agentgate-upstream: agent', `x-request-id: ${requestId}`);

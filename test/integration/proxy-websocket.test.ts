@@ -50,6 +50,8 @@ async function startWsAgent(): Promise<WsAgent> {
     socket.once('close', () => sockets.delete(socket));
   });
   const wss = new WebSocketServer({ noServer: true });
+  // A cookie on the 101, which must not reach the caller.
+  wss.on('headers', (headers: string[]) => headers.push('Set-Cookie: agent=1'));
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     upgrades.push({ url: req.url ?? '', headers: req.headers });
     if (req.url?.includes('/declined')) {
@@ -250,6 +252,7 @@ describe('proxied WebSocket', () => {
     const response = await client.upgraded;
     expect(response.statusCode).toBe(101);
     expect(response.headers['x-agentgate-upstream']).toBe('agent');
+    expect(response.headers['set-cookie']).toBeUndefined();
     await client.opened;
     const side = await within(next, 2_000, 'the agent accepted no WebSocket');
 

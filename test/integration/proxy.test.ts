@@ -64,7 +64,8 @@ describe('forwarding', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('x-agentgate-upstream')).toBe('agent');
     expect(r.headers.get('x-agent-echo')).toBe('yes');
-    expect(r.headers.get('set-cookie')).toBe('agent=1');
+    // The echo agent sets a cookie; a tool call has no business setting one on the chat server.
+    expect(r.headers.get('set-cookie')).toBeNull();
     const echo = (await r.json()) as { method: string; url: string; headers: Record<string, string>; bodySha256: string };
     expect(echo.method).toBe('POST');
     expect(echo.url).toBe('/base/echo/a/b?x=1&y=%20z');

@@ -209,7 +209,7 @@ describe('downstreamResponseHeaders', () => {
     fc.tuple(fc.constantFrom('content-type', 'content-length', 'cache-control', 'etag', 'location', 'www-authenticate').chain(mixedCase), headerValue),
   ] as fc.Arbitrary<[string, string | string[]]>[];
 
-  it('drops hop-by-hop, Connection-named and x-agentgate-* headers, keeps the rest unchanged, marks the response', () => {
+  it('drops hop-by-hop, Connection-named, set-cookie and x-agentgate-* headers, keeps the rest unchanged, marks the response', () => {
     fc.assert(
       fc.property(headerSet(usual), ({ headers, named }) => {
         const out = downstreamResponseHeaders(headers);
@@ -222,7 +222,7 @@ describe('downstreamResponseHeaders', () => {
         expect(out['x-agentgate-upstream']).toBe('agent');
         const kept = Object.entries(headers).filter(([name]) => {
           const lower = name.toLowerCase();
-          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && !lower.startsWith('x-agentgate-');
+          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && lower !== 'set-cookie' && !lower.startsWith('x-agentgate-');
         });
         for (const [name, value] of kept) expect(out[name.toLowerCase()]).toEqual(value);
         expect(Object.keys(out)).toHaveLength(kept.length + 1);
@@ -231,7 +231,7 @@ describe('downstreamResponseHeaders', () => {
     );
   });
 
-  it('keeps set-cookie lists, content-type and content-length as the agent sent them', () => {
+  it('drops set-cookie (a tool call sets no cookie on the chat server); keeps content-type and content-length as sent', () => {
     const out = downstreamResponseHeaders({
       'set-cookie': ['a=1; Path=/', 'b=2'],
       'content-type': 'application/json; charset=utf-8',
@@ -244,7 +244,6 @@ describe('downstreamResponseHeaders', () => {
       'x-agentgate-degraded': 'database',
     });
     expect(out).toEqual({
-      'set-cookie': ['a=1; Path=/', 'b=2'],
       'content-type': 'application/json; charset=utf-8',
       'content-length': '42',
       'x-agentgate-upstream': 'agent',
