@@ -32,6 +32,9 @@ export interface ProxyTarget {
 
 /** Parses and checks the raw URL of a proxied request; throws INVALID_REQUEST. */
 export function proxyTarget(rawUrl: string, headerAgent: string | string[] | undefined): ProxyTarget {
+  // A fragment is never part of a request target (RFC 9112 3.2); forwarded, it would be signed
+  // and read differently by each server on the way.
+  if (rawUrl.includes('#')) throw new ApiError('INVALID_REQUEST', 'the request target contains a fragment (#)');
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const rawQuery = q === -1 ? '' : rawUrl.slice(q + 1);

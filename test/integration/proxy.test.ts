@@ -167,6 +167,17 @@ describe('paths', () => {
     expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_REQUEST' });
   });
 
+  it.each(['/echo#frag', '/echo/a#/../../tokens', '/echo?x=1#frag', '/echo#'])(
+    'refuses the fragment in %s with INVALID_REQUEST and never reaches the agent',
+    async (path) => {
+      const before = agent.records.length;
+      const r = await rawRequest(`/workspaces/${ws.id}/conn${path}`);
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_REQUEST' });
+      expect(agent.records.length).toBe(before);
+    },
+  );
+
   it('forwards the trailing-slash root and keeps encoded characters as sent', async () => {
     const r = await proxied('/echo/a%20b/c%3Fd');
     const echo = (await r.json()) as { url: string };

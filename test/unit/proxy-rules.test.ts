@@ -541,6 +541,13 @@ describe('proxyTarget', () => {
     }
   });
 
+  it('refuses a fragment (never part of a request target) with INVALID_REQUEST', () => {
+    for (const rest of ['/t#x', '/t#', '/a#/../b', '/t?x=1#y', '/t?agent=main#x']) {
+      expect(invalid(() => proxyTarget(`${base}${rest}`, undefined)).detail).toMatch(/fragment/);
+    }
+    expect(proxyTarget(`${base}/t%23x?q=%23`, undefined)).toMatchObject({ path: '/t%23x', query: '?q=%23' });
+  });
+
   it('refuses an escaping path with INVALID_REQUEST and a reason', () => {
     for (const path of ['/../x', '/%2e%2e/x', '/a%2fb', '/a\\b', '/a//b']) {
       expect(invalid(() => proxyTarget(`${base}${path}`, undefined)).detail).toMatch(/\S/);
