@@ -82,7 +82,9 @@ function sendUpgrade(options: {
     const request = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
       method: 'GET',
       path: options.path,
-      headers: options.headers,
+      // Node would derive Host from the (absent) host option, `localhost:80`; the connection
+      // comes from our connector, so name the agent's own host and port.
+      headers: { ...options.headers, host: origin.host },
       createConnection: (_opts, oncreate) => {
         connector(
           { hostname: origin.hostname, protocol: origin.protocol, port: origin.port },

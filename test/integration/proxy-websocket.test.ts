@@ -257,6 +257,8 @@ describe('proxied WebSocket', () => {
     const side = await within(next, 2_000, 'the agent accepted no WebSocket');
 
     expect(side.req.url).toBe('/base/term?x=1');
+    // The agent's own host and port, as for any proxied request.
+    expect(side.req.headers.host).toBe(new URL(agent.address).host);
     expect(side.req.headers.authorization).toBeUndefined();
     expect(side.req.headers.cookie).toBeUndefined();
     expect(side.req.headers['x-agentgate-foo']).toBeUndefined();
