@@ -82,6 +82,17 @@ describe('forwarding', () => {
     expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
   });
 
+  it("logs the query's parameter names, never their values", async () => {
+    const r = await proxied('/echo/q?secret=hunter2-in-query&x=1&flag');
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { url: string }).url).toBe('/base/echo/q?secret=hunter2-in-query&x=1&flag');
+    // The last log line of this request is written after the response.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const logs = t.logs.join('\n');
+    expect(logs).not.toContain('hunter2-in-query');
+    expect(logs).toContain(`/workspaces/${ws.id}/conn/echo/q?secret&x&flag`);
+  });
+
   it('passes agent 4xx and 5xx through unchanged with the upstream header', async () => {
     for (const code of [404, 418, 500, 503]) {
       const r = await proxied(`/status?code=${code}`);
