@@ -72,7 +72,7 @@ export interface ForwardContext {
   /** The caller's address as the gate saw it. */
   clientIp: string;
   proto: 'http' | 'https';
-  /** The Host the caller used. */
+  /** The Host the caller used, as a trusted proxy reports it (x-forwarded-host); otherwise undefined. */
   host: string | undefined;
   requestId: string;
   /** x-agentgate-auth for this request. */

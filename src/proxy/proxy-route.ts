@@ -14,6 +14,7 @@ import { AgentName, Uuid } from '../http/schemas.js';
 import { checkForwardPath, splitAgentParam } from './target-path.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { forwardRequest, relayBody } from './forward.js';
+import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
 
@@ -61,9 +62,10 @@ export interface ProxyRouteOptions {
   gate: Gate;
   metrics: Metrics;
   config: Config;
+  trust: TrustProxy;
 }
 
-const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config }) => {
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust }) => {
   // Bodies are streamed to the agent as they arrive, never parsed nor buffered here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -125,9 +127,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           method,
           path,
           headers: upstreamRequestHeaders(request.headers, {
-            clientIp: request.ip,
-            proto: request.protocol,
-            host: request.headers.host,
+            ...forwardedFor(request.raw, trust),
             requestId: request.id,
             signature: signAgentRequest(conn.target.tokenHash, method, path),
             contentLength: Number.isFinite(declared) ? declared : undefined,

@@ -21,6 +21,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { createConnector } from '../gate/connector.js';
+import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 
 const ROUTE = /^\/workspaces\/[^/?]+\/conn\//;
 
@@ -34,6 +35,8 @@ export type UpgradeRateLimit = (principal: Principal, ip: string) => Promise<{ a
 
 export interface WebSocketProxyOptions {
   headersTimeoutMs: number;
+  /** The reverse proxies whose forwarding headers are believed. */
+  trust: TrustProxy;
   rateLimit?: UpgradeRateLimit | undefined;
   gate: Gate;
   tokens: TokenStore;
@@ -174,9 +177,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       const conn = gated.lease.conn;
       const path = `${conn.basePath}${target.path}${target.query}`;
       const headers = upstreamRequestHeaders(req.headers, {
-        clientIp: req.socket.remoteAddress ?? '',
-        proto: 'http',
-        host: req.headers.host,
+        ...forwardedFor(req, options.trust),
         requestId,
         signature: signAgentRequest(conn.target.tokenHash, 'GET', path),
       });

@@ -264,6 +264,8 @@ describe('proxied WebSocket', () => {
     expect(side.req.headers['x-agentgate-foo']).toBeUndefined();
     expect(side.req.headers['x-custom']).toBe('kept');
     expect(side.req.headers['x-forwarded-for']).toBe('127.0.0.1');
+    // No trusted proxy is configured: the caller's Host is not passed on.
+    expect(side.req.headers['x-forwarded-host']).toBeUndefined();
     expect(side.req.headers['x-request-id']).toBe(response.headers['x-request-id']);
     const signature = side.req.headers['x-agentgate-auth'];
     expect(typeof signature).toBe('string');

@@ -76,7 +76,8 @@ describe('forwarding', () => {
     expect(echo.headers['x-agentgate-foo']).toBeUndefined();
     expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(echo.headers['x-forwarded-proto']).toBe('http');
-    expect(echo.headers['x-forwarded-host']).toBe(new URL(t.url).host);
+    // No trusted proxy is configured: the caller's Host is its own word, not passed on.
+    expect(echo.headers['x-forwarded-host']).toBeUndefined();
     expect(echo.headers['x-request-id']).toBe(r.headers.get('x-request-id'));
     const signature = echo.headers['x-agentgate-auth']!;
     expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
@@ -144,6 +145,42 @@ describe('forwarding', () => {
     const chunked = await proxied('/slow-upload', { method: 'POST', body: stream, duplex: 'half' });
     expect(chunked.status).toBe(413);
     expect(await chunked.json()).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+  });
+});
+
+describe('forwarding headers', () => {
+  it("ignores a caller's x-forwarded-* when no proxy is trusted", async () => {
+    const r = await proxied('/echo', {
+      headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', host: 'chat.example' },
+    });
+    const echo = (await r.json()) as { headers: Record<string, string> };
+    expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(echo.headers['x-forwarded-proto']).toBe('http');
+    expect(echo.headers['x-forwarded-host']).toBeUndefined();
+  });
+
+  it('behind a trusted proxy (AGENTGATE_TRUST_PROXY), passes on the client, protocol and host it names', async () => {
+    const behind = await startTestApp({ env: { AGENTGATE_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' } });
+    try {
+      const w = await createWorkspace(behind, [{ name: 'main', address: `${agent.address}/base` }]);
+      const beat = await AgentRows.open(behind.database.url);
+      await beat.heartbeat(w.agents[0]!.id);
+      await beat.close();
+      const call = async (headers: Record<string, string>) => {
+        const r = await fetch(`${behind.url}/workspaces/${w.id}/conn/echo`, { headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, ...headers } });
+        expect(r.status).toBe(200);
+        return ((await r.json()) as { headers: Record<string, string> }).headers;
+      };
+      // The proxy's own Host, when it sets no x-forwarded-host.
+      expect((await call({}))['x-forwarded-host']).toBe(new URL(behind.url).host);
+      // The client is the first untrusted hop from the right.
+      const named = await call({ 'x-forwarded-for': '198.51.100.1, 203.0.113.9, 10.1.2.3', 'x-forwarded-host': 'chat.example', 'x-forwarded-proto': 'https' });
+      expect(named['x-forwarded-for']).toBe('203.0.113.9');
+      expect(named['x-forwarded-host']).toBe('chat.example');
+      expect(named['x-forwarded-proto']).toBe('https');
+    } finally {
+      await behind.close();
+    }
   });
 });
 

@@ -25,6 +25,7 @@ const DEFAULTS: Config = {
   proxyHeadersTimeoutMs: 300_000,
   shutdownGraceMs: 10_000,
   rateLimitPerMin: 0,
+  trustProxy: [],
 };
 
 const VARIABLES = [
@@ -45,6 +46,7 @@ const VARIABLES = [
   'AGENTGATE_PROXY_HEADERS_TIMEOUT_MS',
   'AGENTGATE_SHUTDOWN_GRACE_MS',
   'AGENTGATE_RATE_LIMIT_PER_MIN',
+  'AGENTGATE_TRUST_PROXY',
 ];
 
 /** Runs loadConfig and returns the ConfigError it must throw. */
@@ -88,6 +90,7 @@ describe('loadConfig: defaults and overrides', () => {
     expect(c.proxyHeadersTimeoutMs).toBe(300_000);
     expect(c.shutdownGraceMs).toBe(10_000);
     expect(c.rateLimitPerMin).toBe(0);
+    expect(c.trustProxy).toEqual([]);
     expect(Object.keys(c).sort()).toEqual(Object.keys(DEFAULTS).sort());
   });
 
@@ -128,6 +131,7 @@ describe('loadConfig: defaults and overrides', () => {
       AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '86400000',
       AGENTGATE_SHUTDOWN_GRACE_MS: '0',
       AGENTGATE_RATE_LIMIT_PER_MIN: '120',
+      AGENTGATE_TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,::1,fd00::/8',
     });
     expect(c).toStrictEqual({
       databaseUrl: 'postgres://gate:pw@db.internal:5433/agentgate',
@@ -147,8 +151,10 @@ describe('loadConfig: defaults and overrides', () => {
       proxyHeadersTimeoutMs: 86_400_000,
       shutdownGraceMs: 0,
       rateLimitPerMin: 120,
+      trustProxy: ['10.0.0.1', '192.168.0.0/16', '::1', 'fd00::/8'],
     });
     expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.trustProxy)).toBe(true);
   });
 
   it.each([
@@ -205,6 +211,11 @@ describe('loadConfig: bad values stop with one line naming the variable', () => 
     ['PORT', 'Infinity', 'not finite'],
     ['LOG_LEVEL', 'verbose', 'an unknown level'],
     ['LOG_LEVEL', 'INFO', 'a level in the wrong case'],
+    ['AGENTGATE_TRUST_PROXY', 'true', 'not an address'],
+    ['AGENTGATE_TRUST_PROXY', '10.0.0.0/33', 'a prefix too long'],
+    ['AGENTGATE_TRUST_PROXY', '10.0.0.1,,10.0.0.2', 'an empty entry'],
+    ['AGENTGATE_TRUST_PROXY', 'proxy.internal', 'a host name'],
+    ['AGENTGATE_TRUST_PROXY', '10.0.0.0/8/8', 'two prefixes'],
   ])('%s=%j (%s)', (name, value) => {
     const error = configError({ [name]: value });
     expectOneLine(error.message);

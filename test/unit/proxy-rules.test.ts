@@ -6,6 +6,8 @@ import fc from 'fast-check';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardContext } from '../../src/proxy/headers.js';
 import { checkForwardPath, splitAgentParam } from '../../src/proxy/target-path.js';
 import { proxyTarget } from '../../src/proxy/proxy-route.js';
+import { forwardedFor, trustProxyFrom } from '../../src/proxy/trust-proxy.js';
+import type { IncomingMessage } from 'node:http';
 import { signAgentRequest, verifyAgentRequest } from '../../src/auth/agent-signature.js';
 import { hashToken } from '../../src/auth/tokens.js';
 import { ApiError } from '../../src/errors.js';
@@ -200,6 +202,28 @@ describe('upstreamRequestHeaders', () => {
       'x-agentgate-auth': 'v1.1.sig',
       'x-kept': 'yes',
     });
+  });
+});
+
+describe('forwardedFor (AGENTGATE_TRUST_PROXY)', () => {
+  const request = (peer: string, headers: Record<string, string>) => ({ socket: { remoteAddress: peer }, headers }) as unknown as IncomingMessage;
+  const claims = { host: 'gate.example', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' };
+
+  it('believes nothing from a peer that is not a trusted proxy, and passes no host on', () => {
+    for (const trust of [trustProxyFrom([]), trustProxyFrom(['10.0.0.0/8', '::1'])]) {
+      expect(forwardedFor(request('192.0.2.7', claims), trust)).toEqual({ clientIp: '192.0.2.7', proto: 'http', host: undefined });
+    }
+  });
+
+  it('from a trusted proxy, takes the first untrusted hop from the right, its protocol and host', () => {
+    const trust = trustProxyFrom(['10.0.0.0/8', '::1']);
+    expect(forwardedFor(request('10.9.9.9', { ...claims, 'x-forwarded-for': '1.1.1.1, 203.0.113.9, 10.0.0.2' }), trust)).toEqual({
+      clientIp: '203.0.113.9',
+      proto: 'https',
+      host: 'evil.example',
+    });
+    expect(forwardedFor(request('::ffff:10.0.0.1', { host: 'gate.example' }), trust)).toEqual({ clientIp: '::ffff:10.0.0.1', proto: 'http', host: 'gate.example' });
+    expect(forwardedFor(request('::1', { host: 'gate.example', 'x-forwarded-proto': 'gopher' }), trust).proto).toBe('http');
   });
 });
 
