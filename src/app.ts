@@ -29,6 +29,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import chatRateLimit from './http/plugins/rate-limit.js';
+import { trustProxyFrom } from './proxy/trust-proxy.js';
 import type { Gate } from './gate/gate.js';
 
 declare module 'fastify' {
@@ -55,6 +56,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export async function buildApp(deps: AppDeps) {
   const { config, lifecycle } = deps;
+  const trust = trustProxyFrom(config.trustProxy);
   const app = Fastify({
     loggerInstance: deps.logger,
     bodyLimit: config.bodyLimitBytes,
@@ -64,6 +66,8 @@ export async function buildApp(deps: AppDeps) {
     },
     // Draining answers with our own problem+json (below) rather than Fastify's plain 503.
     return503OnClosing: false,
+    // Behind a configured reverse proxy, request.ip (logs, rate limits) is the client it names.
+    trustProxy: config.trustProxy.length > 0 ? (address: string) => trust(address) : false,
     // Node would answer a missing Host with a bare 400 before the app sees the request; the
     // onRequest hook below refuses it as problem+json instead.
     http: { requireHostHeader: false },
@@ -133,13 +137,14 @@ export async function buildApp(deps: AppDeps) {
       });
     }
     await chat.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
-    await chat.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config });
+    await chat.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config, trust });
   });
 
   const upgrades = createUpgradeHandler({
     headersTimeoutMs: config.proxyHeadersTimeoutMs,
     idleTimeoutMs: config.wsIdleTimeoutMs,
     maxLifetimeMs: config.wsMaxLifetimeMs,
+    trust,
     rateLimit: upgradeRateLimit,
     gate: deps.gate,
     tokens: deps.tokens,

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 // The `agentgate` command: serve (default), migrate, token create, agent.
+import { spawn } from 'node:child_process';
+import { open } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -36,14 +39,19 @@ Creates an API token and prints it once on stdout (only its SHA-256 is stored).
   --scope conn|admin   conn: chat-server routes; admin: every route
   --owner <uuid>       confine a conn token to one owner's workspaces
   --name <name>        a label (default: "cli")`,
-  agent: `usage: agentgate agent --gate <url> [--token <token>] --listen <host:port> [--root <dir>] [--heartbeat-ms <ms>]
+  agent: `usage: agentgate agent --gate <url> (--token-file <path>|-) --listen <host:port> [--root <dir>] [--heartbeat-ms <ms>]
 
 Runs the reference workspace agent: heartbeats to the gate, serves GET /health and tool
 endpoints (POST /exec, POST /exec/stream, GET/PUT /files) that accept only requests signed by
 the gate, and says goodbye on SIGTERM/SIGINT.
   --gate <url>          agentgate's base URL
-  --token <token>       this agent's token (from POST /workspaces/:id/builds); or set
-                        AGENTGATE_AGENT_TOKEN, which other local users cannot read
+  --token-file <path>   a file holding this agent's token (from POST /workspaces/:id/builds);
+                        refused unless only its owner may read it (chmod 600). "-" reads the
+                        token from standard input
+  --token <token>       the token itself: visible to every local user, avoid it
+                        AGENTGATE_AGENT_TOKEN may hold the token instead; the agent then runs as
+                        a child process without it in its environment, so that commands it runs
+                        cannot read it there (its launcher keeps it: prefer --token-file)
   --listen <host:port>  where to serve (port 0 picks a free one)
   --root <dir>          the directory tools are confined to (default: the current directory)
   --heartbeat-ms <ms>   heartbeat interval (default 15000)`,
@@ -175,19 +183,21 @@ async function agent(args: string[]): Promise<number> {
   const { values, positionals } = parse('agent', args, {
     gate: { type: 'string' },
     token: { type: 'string' },
+    'token-file': { type: 'string' },
     listen: { type: 'string' },
     root: { type: 'string' },
     'heartbeat-ms': { type: 'string' },
   });
   if (values.help) return help('agent');
   if (positionals.length > 0) throw new UsageError(`agent takes no arguments (got ${positionals.join(' ')})`, 'agent');
-  // The token may come from the environment: a command line is visible to every local user.
-  const agentToken = values.token ?? process.env.AGENTGATE_AGENT_TOKEN;
-  delete process.env.AGENTGATE_AGENT_TOKEN;
+  const envToken = process.env[AGENT_TOKEN_VARIABLE];
+  delete process.env[AGENT_TOKEN_VARIABLE];
   for (const flag of ['gate', 'listen'] as const) {
     if (!values[flag]) throw new UsageError(`--${flag} is required`, 'agent');
   }
-  if (!agentToken) throw new UsageError('--token (or AGENTGATE_AGENT_TOKEN) is required', 'agent');
+  if (values.token !== undefined && values['token-file'] !== undefined) throw new UsageError('give --token or --token-file, not both', 'agent');
+  const named = values.token !== undefined || values['token-file'] !== undefined;
+  if (!named && !envToken) throw new UsageError(`--token-file, --token or ${AGENT_TOKEN_VARIABLE} is required`, 'agent');
   let gate: URL;
   try {
     gate = new URL(values.gate ?? '');
@@ -205,6 +215,10 @@ async function agent(args: string[]): Promise<number> {
   if (!Number.isInteger(heartbeatMs) || heartbeatMs < 10 || heartbeatMs > 3_600_000) {
     throw new UsageError('--heartbeat-ms must be an integer from 10 to 3600000', 'agent');
   }
+  // Deleting the variable does not take it out of /proc/<pid>/environ, which a command run
+  // through /exec can read: the agent runs as a child started without it.
+  if (envToken !== undefined) return superviseAgent(named ? args : [...args, '--token-file', '-'], named ? undefined : envToken);
+  const agentToken = values['token-file'] !== undefined ? await readTokenFile(values['token-file']) : (values.token ?? '');
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info').child({ component: 'agent' });
   const running = await startAgent({
     gate: gate.toString(),
@@ -220,8 +234,74 @@ async function agent(args: string[]): Promise<number> {
     else logger.info({ signal }, 'shutting down');
     await running.close(true);
   });
+  // Started by superviseAgent: a supervisor that dies (even by SIGKILL) takes the agent along.
+  if (process.send !== undefined) {
+    process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+    process.channel?.unref();
+  }
   out(`agent listening on ${running.url}`);
   return -1;
+}
+
+const AGENT_TOKEN_VARIABLE = 'AGENTGATE_AGENT_TOKEN';
+
+/** The token in a file only its owner may read, or on standard input (`-`). */
+async function readTokenFile(file: string): Promise<string> {
+  let text: string;
+  if (file === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    text = Buffer.concat(chunks).toString('utf8');
+  } else {
+    let handle;
+    try {
+      handle = await open(file, 'r');
+    } catch (error) {
+      throw new UsageError(`--token-file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, 'agent');
+    }
+    try {
+      // Checked on the opened file, so a swap after the check cannot pass another one.
+      const info = await handle.stat();
+      if (!info.isFile()) throw new UsageError(`--token-file ${file} is not a regular file`, 'agent');
+      if ((info.mode & 0o077) !== 0) {
+        throw new UsageError(`--token-file ${file} may be read by others (mode ${(info.mode & 0o777).toString(8)}); chmod 600 it`, 'agent');
+      }
+      text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
+  }
+  const token = text.trim();
+  if (token === '' || /\s/.test(token)) throw new UsageError(`--token-file ${file} must hold exactly one token`, 'agent');
+  return token;
+}
+
+/**
+ * Runs the agent as a child process whose environment lacks the token (given on its standard
+ * input when `token` is set), forwards signals to it, and exits as it does.
+ */
+function superviseAgent(args: string[], token: string | undefined): Promise<number> {
+  const script = process.argv[1] ?? '';
+  const child = spawn(process.execPath, [...process.execArgv, script, 'agent', ...args], {
+    env: process.env,
+    // Its own process group: a terminal's Ctrl-C reaches it once, through us.
+    detached: true,
+    stdio: [token === undefined ? 'inherit' : 'pipe', 'inherit', 'inherit', 'ipc'],
+  });
+  if (token !== undefined) child.stdin?.end(`${token}\n`);
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const signal of signals) process.on(signal, forward);
+  return new Promise((resolve) => {
+    child.once('error', (error) => {
+      process.stderr.write(`agentgate: the agent could not be started: ${error.message}\n`);
+      resolve(1);
+    });
+    child.once('exit', (code, signal) => {
+      for (const s of signals) process.off(s, forward);
+      resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0));
+    });
+  });
 }
 
 function help(command: string): number {

@@ -1,5 +1,6 @@
 // Environment → typed, frozen Config, parsed once at start (SPEC section 7).
 // A bad value stops the process with one line naming the variable and what it allows.
+import { isIP } from 'node:net';
 import envSchema from 'env-schema';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
@@ -40,6 +41,9 @@ export const ConfigSchema = Type.Object({
   AGENTGATE_WS_IDLE_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_WS_MAX_LIFETIME_MS: ms(0, 0, 7 * 24 * HOUR, 'milliseconds (0 = no limit)'),
   AGENTGATE_RATE_LIMIT_PER_MIN: Type.Integer({ default: 0, minimum: 0, maximum: 10_000_000, description: 'requests per minute (0 = off)' }),
+  AGENTGATE_TRUST_PROXY: Type.Optional(
+    Type.String({ minLength: 1, description: 'a comma-separated list of IP addresses or CIDR ranges' }),
+  ),
 });
 
 type RawConfig = Static<typeof ConfigSchema>;
@@ -66,6 +70,8 @@ export interface Config {
   /** A proxied WebSocket older than this is closed (0: no limit). */
   readonly wsMaxLifetimeMs: number;
   readonly rateLimitPerMin: number;
+  /** Addresses and CIDR ranges of the reverse proxies in front of the gate; empty: none is trusted. */
+  readonly trustProxy: readonly string[];
 }
 
 /** A configuration error: its message is the one line printed before exiting. */
@@ -126,6 +132,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(first ? explain(env, first) : String(error));
   }
   if (raw.DATABASE_URL !== undefined) checkDatabaseUrl(raw.DATABASE_URL);
+  const trustProxy = raw.AGENTGATE_TRUST_PROXY === undefined ? [] : parseTrustProxy(raw.AGENTGATE_TRUST_PROXY);
   return Object.freeze({
     databaseUrl: raw.DATABASE_URL,
     dataDir: raw.AGENTGATE_DATA_DIR,
@@ -146,7 +153,25 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     wsIdleTimeoutMs: raw.AGENTGATE_WS_IDLE_TIMEOUT_MS,
     wsMaxLifetimeMs: raw.AGENTGATE_WS_MAX_LIFETIME_MS,
     rateLimitPerMin: raw.AGENTGATE_RATE_LIMIT_PER_MIN,
+    trustProxy: Object.freeze(trustProxy),
   });
+}
+
+/** `10.0.0.1, 192.168.0.0/16, ::1` → its entries, each an IP address or a CIDR range. */
+function parseTrustProxy(value: string): string[] {
+  const entries = value.split(',').map((e) => e.trim());
+  for (const entry of entries) {
+    const [address = '', prefix, ...rest] = entry.split('/');
+    const family = isIP(address);
+    const bits = family === 6 ? 128 : 32;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= bits);
+    if (family === 0 || !prefixOk || rest.length > 0) {
+      throw new ConfigError(
+        `invalid AGENTGATE_TRUST_PROXY=${JSON.stringify(value)}: must be ${ConfigSchema.properties.AGENTGATE_TRUST_PROXY.description ?? ''}`,
+      );
+    }
+  }
+  return entries;
 }
 
 function checkDatabaseUrl(value: string): void {

@@ -6,18 +6,30 @@ import { EVENTS_CHANNEL } from './events.js';
 
 type Db = Kysely<Database>;
 
+/**
+ * The agent's row, only while its workspace is not deleted: the token's principal may come from
+ * a cache that a deletion made straight in the tables (no notification) never cleared, and such
+ * a token stops working at once (SPEC 4.3).
+ */
+const liveAgent = (agentId: string) => sql`
+  workspace_agents a
+  join workspace_builds b on b.id = a.build_id
+  join workspaces w on w.id = b.workspace_id
+  where a.id = ${agentId} and w.deleted_at is null`;
+
 export type HeartbeatTransition = 'agent_connected' | 'agent_reconnected' | null;
 
 /**
  * Sets first_connected_at once and last_connected_at to now(). Publishes `agent_connected` on the
  * first heartbeat and `agent_reconnected` on the first one after a goodbye; plain heartbeats
- * publish nothing. Returns the transition, or undefined when the agent row is gone.
+ * publish nothing. Returns the transition, or undefined when the agent row or its workspace is gone.
  */
 export async function recordHeartbeat(db: Db, agentId: string, workspaceId: string): Promise<HeartbeatTransition | undefined> {
   const { rows } = await sql<{ transition: HeartbeatTransition }>`
     with before as (
-      select id, first_connected_at, last_connected_at, disconnected_at
-        from workspace_agents where id = ${agentId} for update
+      select a.id, a.first_connected_at, a.last_connected_at, a.disconnected_at
+        from ${liveAgent(agentId)}
+         for update of a
     ), updated as (
       update workspace_agents a
          set first_connected_at = coalesce(a.first_connected_at, now()), last_connected_at = now()
@@ -40,7 +52,9 @@ export async function recordHeartbeat(db: Db, agentId: string, workspaceId: stri
 export async function recordGoodbye(db: Db, agentId: string, workspaceId: string): Promise<boolean> {
   const { rows } = await sql<{ id: string }>`
     with updated as (
-      update workspace_agents set disconnected_at = now() where id = ${agentId} returning id
+      update workspace_agents set disconnected_at = now()
+       where id = (select a.id from ${liveAgent(agentId)})
+      returning id
     )
     select id, pg_notify(${EVENTS_CHANNEL}, json_build_object(
              'kind', 'agent_disconnected', 'workspaceId', ${workspaceId}::uuid, 'agentId', id)::text)

@@ -17,8 +17,45 @@ export const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/**
+ * Claims about the client's address that any caller can forge: an agent trusting one would be
+ * fooled, so none crosses. The gate's own x-forwarded-for says who called.
+ */
+const CLIENT_IDENTITY = [
+  'forwarded',
+  'x-forwarded',
+  'forwarded-for',
+  'x-forwarded-for',
+  'x-original-forwarded-for',
+  'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'cf-connecting-ipv6',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'fastly-client-ip',
+  'akamai-client-ip',
+  'client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-proxyuser-ip',
+  'x-envoy-external-address',
+  'x-appengine-user-ip',
+];
+
 /** Never forwarded to an agent: the caller's credentials and anything the gate itself sets. */
-const CALLER_ONLY = new Set(['authorization', 'cookie', 'host', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'content-length', 'expect']);
+const CALLER_ONLY = new Set([
+  'authorization',
+  'cookie',
+  'host',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+  'content-length',
+  'expect',
+  ...CLIENT_IDENTITY,
+]);
 
 function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
   const value = headers.connection;
@@ -35,7 +72,7 @@ export interface ForwardContext {
   /** The caller's address as the gate saw it. */
   clientIp: string;
   proto: 'http' | 'https';
-  /** The Host the caller used. */
+  /** The Host the caller used, as a trusted proxy reports it (x-forwarded-host); otherwise undefined. */
   host: string | undefined;
   requestId: string;
   /** x-agentgate-auth for this request. */
@@ -62,15 +99,23 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   return out;
 }
 
-/** The agent's response headers as the caller gets them: unchanged but for hop-by-hop and x-agentgate-* ones. */
+/**
+ * Whether an agent's response header stays with the gate: hop-by-hop ones, x-agentgate-* ones
+ * (those answers come from the gate alone) and set-cookie (a tool call has no business setting
+ * cookies on the chat server's side).
+ */
+export function withheldFromCaller(lower: string): boolean {
+  return HOP_BY_HOP.has(lower) || lower === 'set-cookie' || lower.startsWith('x-agentgate-');
+}
+
+/** The agent's response headers as the caller gets them: unchanged but for those the gate keeps. */
 export function downstreamResponseHeaders(upstream: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const named = connectionTokens(upstream);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    // x-agentgate-* answers come from the gate alone; an agent cannot claim them.
-    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith('x-agentgate-')) continue;
+    if (named.has(lower) || withheldFromCaller(lower)) continue;
     out[lower] = value;
   }
   out['x-agentgate-upstream'] = 'agent';

@@ -14,6 +14,7 @@ import { AgentName, Uuid } from '../http/schemas.js';
 import { checkForwardPath, splitAgentParam } from './target-path.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { forwardRequest, relayBody } from './forward.js';
+import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
 
@@ -32,6 +33,9 @@ export interface ProxyTarget {
 
 /** Parses and checks the raw URL of a proxied request; throws INVALID_REQUEST. */
 export function proxyTarget(rawUrl: string, headerAgent: string | string[] | undefined): ProxyTarget {
+  // A fragment is never part of a request target (RFC 9112 3.2); forwarded, it would be signed
+  // and read differently by each server on the way.
+  if (rawUrl.includes('#')) throw new ApiError('INVALID_REQUEST', 'the request target contains a fragment (#)');
   const q = rawUrl.indexOf('?');
   const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const rawQuery = q === -1 ? '' : rawUrl.slice(q + 1);
@@ -58,9 +62,10 @@ export interface ProxyRouteOptions {
   gate: Gate;
   metrics: Metrics;
   config: Config;
+  trust: TrustProxy;
 }
 
-const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config }) => {
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust }) => {
   // Bodies are streamed to the agent as they arrive, never parsed nor buffered here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -122,9 +127,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           method,
           path,
           headers: upstreamRequestHeaders(request.headers, {
-            clientIp: request.ip,
-            proto: request.protocol,
-            host: request.headers.host,
+            ...forwardedFor(request.raw, trust),
             requestId: request.id,
             signature: signAgentRequest(conn.target.tokenHash, method, path),
             contentLength: Number.isFinite(declared) ? declared : undefined,

@@ -17,12 +17,13 @@ import type { Lifecycle } from '../lifecycle.js';
 import type { Metrics } from '../metrics.js';
 import { toApiError } from '../http/plugins/problem.js';
 import { proxyTarget } from './proxy-route.js';
-import { downstreamResponseHeaders, HOP_BY_HOP, upstreamRequestHeaders } from './headers.js';
+import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { createConnector } from '../gate/connector.js';
 import { Tunnels } from './tunnels.js';
+import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 
 const ROUTE = /^\/workspaces\/[^/?]+\/conn\//;
 
@@ -40,6 +41,8 @@ export interface WebSocketProxyOptions {
   idleTimeoutMs: number;
   /** A tunnel older than this is closed (0: no limit). */
   maxLifetimeMs: number;
+  /** The reverse proxies whose forwarding headers are believed. */
+  trust: TrustProxy;
   rateLimit?: UpgradeRateLimit | undefined;
   gate: Gate;
   tokens: TokenStore;
@@ -88,7 +91,9 @@ function sendUpgrade(options: {
     const request = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
       method: 'GET',
       path: options.path,
-      headers: options.headers,
+      // Node would derive Host from the (absent) host option, `localhost:80`; the connection
+      // comes from our connector, so name the agent's own host and port.
+      headers: { ...options.headers, host: origin.host },
       createConnection: (_opts, oncreate) => {
         connector(
           { hostname: origin.hostname, protocol: origin.protocol, port: origin.port },
@@ -181,9 +186,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       const conn = gated.lease.conn;
       const path = `${conn.basePath}${target.path}${target.query}`;
       const headers = upstreamRequestHeaders(req.headers, {
-        clientIp: req.socket.remoteAddress ?? '',
-        proto: 'http',
-        host: req.headers.host,
+        ...forwardedFor(req, options.trust),
         requestId,
         signature: signAgentRequest(conn.target.tokenHash, 'GET', path),
       });
@@ -216,7 +219,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       const { response, socket: upstream, head: upstreamHead } = answer;
       const lines = ['HTTP/1.1 101 Switching Protocols', `upgrade: ${String(response.headers.upgrade ?? 'websocket')}`, 'connection: Upgrade'];
       for (const [name, value] of Object.entries(response.headers)) {
-        if (value === undefined || HOP_BY_HOP.has(name) || name.startsWith('x-agentgate-')) continue;
+        if (value === undefined || withheldFromCaller(name)) continue;
         for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
       }
       lines.push('x-agentgate-upstream: agent', `x-request-id: ${requestId}`);

@@ -162,4 +162,21 @@ describe('agent API', () => {
     expect((await heartbeat(agent)).status).toBe(204);
     expect((await row(agent.id)).last_connected_at).toBeInstanceOf(Date);
   });
+
+  it('a workspace deleted straight in the tables (no notification) stops its agent tokens at once (SPEC 4.3)', async () => {
+    const agent = await newAgent();
+    // The first heartbeat leaves the token's principal in the cache.
+    expect((await heartbeat(agent)).status).toBe(204);
+    const before = await row(agent.id);
+    await listener.query('update workspaces set deleted_at = now() where id = $1', [agent.workspaceId]);
+    const refused = await heartbeat(agent);
+    expect(refused.status).toBe(401);
+    expect(refused.body).toMatchObject({ code: 'UNAUTHENTICATED' });
+    const bye = await goodbye(agent);
+    expect(bye.status).toBe(401);
+    expect(bye.body).toMatchObject({ code: 'UNAUTHENTICATED' });
+    const after = await row(agent.id);
+    expect(after.last_connected_at).toEqual(before.last_connected_at);
+    expect(after.disconnected_at).toBeNull();
+  });
 });

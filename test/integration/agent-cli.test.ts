@@ -4,7 +4,7 @@
 // is checked in-process against a gate that is down, then recovers.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -57,7 +57,7 @@ describe('help', () => {
       [['serve', '--help'], /^usage: agentgate serve/],
       [['migrate', '--help'], /^usage: agentgate migrate up\|down\|status/],
       [['token', '--help'], /^usage: agentgate token create --scope conn\|admin/],
-      [['agent', '--help'], /^usage: agentgate agent --gate <url> \[--token <token>\] --listen <host:port>/],
+      [['agent', '--help'], /^usage: agentgate agent --gate <url> \(--token-file <path>\|-\) --listen <host:port>/],
     ];
     // Help never needs a database: run it with none configured.
     const results = await Promise.all(cases.map(([args]) => run(args, { DATABASE_URL: '' })));
@@ -85,7 +85,8 @@ describe('usage errors exit 64 with one line on stderr', () => {
     ['an unknown command', ['frobnicate'], /unknown command "frobnicate"/],
     ['agent without flags', ['agent'], /--gate is required/],
     ['agent without --listen', ['agent', '--gate', 'http://127.0.0.1:9', '--token', 'agagt_x'], /--listen is required/],
-    ['agent without a token', ['agent', '--gate', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0'], /--token \(or AGENTGATE_AGENT_TOKEN\) is required/],
+    ['agent without a token', ['agent', '--gate', 'http://127.0.0.1:9', '--listen', '127.0.0.1:0'], /--token-file, --token or AGENTGATE_AGENT_TOKEN is required/],
+    ['agent with --token and --token-file', ['agent', ...agentOk, '--token-file', '-'], /give --token or --token-file, not both/],
     ['agent with a bad --listen', withFlag('--listen', '127.0.0.1:70000'), /--listen must be host:port/],
     ['agent with a bad --gate', withFlag('--gate', 'ftp://127.0.0.1/'), /--gate must be an http: or https: URL/],
     ['agent with a bad --heartbeat-ms', ['agent', ...agentOk, '--heartbeat-ms', '5'], /--heartbeat-ms must be an integer/],
@@ -180,6 +181,19 @@ describe('token create', () => {
   });
 });
 
+/** The environment of the agent process, as a command it runs through the gate can read it. */
+async function agentEnviron(workspaceId: string): Promise<string> {
+  const r = await t.call('POST', `/workspaces/${workspaceId}/conn/exec`, {
+    token: ENV_ADMIN_TOKEN,
+    body: { command: process.execPath, args: ['-e', "process.stdout.write(require('fs').readFileSync('/proc/' + process.ppid + '/environ', 'latin1'))"] },
+  });
+  expect(r.status).toBe(200);
+  expect(r.body.exitCode).toBe(0);
+  // It is read: PATH is there.
+  expect(r.body.stdout).toContain('PATH=');
+  return r.body.stdout as string;
+}
+
 describe('agent', () => {
   let tmp: string;
   beforeAll(async () => {
@@ -222,6 +236,8 @@ describe('agent', () => {
       expect(proxied.status).toBe(200);
       expect(proxied.headers.get('x-agentgate-upstream')).toBe('agent');
       expect(proxied.body).toMatchObject({ exitCode: 0, stdout: '42\n', timedOut: false });
+      // A command it runs cannot read the token from the agent's environment.
+      expect(await agentEnviron(ws.id)).not.toContain(agentToken);
 
       cli.child.kill('SIGTERM');
       const exit = await cli.exited;
@@ -237,6 +253,38 @@ describe('agent', () => {
       expect(refused.body.code).toBe('AGENT_DISCONNECTED');
     } finally {
       cli?.child.kill('SIGKILL');
+    }
+  });
+
+  it('takes the token from a file only its owner may read, or from standard input', async () => {
+    const port = await freePort();
+    const ws = await createWorkspace(t, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+    const agentToken = ws.agents[0]!.token;
+    const file = path.join(tmp, 'token');
+    await writeFile(file, `${agentToken}\n`);
+    const agentArgs = ['agent', '--gate', t.url, '--listen', `127.0.0.1:${port}`, '--root', tmp, '--heartbeat-ms', '200'];
+
+    for (const mode of [0o644, 0o640, 0o604]) {
+      await chmod(file, mode);
+      const refused = await run([...agentArgs, '--token-file', file]);
+      expect(refused.code).toBe(64);
+      expect(refused.stderr).toMatch(/may be read by others.*chmod 600/);
+    }
+
+    await chmod(file, 0o600);
+    for (const source of ['file', 'stdin'] as const) {
+      let cli: CliProcess | undefined;
+      try {
+        cli = runCli([...agentArgs, '--token-file', source === 'file' ? file : '-'], { LOG_LEVEL: 'info' });
+        if (source === 'stdin') cli.child.stdin.end(`${agentToken}\n`);
+        await cli.waitFor(/agent listening on/, 10_000);
+        await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, `the agent (${source}) to connect`);
+        expect(await agentEnviron(ws.id)).not.toContain(agentToken);
+        cli.child.kill('SIGTERM');
+        expect(await cli.exited).toEqual({ code: 0, signal: null });
+      } finally {
+        cli?.child.kill('SIGKILL');
+      }
     }
   });
 

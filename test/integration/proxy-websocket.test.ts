@@ -173,15 +173,20 @@ describe('proxied WebSocket', () => {
     const response = await client.upgraded;
     expect(response.statusCode).toBe(101);
     expect(response.headers['x-agentgate-upstream']).toBe('agent');
+    expect(response.headers['set-cookie']).toBeUndefined();
     await client.opened;
     const side = await within(next, 2_000, 'the agent accepted no WebSocket');
 
     expect(side.req.url).toBe('/base/term?x=1');
+    // The agent's own host and port, as for any proxied request.
+    expect(side.req.headers.host).toBe(new URL(agent.address).host);
     expect(side.req.headers.authorization).toBeUndefined();
     expect(side.req.headers.cookie).toBeUndefined();
     expect(side.req.headers['x-agentgate-foo']).toBeUndefined();
     expect(side.req.headers['x-custom']).toBe('kept');
     expect(side.req.headers['x-forwarded-for']).toBe('127.0.0.1');
+    // No trusted proxy is configured: the caller's Host is not passed on.
+    expect(side.req.headers['x-forwarded-host']).toBeUndefined();
     expect(side.req.headers['x-request-id']).toBe(response.headers['x-request-id']);
     const signature = side.req.headers['x-agentgate-auth'];
     expect(typeof signature).toBe('string');

@@ -64,7 +64,8 @@ describe('forwarding', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('x-agentgate-upstream')).toBe('agent');
     expect(r.headers.get('x-agent-echo')).toBe('yes');
-    expect(r.headers.get('set-cookie')).toBe('agent=1');
+    // The echo agent sets a cookie; a tool call has no business setting one on the chat server.
+    expect(r.headers.get('set-cookie')).toBeNull();
     const echo = (await r.json()) as { method: string; url: string; headers: Record<string, string>; bodySha256: string };
     expect(echo.method).toBe('POST');
     expect(echo.url).toBe('/base/echo/a/b?x=1&y=%20z');
@@ -75,10 +76,22 @@ describe('forwarding', () => {
     expect(echo.headers['x-agentgate-foo']).toBeUndefined();
     expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(echo.headers['x-forwarded-proto']).toBe('http');
-    expect(echo.headers['x-forwarded-host']).toBe(new URL(t.url).host);
+    // No trusted proxy is configured: the caller's Host is its own word, not passed on.
+    expect(echo.headers['x-forwarded-host']).toBeUndefined();
     expect(echo.headers['x-request-id']).toBe(r.headers.get('x-request-id'));
     const signature = echo.headers['x-agentgate-auth']!;
     expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
+  });
+
+  it("logs the query's parameter names, never their values", async () => {
+    const r = await proxied('/echo/q?secret=hunter2-in-query&x=1&flag');
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { url: string }).url).toBe('/base/echo/q?secret=hunter2-in-query&x=1&flag');
+    // The last log line of this request is written after the response.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const logs = t.logs.join('\n');
+    expect(logs).not.toContain('hunter2-in-query');
+    expect(logs).toContain(`/workspaces/${ws.id}/conn/echo/q?secret&x&flag`);
   });
 
   it('passes agent 4xx and 5xx through unchanged with the upstream header', async () => {
@@ -135,6 +148,42 @@ describe('forwarding', () => {
   });
 });
 
+describe('forwarding headers', () => {
+  it("ignores a caller's x-forwarded-* when no proxy is trusted", async () => {
+    const r = await proxied('/echo', {
+      headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', host: 'chat.example' },
+    });
+    const echo = (await r.json()) as { headers: Record<string, string> };
+    expect(echo.headers['x-forwarded-for']).toBe('127.0.0.1');
+    expect(echo.headers['x-forwarded-proto']).toBe('http');
+    expect(echo.headers['x-forwarded-host']).toBeUndefined();
+  });
+
+  it('behind a trusted proxy (AGENTGATE_TRUST_PROXY), passes on the client, protocol and host it names', async () => {
+    const behind = await startTestApp({ env: { AGENTGATE_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' } });
+    try {
+      const w = await createWorkspace(behind, [{ name: 'main', address: `${agent.address}/base` }]);
+      const beat = await AgentRows.open(behind.database.url);
+      await beat.heartbeat(w.agents[0]!.id);
+      await beat.close();
+      const call = async (headers: Record<string, string>) => {
+        const r = await fetch(`${behind.url}/workspaces/${w.id}/conn/echo`, { headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, ...headers } });
+        expect(r.status).toBe(200);
+        return ((await r.json()) as { headers: Record<string, string> }).headers;
+      };
+      // The proxy's own Host, when it sets no x-forwarded-host.
+      expect((await call({}))['x-forwarded-host']).toBe(new URL(behind.url).host);
+      // The client is the first untrusted hop from the right.
+      const named = await call({ 'x-forwarded-for': '198.51.100.1, 203.0.113.9, 10.1.2.3', 'x-forwarded-host': 'chat.example', 'x-forwarded-proto': 'https' });
+      expect(named['x-forwarded-for']).toBe('203.0.113.9');
+      expect(named['x-forwarded-host']).toBe('chat.example');
+      expect(named['x-forwarded-proto']).toBe('https');
+    } finally {
+      await behind.close();
+    }
+  });
+});
+
 describe('paths', () => {
   it.each([
     '/../tokens',
@@ -165,6 +214,17 @@ describe('paths', () => {
     expect(r.status).toBe(400);
     expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_REQUEST' });
   });
+
+  it.each(['/echo#frag', '/echo/a#/../../tokens', '/echo?x=1#frag', '/echo#'])(
+    'refuses the fragment in %s with INVALID_REQUEST and never reaches the agent',
+    async (path) => {
+      const before = agent.records.length;
+      const r = await rawRequest(`/workspaces/${ws.id}/conn${path}`);
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.body)).toMatchObject({ code: 'INVALID_REQUEST' });
+      expect(agent.records.length).toBe(before);
+    },
+  );
 
   it('forwards the trailing-slash root and keeps encoded characters as sent', async () => {
     const r = await proxied('/echo/a%20b/c%3Fd');

@@ -8,7 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Writable } from 'node:stream';
 import { buildAgentApp } from '../../src/agent/agent-app.js';
+import { createLogger } from '../../src/logger.js';
 import { SIGNATURE_HEADER, signAgentRequest } from '../../src/auth/agent-signature.js';
 import { hashToken } from '../../src/auth/tokens.js';
 
@@ -510,5 +512,35 @@ describe('GET/PUT /files', () => {
     await expectProblem(await send('GET', filePath('a-dir')), 400, 'INVALID_REQUEST');
     await expectProblem(await send('GET', '/files'), 400, 'INVALID_REQUEST');
     await expectProblem(await send('GET', '/files?path=x&other=y'), 400, 'INVALID_REQUEST');
+  });
+});
+
+describe('logs', () => {
+  it("log the path and the query's parameter names, never their values", async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    // The logger the `agent` command gives the service.
+    const logged = await buildAgentApp({ token: TOKEN, root, logger: createLogger('info', sink).child({ component: 'agent' }) });
+    try {
+      const at = await listen(logged);
+      await writeFile(path.join(root, 'logged.txt'), 'x');
+      const res = await send('GET', '/files?path=logged.txt&apikey=hunter2-in-query', { at });
+      expect(res.status).toBe(400); // apikey is no parameter of /files
+      const ok = await send('GET', '/files?path=logged.txt', { at });
+      expect(ok.status).toBe(200);
+      await ok.text();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const all = lines.join('');
+      expect(all).not.toContain('hunter2-in-query');
+      expect(all).not.toContain('logged.txt');
+      expect(all).toContain('/files?path&apikey');
+    } finally {
+      await logged.close();
+    }
   });
 });

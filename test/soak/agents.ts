@@ -141,9 +141,12 @@ export class RealAgent {
   async start(): Promise<void> {
     const { gate, heartbeatMs } = this.options.cliArgs;
     const cli = runCli(
-      ['agent', '--gate', gate, '--listen', `127.0.0.1:${this.options.port}`, '--root', this.options.root, '--heartbeat-ms', String(heartbeatMs)],
-      { LOG_LEVEL: 'error', AGENTGATE_AGENT_TOKEN: this.options.token },
+      // The token on standard input: the process signalled below is then the agent itself, not a
+      // supervisor re-executing it without AGENTGATE_AGENT_TOKEN.
+      ['agent', '--gate', gate, '--listen', `127.0.0.1:${this.options.port}`, '--root', this.options.root, '--heartbeat-ms', String(heartbeatMs), '--token-file', '-'],
+      { LOG_LEVEL: 'error' },
     );
+    cli.child.stdin.end(`${this.options.token}\n`);
     this.#cli = cli;
     try {
       await cli.waitFor(/agent listening on/, 20_000);

@@ -39,6 +39,8 @@ export async function startWsAgent(): Promise<WsAgent> {
     socket.once('close', () => sockets.delete(socket));
   });
   const wss = new WebSocketServer({ noServer: true });
+  // A cookie on the 101, which must not reach the caller.
+  wss.on('headers', (headers: string[]) => headers.push('Set-Cookie: agent=1'));
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
     upgrades.push({ url: req.url ?? '', headers: req.headers });
     if (req.url?.includes('/declined')) {

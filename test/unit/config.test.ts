@@ -27,6 +27,7 @@ const DEFAULTS: Config = {
   wsIdleTimeoutMs: 300_000,
   wsMaxLifetimeMs: 0,
   rateLimitPerMin: 0,
+  trustProxy: [],
 };
 
 const VARIABLES = [
@@ -49,6 +50,7 @@ const VARIABLES = [
   'AGENTGATE_WS_IDLE_TIMEOUT_MS',
   'AGENTGATE_WS_MAX_LIFETIME_MS',
   'AGENTGATE_RATE_LIMIT_PER_MIN',
+  'AGENTGATE_TRUST_PROXY',
 ];
 
 /** Runs loadConfig and returns the ConfigError it must throw. */
@@ -92,6 +94,7 @@ describe('loadConfig: defaults and overrides', () => {
     expect(c.proxyHeadersTimeoutMs).toBe(300_000);
     expect(c.shutdownGraceMs).toBe(10_000);
     expect(c.rateLimitPerMin).toBe(0);
+    expect(c.trustProxy).toEqual([]);
     expect(Object.keys(c).sort()).toEqual(Object.keys(DEFAULTS).sort());
   });
 
@@ -134,6 +137,7 @@ describe('loadConfig: defaults and overrides', () => {
       AGENTGATE_WS_IDLE_TIMEOUT_MS: '1000',
       AGENTGATE_WS_MAX_LIFETIME_MS: '3600000',
       AGENTGATE_RATE_LIMIT_PER_MIN: '120',
+      AGENTGATE_TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,::1,fd00::/8',
     });
     expect(c).toStrictEqual({
       databaseUrl: 'postgres://gate:pw@db.internal:5433/agentgate',
@@ -155,8 +159,10 @@ describe('loadConfig: defaults and overrides', () => {
       wsIdleTimeoutMs: 1_000,
       wsMaxLifetimeMs: 3_600_000,
       rateLimitPerMin: 120,
+      trustProxy: ['10.0.0.1', '192.168.0.0/16', '::1', 'fd00::/8'],
     });
     expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.trustProxy)).toBe(true);
   });
 
   it.each([
@@ -213,6 +219,11 @@ describe('loadConfig: bad values stop with one line naming the variable', () => 
     ['PORT', 'Infinity', 'not finite'],
     ['LOG_LEVEL', 'verbose', 'an unknown level'],
     ['LOG_LEVEL', 'INFO', 'a level in the wrong case'],
+    ['AGENTGATE_TRUST_PROXY', 'true', 'not an address'],
+    ['AGENTGATE_TRUST_PROXY', '10.0.0.0/33', 'a prefix too long'],
+    ['AGENTGATE_TRUST_PROXY', '10.0.0.1,,10.0.0.2', 'an empty entry'],
+    ['AGENTGATE_TRUST_PROXY', 'proxy.internal', 'a host name'],
+    ['AGENTGATE_TRUST_PROXY', '10.0.0.0/8/8', 'two prefixes'],
   ])('%s=%j (%s)', (name, value) => {
     const error = configError({ [name]: value });
     expectOneLine(error.message);

@@ -6,6 +6,8 @@ import fc from 'fast-check';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardContext } from '../../src/proxy/headers.js';
 import { checkForwardPath, splitAgentParam } from '../../src/proxy/target-path.js';
 import { proxyTarget } from '../../src/proxy/proxy-route.js';
+import { forwardedFor, trustProxyFrom } from '../../src/proxy/trust-proxy.js';
+import type { IncomingMessage } from 'node:http';
 import { signAgentRequest, verifyAgentRequest } from '../../src/auth/agent-signature.js';
 import { hashToken } from '../../src/auth/tokens.js';
 import { ApiError } from '../../src/errors.js';
@@ -29,8 +31,22 @@ const HOP_BY_HOP = [
 const CREDENTIALS = ['authorization', 'cookie', 'proxy-authorization'];
 /** Set by the gate alone, from the context, never copied from the caller. */
 const GATE_SET = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'x-agentgate-auth'];
+/** Client-identity headers a caller could forge; listed here independently of the code. */
+const CLIENT_IDENTITY = [
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'fastly-client-ip',
+  'client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+];
 /** Other names the caller must not control on the agent side. */
-const CALLER_CONTROLLED = ['host', 'forwarded', 'content-length', 'expect'];
+const CALLER_CONTROLLED = ['host', 'content-length', 'expect', ...CLIENT_IDENTITY];
 const RESERVED = new Set([...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED]);
 
 /** The same name in a random mix of upper and lower case. */
@@ -130,7 +146,7 @@ describe('upstreamRequestHeaders', () => {
           expect(key).toBe(key.toLowerCase());
           expect(HOP_BY_HOP).not.toContain(key);
           expect(named.has(key)).toBe(false);
-          expect(['authorization', 'cookie', 'host', 'forwarded', 'expect']).not.toContain(key);
+          expect(['authorization', 'cookie', 'host', 'expect', ...CLIENT_IDENTITY]).not.toContain(key);
           if (key.startsWith('x-agentgate-')) expect(key).toBe('x-agentgate-auth');
         }
         expect(out['x-agentgate-auth']).toBe(ctx.signature);
@@ -161,6 +177,12 @@ describe('upstreamRequestHeaders', () => {
         'x-agentgate-auth': 'v1.0.forged',
         'X-AgentGate-Agent': 'main',
         forwarded: 'for=1.2.3.4',
+        'X-Real-IP': '1.2.3.4',
+        'True-Client-IP': '1.2.3.4',
+        'CF-Connecting-IP': '1.2.3.4',
+        'X-Client-IP': '1.2.3.4',
+        'X-Cluster-Client-IP': '1.2.3.4',
+        'Fastly-Client-IP': '1.2.3.4',
         host: 'gate.example',
         'content-length': '99',
         authorization: 'Bearer secret',
@@ -183,13 +205,35 @@ describe('upstreamRequestHeaders', () => {
   });
 });
 
+describe('forwardedFor (AGENTGATE_TRUST_PROXY)', () => {
+  const request = (peer: string, headers: Record<string, string>) => ({ socket: { remoteAddress: peer }, headers }) as unknown as IncomingMessage;
+  const claims = { host: 'gate.example', 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' };
+
+  it('believes nothing from a peer that is not a trusted proxy, and passes no host on', () => {
+    for (const trust of [trustProxyFrom([]), trustProxyFrom(['10.0.0.0/8', '::1'])]) {
+      expect(forwardedFor(request('192.0.2.7', claims), trust)).toEqual({ clientIp: '192.0.2.7', proto: 'http', host: undefined });
+    }
+  });
+
+  it('from a trusted proxy, takes the first untrusted hop from the right, its protocol and host', () => {
+    const trust = trustProxyFrom(['10.0.0.0/8', '::1']);
+    expect(forwardedFor(request('10.9.9.9', { ...claims, 'x-forwarded-for': '1.1.1.1, 203.0.113.9, 10.0.0.2' }), trust)).toEqual({
+      clientIp: '203.0.113.9',
+      proto: 'https',
+      host: 'evil.example',
+    });
+    expect(forwardedFor(request('::ffff:10.0.0.1', { host: 'gate.example' }), trust)).toEqual({ clientIp: '::ffff:10.0.0.1', proto: 'http', host: 'gate.example' });
+    expect(forwardedFor(request('::1', { host: 'gate.example', 'x-forwarded-proto': 'gopher' }), trust).proto).toBe('http');
+  });
+});
+
 describe('downstreamResponseHeaders', () => {
   const usual = [
     fc.tuple(fc.constantFrom('set-cookie', 'Set-Cookie').chain(mixedCase), fc.array(headerValue, { minLength: 1, maxLength: 3 })),
     fc.tuple(fc.constantFrom('content-type', 'content-length', 'cache-control', 'etag', 'location', 'www-authenticate').chain(mixedCase), headerValue),
   ] as fc.Arbitrary<[string, string | string[]]>[];
 
-  it('drops hop-by-hop, Connection-named and x-agentgate-* headers, keeps the rest unchanged, marks the response', () => {
+  it('drops hop-by-hop, Connection-named, set-cookie and x-agentgate-* headers, keeps the rest unchanged, marks the response', () => {
     fc.assert(
       fc.property(headerSet(usual), ({ headers, named }) => {
         const out = downstreamResponseHeaders(headers);
@@ -202,7 +246,7 @@ describe('downstreamResponseHeaders', () => {
         expect(out['x-agentgate-upstream']).toBe('agent');
         const kept = Object.entries(headers).filter(([name]) => {
           const lower = name.toLowerCase();
-          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && !lower.startsWith('x-agentgate-');
+          return !HOP_BY_HOP.includes(lower) && !named.has(lower) && lower !== 'set-cookie' && !lower.startsWith('x-agentgate-');
         });
         for (const [name, value] of kept) expect(out[name.toLowerCase()]).toEqual(value);
         expect(Object.keys(out)).toHaveLength(kept.length + 1);
@@ -211,7 +255,7 @@ describe('downstreamResponseHeaders', () => {
     );
   });
 
-  it('keeps set-cookie lists, content-type and content-length as the agent sent them', () => {
+  it('drops set-cookie (a tool call sets no cookie on the chat server); keeps content-type and content-length as sent', () => {
     const out = downstreamResponseHeaders({
       'set-cookie': ['a=1; Path=/', 'b=2'],
       'content-type': 'application/json; charset=utf-8',
@@ -224,7 +268,6 @@ describe('downstreamResponseHeaders', () => {
       'x-agentgate-degraded': 'database',
     });
     expect(out).toEqual({
-      'set-cookie': ['a=1; Path=/', 'b=2'],
       'content-type': 'application/json; charset=utf-8',
       'content-length': '42',
       'x-agentgate-upstream': 'agent',
@@ -520,6 +563,13 @@ describe('proxyTarget', () => {
     for (const bad of ['not-a-uuid', '', `${id}0`, id.slice(1), id.replaceAll('-', ''), `{${id}}`, '..']) {
       invalid(() => proxyTarget(`/workspaces/${bad}/conn/t`, undefined));
     }
+  });
+
+  it('refuses a fragment (never part of a request target) with INVALID_REQUEST', () => {
+    for (const rest of ['/t#x', '/t#', '/a#/../b', '/t?x=1#y', '/t?agent=main#x']) {
+      expect(invalid(() => proxyTarget(`${base}${rest}`, undefined)).detail).toMatch(/fragment/);
+    }
+    expect(proxyTarget(`${base}/t%23x?q=%23`, undefined)).toMatchObject({ path: '/t%23x', query: '?q=%23' });
   });
 
   it('refuses an escaping path with INVALID_REQUEST and a reason', () => {
