@@ -9,7 +9,6 @@ import { randomUUID } from 'node:crypto';
 import { ApiError } from '../errors.js';
 import { ownerScope, type Principal } from '../auth/principal.js';
 import { authenticate } from '../auth/authenticate.js';
-import { signAgentRequest } from '../auth/agent-signature.js';
 import type { TokenStore } from '../auth/token-store.js';
 import { CallerGone, type Gate } from '../gate/gate.js';
 import type { Lifecycle } from '../lifecycle.js';
@@ -176,7 +175,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
         proto: 'http',
         host: req.headers.host,
         requestId,
-        signature: signAgentRequest(conn.target.tokenHash, 'GET', path),
+        signature: conn.sign('GET', path),
       });
       const answer = await sendUpgrade({
         conn,
