@@ -1,6 +1,6 @@
 // The `serve` command: config in, a listening service out, and an orderly shutdown: readiness
 // goes 503, in-flight requests get AGENTGATE_SHUTDOWN_GRACE_MS to finish, then the event
-// listener, the pool and the embedded database close.
+// listener, the gate's signing key (withdrawn), the pool and the embedded database close.
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { buildApp, type App } from './app.js';
@@ -10,6 +10,8 @@ import { TokenStore } from './auth/token-store.js';
 import { Lifecycle } from './lifecycle.js';
 import { Metrics } from './metrics.js';
 import { Gate } from './gate/gate.js';
+import { GateSigningKey } from './auth/gate-signing-key.js';
+import { KeyPublisher } from './auth/key-publisher.js';
 import { openDatabaseRuntime, startEvents } from './runtime.js';
 
 export interface RunningServer {
@@ -43,7 +45,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const metrics = new Metrics();
     pool.onQuery = metrics.observeQuery;
     const tokens = new TokenStore({ db, adminToken: config.adminToken });
-    const gate = new Gate({ pool, config, metrics, logger });
+    // Published before serving: an agent asks for the keys as soon as the gate answers.
+    const signingKey = GateSigningKey.generate();
+    const keys = new KeyPublisher({ db, key: signingKey, logger });
+    await keys.start();
+    // Withdrawn after the app has drained (its last requests to agents are signed with it).
+    cleanups.push(() => keys.stop());
+    const gate = new Gate({ pool, config, metrics, logger, signingKey });
     cleanups.push(() => gate.close());
     const events = startEvents(database.handle.url, tokens, gate, logger);
     cleanups.push(() => events.listener.close());

@@ -1,5 +1,5 @@
 // The reference agent's HTTP service: `GET /health` (open) and tool endpoints that accept only
-// requests signed by the gate with this agent's token (SPEC 4.1): exec, streaming exec, files.
+// requests the gate signed for this agent (signature v2, SPEC 4.1): exec, streaming exec, files.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -11,14 +11,18 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import problemPlugin from '../http/plugins/problem.js';
 import { ApiError } from '../errors.js';
-import { SIGNATURE_HEADER, verifyAgentRequest } from '../auth/agent-signature.js';
-import { hashToken } from '../auth/tokens.js';
+import { parseGateSignature, SIGNATURE_HEADER, verifyGateSignature, withinWindow, type SignatureCheck } from '../auth/gate-signature.js';
+import type { GateKeySource } from './gate-keys.js';
+import { NonceCache } from './nonce-cache.js';
 import { callerSignal } from '../http/caller-signal.js';
 import { OutsideRoot, resolveInRoot } from './confine.js';
 import { runProcess, type RunOptions } from './run-process.js';
 
 export interface AgentAppOptions {
-  token: string;
+  /** The gate's signing keys and this agent's id. */
+  keys: GateKeySource;
+  /** Nonces already accepted (a fresh one by default). */
+  nonces?: NonceCache;
   /** Real path of the directory tools are confined to. */
   root: string;
   logger: Logger;
@@ -45,6 +49,15 @@ const FilesQuery = Type.Object({ path: Type.String({ minLength: 1, maxLength: 40
 
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 
+const REFUSED: Record<Exclude<SignatureCheck, 'ok'>, string> = {
+  missing: 'the gate signature is missing',
+  malformed: 'the gate signature is malformed (signature v2 is required)',
+  unknown_key: 'the gate signature names an unknown or expired key',
+  expired: 'the gate signature is expired (its time is more than 60 s from this clock)',
+  mismatch: 'the gate signature is a mismatch (not for this agent, method, path and query)',
+  replayed: 'the gate signature was replayed (its nonce was already used)',
+};
+
 function confined(error: unknown): never {
   if (error instanceof OutsideRoot) throw new ApiError('FORBIDDEN', error.message);
   const code = (error as NodeJS.ErrnoException).code;
@@ -54,7 +67,7 @@ function confined(error: unknown): never {
 }
 
 export async function buildAgentApp(options: AgentAppOptions) {
-  const key = hashToken(options.token);
+  const nonces = options.nonces ?? new NonceCache();
   const maxOutput = options.maxOutputBytes ?? 1024 * 1024;
   const app = Fastify({
     loggerInstance: options.logger,
@@ -67,15 +80,32 @@ export async function buildAgentApp(options: AgentAppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(problemPlugin);
 
+  /** The signature check of SPEC 4.1, cheapest refusals first; the nonce is spent last. */
+  const check = async (header: string | undefined, method: string, pathAndQuery: string): Promise<SignatureCheck | 'full'> => {
+    const parsed = parseGateSignature(header);
+    if (typeof parsed === 'string') return parsed;
+    if (!withinWindow(parsed.seconds, Date.now())) return 'expired';
+    const key = await options.keys.find(parsed.kid);
+    const agentId = options.keys.agentId;
+    if (!key || agentId === undefined) return 'unknown_key';
+    const verdict = verifyGateSignature(parsed, key, { agentId, method, pathAndQuery });
+    if (verdict !== 'ok') return verdict;
+    const seen = nonces.remember(parsed.nonce);
+    return seen === 'new' ? 'ok' : seen === 'seen' ? 'replayed' : 'full';
+  };
+
   // Every route but GET /health needs the gate's signature, checked on the raw path and query.
   app.addHook('onRequest', async (request) => {
     if (request.method === 'GET' && request.url === '/health') return;
     const header = request.headers[SIGNATURE_HEADER];
-    const check = verifyAgentRequest(key, typeof header === 'string' ? header : undefined, request.method, request.url);
-    if (check !== 'ok') {
-      request.log.warn({ check }, 'refused an unsigned or badly signed request');
-      throw new ApiError('UNAUTHENTICATED', `the gate signature is ${check}`);
+    const result = await check(typeof header === 'string' ? header : undefined, request.method, request.url);
+    if (result === 'ok') return;
+    if (result === 'full') {
+      request.log.warn('refused a signed request: too many nonces to remember');
+      throw new ApiError('RATE_LIMITED', 'too many signed requests in the replay window', { retryAfter: 1 });
     }
+    request.log.warn({ check: result }, 'refused an unsigned or badly signed request');
+    throw new ApiError('UNAUTHENTICATED', REFUSED[result]);
   });
 
   app.get('/health', () => ({ status: 'ok' }));

@@ -4,6 +4,7 @@ import { mkdir, realpath } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { buildAgentApp } from './agent-app.js';
 import { HeartbeatLoop } from './heartbeat.js';
+import { GateKeyRing } from './gate-keys.js';
 import { killAllProcesses } from './run-process.js';
 
 export interface AgentOptions {
@@ -19,6 +20,7 @@ export interface AgentOptions {
 export interface RunningAgent {
   url: string;
   heartbeats: HeartbeatLoop;
+  keys: GateKeyRing;
   /** Stops serving; says goodbye to the gate unless told not to. */
   close(sayGoodbye?: boolean): Promise<void>;
 }
@@ -36,7 +38,11 @@ export function parseListen(value: string): { host: string; port: number } {
 export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   await mkdir(options.root, { recursive: true });
   const root = await realpath(options.root);
-  const app = await buildAgentApp({ token: options.token, root, logger: options.logger });
+  // Fetched at once but not awaited: a gate that is down must not keep the agent from serving;
+  // the first signed request joins this fetch or starts the next (failures are logged).
+  const keys = new GateKeyRing({ gate: options.gate, token: options.token, logger: options.logger });
+  void keys.refresh();
+  const app = await buildAgentApp({ keys, root, logger: options.logger });
   await app.listen({ host: options.host, port: options.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
@@ -47,6 +53,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   return {
     url: `http://${host}:${port}`,
     heartbeats,
+    keys,
     close: (sayGoodbye = true) =>
       (closing ??= (async () => {
         // Goodbye first: the gate stops sending calls at once instead of after a timeout.

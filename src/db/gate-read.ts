@@ -10,7 +10,7 @@ select w.owner_id,
        (extract(epoch from now()) * 1000)::float8 as now_ms,
        b.id as build_id, b.transition,
        exists (select 1 from workspace_agents x where x.build_id = b.id) as has_agents,
-       a.id as agent_id, a.name as agent_name, a.address, a.token_hash,
+       a.id as agent_id, a.name as agent_name, a.address,
        (extract(epoch from a.created_at) * 1000)::float8 as created_ms,
        (extract(epoch from a.first_connected_at) * 1000)::float8 as first_connected_ms,
        (extract(epoch from a.last_connected_at) * 1000)::float8 as last_connected_ms,
@@ -37,7 +37,6 @@ interface Row extends Partial<AgentTimesRow> {
   agent_id: string | null;
   agent_name: string | null;
   address: string | null;
-  token_hash: Buffer | null;
 }
 
 export interface CurrentAgent extends AgentTimes {
@@ -46,7 +45,6 @@ export interface CurrentAgent extends AgentTimes {
   buildId: string;
   name: string;
   address: string;
-  tokenHash: Buffer;
 }
 
 export type AgentRead =
@@ -65,7 +63,7 @@ export async function readCurrentAgent(
   const row = rows[0];
   if (!row) return { kind: 'no_workspace' };
   const base = { ownerId: row.owner_id, nowMs: row.now_ms };
-  if (row.build_id === null || row.agent_id === null || row.agent_name === null || row.address === null || row.token_hash === null) {
+  if (row.build_id === null || row.agent_id === null || row.agent_name === null || row.address === null) {
     const started = row.transition === 'start' && row.has_agents;
     return { kind: agentName !== undefined && started ? 'agent_not_found' : 'no_agent', ...base };
   }
@@ -77,7 +75,6 @@ export async function readCurrentAgent(
       buildId: row.build_id,
       name: row.agent_name,
       address: row.address,
-      tokenHash: row.token_hash,
       ...agentTimes(row as AgentTimesRow),
     },
   };

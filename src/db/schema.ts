@@ -33,7 +33,7 @@ export interface WorkspaceAgentsTable {
   first_connected_at: NullableTime;
   last_connected_at: NullableTime;
   disconnected_at: NullableTime;
-  /** SHA-256 of the agent's token; the gate signs its requests with it. */
+  /** SHA-256 of the agent's token: how the agent's own calls are authenticated. */
   token_hash: Buffer;
 }
 
@@ -49,9 +49,19 @@ export interface ApiTokensTable {
   revoked_at: NullableTime;
 }
 
+/** A gate process's public signing key (SPEC 4.1); the private key is never stored. */
+export interface GateSigningKeysTable {
+  kid: string;
+  /** The raw 32 bytes of the Ed25519 public key. */
+  public_key: Buffer;
+  created_at: CreatedAt;
+  expires_at: Date;
+}
+
 export interface Database {
   workspaces: WorkspacesTable;
   workspace_builds: WorkspaceBuildsTable;
   workspace_agents: WorkspaceAgentsTable;
   api_tokens: ApiTokensTable;
+  gate_signing_keys: GateSigningKeysTable;
 }

@@ -1,6 +1,7 @@
 // A connection: one undici pool of keep-alive sockets to one agent, dialed once and shared.
 import { Pool } from 'undici';
 import { createConnector } from './connector.js';
+import type { GateSigningKey } from '../auth/gate-signing-key.js';
 
 export interface AgentTarget {
   agentId: string;
@@ -8,11 +9,11 @@ export interface AgentTarget {
   /** The build the agent belongs to, when known: a notice of that same build spares it. */
   buildId?: string;
   address: string;
-  /** SHA-256 of the agent's token: the key the gate signs its requests with. */
-  tokenHash: Buffer;
 }
 
 export interface ConnectionOptions {
+  /** This process's key: every request to the agent is signed with it (SPEC 4.1). */
+  signingKey: GateSigningKey;
   /** Bound on opening one socket to the agent. */
   connectTimeoutMs: number;
   /** How long a proxied request waits for response headers (undici's timer; ours is finer). */
@@ -37,6 +38,7 @@ export class AgentConnection {
   readonly basePath: string;
   /** Bound on opening one socket to the agent (also for upgrades, which leave the pool). */
   readonly connectTimeoutMs: number;
+  readonly #signingKey: GateSigningKey;
   dialedAt = new Date(0);
   dialMs = 0;
   #dialSignal: AbortSignal | undefined;
@@ -53,6 +55,7 @@ export class AgentConnection {
     const url = new URL(target.address);
     this.origin = url.origin;
     this.connectTimeoutMs = options.connectTimeoutMs;
+    this.#signingKey = options.signingKey;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.pool = new Pool(this.origin, {
       connect: createConnector({
@@ -75,6 +78,11 @@ export class AgentConnection {
 
   get agentId(): string {
     return this.target.agentId;
+  }
+
+  /** The `x-agentgate-auth` value for a request to this agent, path and query as sent. */
+  sign(method: string, pathAndQuery: string): string {
+    return this.#signingKey.sign(this.target.agentId, method, pathAndQuery);
   }
 
   get closed(): boolean {

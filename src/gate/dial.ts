@@ -1,7 +1,7 @@
 // Dialing an agent: open a connection and `GET <address>/health`; any 2xx within the bound is
 // success (SPEC 5 step 5). The bound is our own timer; why a dial failed is told by the reason
 // the dial was aborted with (our timeout, or every waiter leaving), never by "was it aborted".
-import { signAgentRequest, SIGNATURE_HEADER } from '../auth/agent-signature.js';
+import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { AgentConnection, type AgentTarget, type ConnectionOptions } from './agent-connection.js';
 
 /** Abort reason: the dial's own timeout fired. */
@@ -54,7 +54,7 @@ export async function dialAgent(target: AgentTarget, options: DialOptions): Prom
     const response = await conn.pool.request({
       method: 'GET',
       path,
-      headers: { [SIGNATURE_HEADER]: signAgentRequest(target.tokenHash, 'GET', path) },
+      headers: { [SIGNATURE_HEADER]: conn.sign('GET', path) },
       signal: controller.signal,
       // The dial's own timer is its bound; the pool's headers timeout is for proxied calls and
       // would otherwise cut a dial short as "unreachable" when it is the shorter of the two.

@@ -14,6 +14,7 @@ import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
 import { ApiError, type ProblemExtras } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { AgentConnection } from './agent-connection.js';
+import type { GateSigningKey } from '../auth/gate-signing-key.js';
 import { classifyAgent, disconnectedSeconds, type AgentStatus, type Classification } from './classify.js';
 import { ConnCache, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
@@ -83,10 +84,13 @@ export interface GateOptions {
   config: Config;
   metrics: Metrics;
   logger: Logger;
+  /** This process's signing key: every request to an agent carries its signature. */
+  signingKey: GateSigningKey;
 }
 
 export class Gate {
   readonly cache: ConnCache;
+  readonly signingKey: GateSigningKey;
   readonly #dials = new SharedDials<AgentConnection>();
   readonly #failed: FailedDials;
   /** The last row read per (workspace, agent name): what a degraded answer reports. */
@@ -99,6 +103,7 @@ export class Gate {
   constructor(options: GateOptions) {
     const { config, metrics } = options;
     this.#pool = options.pool;
+    this.signingKey = options.signingKey;
     this.#config = config;
     this.#metrics = metrics;
     this.#logger = options.logger;
@@ -345,9 +350,10 @@ export class Gate {
     const log = req.log.child({ agentId: agent.id });
     try {
       const conn = await dialAgent(
-        { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address, tokenHash: agent.tokenHash },
+        { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address },
         {
           timeoutMs,
+          signingKey: this.signingKey,
           connectTimeoutMs: this.#config.dialTimeoutMs,
           headersTimeoutMs: this.#config.proxyHeadersTimeoutMs,
           keepAliveMs: this.#config.connIdleMs,

@@ -5,7 +5,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
 import { ownerScope } from '../auth/principal.js';
-import { signAgentRequest } from '../auth/agent-signature.js';
 import type { Config } from '../config.js';
 import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
 import type { Metrics } from '../metrics.js';
@@ -129,7 +128,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           headers: upstreamRequestHeaders(request.headers, {
             ...forwardedFor(request.raw, trust),
             requestId: request.id,
-            signature: signAgentRequest(conn.target.tokenHash, method, path),
+            signature: conn.sign(method, path),
             contentLength: Number.isFinite(declared) ? declared : undefined,
           }),
           body: hasBody ? request.raw : undefined,

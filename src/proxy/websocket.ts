@@ -10,7 +10,6 @@ import { randomUUID } from 'node:crypto';
 import { ApiError } from '../errors.js';
 import { ownerScope, type Principal } from '../auth/principal.js';
 import { authenticate } from '../auth/authenticate.js';
-import { signAgentRequest } from '../auth/agent-signature.js';
 import type { TokenStore } from '../auth/token-store.js';
 import { CallerGone, type Gate } from '../gate/gate.js';
 import type { Lifecycle } from '../lifecycle.js';
@@ -188,7 +187,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       const headers = upstreamRequestHeaders(req.headers, {
         ...forwardedFor(req, options.trust),
         requestId,
-        signature: signAgentRequest(conn.target.tokenHash, 'GET', path),
+        signature: conn.sign('GET', path),
       });
       const answer = await sendUpgrade({
         conn,

@@ -14,6 +14,7 @@ import {
 } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { buildAgentApp } from '../../src/agent/agent-app.js';
+import { GateKeyRing } from '../../src/agent/gate-keys.js';
 import { createLogger } from '../../src/logger.js';
 import { callsWithoutKeepAlive, eventually, expectNoLeak, snapshot, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
 
@@ -263,7 +264,7 @@ describe('agent faults', () => {
   it('a cached connection keeps its socket across a pause longer than undici’s default keep-alive (4 s)', async () => {
     const created = await createWorkspace(t, [{ address: 'http://127.0.0.1:1' }]);
     // The reference agent, in-process, on the token of the build that registered it.
-    const app = await buildAgentApp({ token: created.agents[0]!.token, root: process.cwd(), logger: createLogger('silent') });
+    const app = await buildAgentApp({ keys: new GateKeyRing({ gate: t.url, token: created.agents[0]!.token, logger: createLogger('silent') }), root: process.cwd(), logger: createLogger('silent') });
     await app.listen({ host: '127.0.0.1', port: 0 });
     closers.push(() => app.close());
     const sockets = new Set<net.Socket>();
@@ -274,7 +275,11 @@ describe('agent faults', () => {
       body: { transition: 'start', agents: [{ name: 'main', address }] },
     });
     expect(build.status).toBe(201);
-    const agentApp = await buildAgentApp({ token: build.body.agents[0].token, root: process.cwd(), logger: createLogger('silent') });
+    const agentApp = await buildAgentApp({
+      keys: new GateKeyRing({ gate: t.url, token: build.body.agents[0].token, logger: createLogger('silent') }),
+      root: process.cwd(),
+      logger: createLogger('silent'),
+    });
     await app.close();
     await agentApp.listen({ host: '127.0.0.1', port: Number(new URL(address).port) });
     closers.push(() => agentApp.close());

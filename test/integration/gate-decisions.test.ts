@@ -5,8 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { AgentRows, agentStatus, conn, createWorkspace, startBuild } from '../support/gate-fixtures.js';
-import { verifyAgentRequest } from '../../src/auth/agent-signature.js';
-import { hashToken } from '../../src/auth/tokens.js';
+import { checkGateSignature } from '../support/signature.js';
 
 let t: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
@@ -119,7 +118,7 @@ describe('connected and connecting agents', () => {
     expect(a.healthChecks()).toBe(1);
   });
 
-  it('signs the health check with the agent token and forwards no credentials', async () => {
+  it('signs the health check for the agent with the gate key and forwards no credentials', async () => {
     const a = await agent();
     const ws = await createWorkspace(t, [{ address: `${a.address}/base/` }]);
     await rows.heartbeat(ws.agents[0]!.id);
@@ -128,8 +127,10 @@ describe('connected and connecting agents', () => {
     expect(req.url).toBe('/base/health');
     expect(req.headers.authorization).toBeUndefined();
     const header = req.headers['x-agentgate-auth'] as string;
-    expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), header, 'GET', '/base/health')).toBe('ok');
-    expect(verifyAgentRequest(hashToken('another token'), header, 'GET', '/base/health')).toBe('mismatch');
+    expect(header).toMatch(/^v2\./);
+    expect(checkGateSignature(t.gate.signingKey, header, ws.agents[0]!.id, 'GET', '/base/health')).toBe('ok');
+    // Made for this agent only.
+    expect(checkGateSignature(t.gate.signingKey, header, '00000000-0000-4000-8000-000000000000', 'GET', '/base/health')).toBe('mismatch');
   });
 
   it.each([

@@ -1,6 +1,7 @@
 // Dialing agents (SPEC 5 steps 5-8): the dial bound, failures before it, one shared dial per
 // agent, callers leaving without failing the others and never counting as a timeout, and the
 // failed-dial memory. Real agents on real sockets; timings are asserted only with wide margins.
+import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Agent, request } from 'undici';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
@@ -386,12 +387,13 @@ describe('dialAgent', () => {
     agentId: '00000000-0000-4000-8000-000000000001',
     workspaceId: '00000000-0000-4000-8000-000000000002',
     address,
-    tokenHash: Buffer.alloc(32),
   });
+  const signingKey = GateSigningKey.generate();
   const options = (signal: AbortSignal, timeoutMs = 5_000) => ({
     timeoutMs,
     connectTimeoutMs: timeoutMs,
     headersTimeoutMs: 60_000,
+    signingKey,
     signal,
   });
 

@@ -1,6 +1,7 @@
 // The gate under stress and failure (SPEC 5 steps 9-13): eviction races never surface as
 // transport errors, a database outage is survived on cached connections, rebuilds during a
 // dial are noticed, replicas close their connections through NOTIFY, and the metrics show it.
+import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import type http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,7 +14,6 @@ import { AgentRows, conn, createWorkspace, startBuild, type Workspace } from '..
 import { ConnCache } from '../../src/gate/conn-cache.js';
 import { dialAgent } from '../../src/gate/dial.js';
 import type { AgentConnection } from '../../src/gate/agent-connection.js';
-import { hashToken } from '../../src/auth/tokens.js';
 
 type Rows = AgentRows & { close(): Promise<void> };
 
@@ -79,8 +79,8 @@ function peek(cache: ConnCache, agentId: string): AgentConnection | undefined {
 describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)', () => {
   async function dialed(a: FakeAgent): Promise<AgentConnection> {
     return dialAgent(
-      { agentId: randomUUID(), workspaceId: randomUUID(), address: a.address, tokenHash: hashToken('agent-token-for-cache-tests') },
-      { timeoutMs: 2_000, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, signal: new AbortController().signal },
+      { agentId: randomUUID(), workspaceId: randomUUID(), address: a.address },
+      { signingKey: GateSigningKey.generate(), timeoutMs: 2_000, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, signal: new AbortController().signal },
     );
   }
 

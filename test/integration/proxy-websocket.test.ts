@@ -9,8 +9,7 @@ import { WebSocket, type RawData } from 'ws';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { startWsAgent, type AgentSide, type WsAgent } from '../support/ws-agent.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
-import { verifyAgentRequest } from '../../src/auth/agent-signature.js';
-import { hashToken } from '../../src/auth/tokens.js';
+import { checkGateSignature } from '../support/signature.js';
 
 
 // ---------------------------------------------------------------------------------------------
@@ -190,8 +189,8 @@ describe('proxied WebSocket', () => {
     expect(side.req.headers['x-request-id']).toBe(response.headers['x-request-id']);
     const signature = side.req.headers['x-agentgate-auth'];
     expect(typeof signature).toBe('string');
-    expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature as string, 'GET', '/base/term?x=1')).toBe('ok');
-    expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature as string, 'GET', '/term?x=1')).toBe('mismatch');
+    expect(checkGateSignature(t.gate.signingKey, signature, ws.agents[0]!.id, 'GET', '/base/term?x=1')).toBe('ok');
+    expect(checkGateSignature(t.gate.signingKey, signature, ws.agents[0]!.id, 'GET', '/term?x=1')).toBe('mismatch');
 
     // Client to agent and back.
     client.ws.send('héllo, agent');
@@ -232,7 +231,7 @@ describe('proxied WebSocket', () => {
       const side = await within(next, 2_000, 'the agent accepted no WebSocket');
       expect(side.req.url).toBe('/base/term?x=1');
       expect(side.req.headers['x-agentgate-agent']).toBeUndefined();
-      expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), side.req.headers['x-agentgate-auth'] as string, 'GET', '/base/term?x=1')).toBe('ok');
+      expect(checkGateSignature(t.gate.signingKey, side.req.headers['x-agentgate-auth'], ws.agents[0]!.id, 'GET', '/base/term?x=1')).toBe('ok');
       client.ws.close();
       await within(side.closed, 2_000, 'the agent saw no close');
     }

@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { startEchoAgent, type EchoAgent } from '../support/echo-agent.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
-import { verifyAgentRequest } from '../../src/auth/agent-signature.js';
-import { hashToken } from '../../src/auth/tokens.js';
+import { checkGateSignature } from '../support/signature.js';
 
 let t: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
@@ -80,7 +79,7 @@ describe('forwarding', () => {
     expect(echo.headers['x-forwarded-host']).toBeUndefined();
     expect(echo.headers['x-request-id']).toBe(r.headers.get('x-request-id'));
     const signature = echo.headers['x-agentgate-auth']!;
-    expect(verifyAgentRequest(hashToken(ws.agents[0]!.token), signature, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
+    expect(checkGateSignature(t.gate.signingKey, signature, ws.agents[0]!.id, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
   });
 
   it("logs the query's parameter names, never their values", async () => {

@@ -11,11 +11,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { Writable } from 'node:stream';
 import { buildAgentApp } from '../../src/agent/agent-app.js';
 import { createLogger } from '../../src/logger.js';
-import { SIGNATURE_HEADER, signAgentRequest } from '../../src/auth/agent-signature.js';
-import { hashToken } from '../../src/auth/tokens.js';
+import { SIGNATURE_HEADER } from '../../src/auth/gate-signature.js';
+import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
+import type { GateKeySource } from '../../src/agent/gate-keys.js';
 
-const TOKEN = 'agagt_reference-agent-test-token';
-const KEY = hashToken(TOKEN);
+// The gate's key as the agent would learn it from GET /agent/keys, fixed for this suite.
+const AGENT_ID = '11111111-1111-4111-8111-111111111111';
+const GATE_KEY = GateSigningKey.generate();
+const keys: GateKeySource = { agentId: AGENT_ID, find: async (kid) => (kid === GATE_KEY.kid ? GATE_KEY.publicKey : undefined) };
+const sign = (method: string, pathAndQuery: string, nowMs?: number) => GATE_KEY.sign(AGENT_ID, method, pathAndQuery, nowMs);
 
 type AgentApp = Awaited<ReturnType<typeof buildAgentApp>>;
 
@@ -36,9 +40,9 @@ beforeAll(async () => {
   root = await realpath(await mkdtemp(path.join(os.tmpdir(), 'agentgate-agent-root-')));
   outside = await realpath(await mkdtemp(path.join(os.tmpdir(), 'agentgate-agent-outside-')));
   const logger = pino({ level: 'silent' });
-  app = await buildAgentApp({ token: TOKEN, root, logger });
+  app = await buildAgentApp({ keys, root, logger });
   base = await listen(app);
-  capped = await buildAgentApp({ token: TOKEN, root, logger, maxOutputBytes: 1000 });
+  capped = await buildAgentApp({ keys, root, logger, maxOutputBytes: 1000 });
   cappedBase = await listen(capped);
 });
 
@@ -62,7 +66,7 @@ interface SendOptions {
 async function send(method: string, pathAndQuery: string, options: SendOptions = {}): Promise<Response> {
   const url = new URL(pathAndQuery, options.at ?? base);
   const headers: Record<string, string> = {};
-  const auth = options.auth === undefined ? signAgentRequest(KEY, method, url.pathname + url.search) : options.auth;
+  const auth = options.auth === undefined ? sign(method, url.pathname + url.search) : options.auth;
   if (auth !== null) headers[SIGNATURE_HEADER] = auth;
   let body: string | Buffer | undefined;
   if (options.raw !== undefined) {
@@ -157,21 +161,33 @@ describe('gate signature', () => {
     await expectProblem(await send('GET', filePath('x'), { auth: null }), 401, 'UNAUTHENTICATED');
   });
 
-  it('a signature made with another key is refused', async () => {
-    const other = signAgentRequest(hashToken('agagt_some-other-token'), 'POST', '/exec');
+  it('a signature made with a key the gate did not publish is refused', async () => {
+    const other = GateSigningKey.generate().sign(AGENT_ID, 'POST', '/exec');
     const body = await expectProblem(await exec({ command: process.execPath, args: ['-e', ''] }, { auth: other }), 401, 'UNAUTHENTICATED');
+    expect(body.detail).toMatch(/unknown/);
+  });
+
+  it('a signature made for another agent is refused', async () => {
+    const forOther = GATE_KEY.sign('22222222-2222-4222-8222-222222222222', 'POST', '/exec');
+    const body = await expectProblem(await exec({ command: process.execPath, args: ['-e', ''] }, { auth: forOther }), 401, 'UNAUTHENTICATED');
+    expect(body.detail).toMatch(/mismatch/);
+  });
+
+  it('a signature under a published kid but made with another private key is refused', async () => {
+    const forged = GateSigningKey.generate().sign(AGENT_ID, 'POST', '/exec').replace(/^v2\.[^.]+\./, `v2.${GATE_KEY.kid}.`);
+    const body = await expectProblem(await exec({ command: process.execPath, args: ['-e', ''] }, { auth: forged }), 401, 'UNAUTHENTICATED');
     expect(body.detail).toMatch(/mismatch/);
   });
 
   it('a signature for another method or another path is refused', async () => {
-    const getSigned = signAgentRequest(KEY, 'GET', '/exec');
+    const getSigned = sign('GET', '/exec');
     expect((await exec({ command: process.execPath, args: ['-e', ''] }, { auth: getSigned })).status).toBe(401);
     await writeFile(path.join(root, 'sig-a.txt'), 'a');
-    const forA = signAgentRequest(KEY, 'GET', filePath('sig-a.txt'));
+    const forA = sign('GET', filePath('sig-a.txt'));
     // Same route, other query: the signature covers the query too.
     const body = await expectProblem(await send('GET', filePath('sig-b.txt'), { auth: forA }), 401, 'UNAUTHENTICATED');
     expect(body.detail).toMatch(/mismatch/);
-    const forExec = signAgentRequest(KEY, 'POST', '/exec');
+    const forExec = sign('POST', '/exec');
     expect((await send('POST', '/exec/stream', { auth: forExec, body: { command: process.execPath } })).status).toBe(401);
     // The right one works.
     const ok = await send('GET', filePath('sig-a.txt'), { auth: forA });
@@ -180,11 +196,13 @@ describe('gate signature', () => {
   });
 
   it.each([
-    ['no version', () => signAgentRequest(KEY, 'POST', '/exec').replace(/^v1\./, '')],
-    ['another version', () => signAgentRequest(KEY, 'POST', '/exec').replace(/^v1\./, 'v2.')],
-    ['a short signature', () => signAgentRequest(KEY, 'POST', '/exec').slice(0, -2)],
-    ['upper-case hex', () => signAgentRequest(KEY, 'POST', '/exec').toUpperCase().replace(/^V1/, 'v1')],
-    ['a non-numeric time', () => signAgentRequest(KEY, 'POST', '/exec').replace(/^v1\.\d+/, 'v1.now')],
+    ['no version', () => sign('POST', '/exec').replace(/^v2\./, '')],
+    ['another version', () => sign('POST', '/exec').replace(/^v2\./, 'v3.')],
+    ['a short signature', () => sign('POST', '/exec').slice(0, -2)],
+    ['a short nonce', () => sign('POST', '/exec').replace(/^(v2\.[^.]+\.\d+\.)../, '$1')],
+    ['a padded signature', () => `${sign('POST', '/exec')}==`],
+    ['a non-numeric time', () => sign('POST', '/exec').replace(/^(v2\.[^.]+)\.\d+/, '$1.now')],
+    ['a v1 HMAC', () => `v1.${Math.floor(Date.now() / 1000)}.${'ab'.repeat(32)}`],
     ['garbage', () => 'Bearer something'],
   ])('a malformed signature (%s) is refused', async (_name, make) => {
     const body = await expectProblem(await exec({ command: process.execPath, args: ['-e', ''] }, { auth: make() }), 401, 'UNAUTHENTICATED');
@@ -194,22 +212,24 @@ describe('gate signature', () => {
   it('a signature 61 s in the past or future is expired; 59 s either way is accepted', async () => {
     const body = { command: process.execPath, args: ['-e', ''] };
     for (const offset of [-61_000, 61_000]) {
-      const auth = signAgentRequest(KEY, 'POST', '/exec', Date.now() + offset);
+      const auth = sign('POST', '/exec', Date.now() + offset);
       const problem = await expectProblem(await exec(body, { auth }), 401, 'UNAUTHENTICATED');
       expect(problem.detail).toMatch(/expired/);
     }
     for (const offset of [-59_000, 59_000]) {
-      const auth = signAgentRequest(KEY, 'POST', '/exec', Date.now() + offset);
+      const auth = sign('POST', '/exec', Date.now() + offset);
       const res = await exec(body, { auth });
       expect(res.status, `offset ${offset}`).toBe(200);
       expect((await json(res)).exitCode).toBe(0);
     }
   });
 
-  it('a replay of a header that was accepted is refused once outside the window', async () => {
+  it('a replay of a header that was accepted is refused, within the window and outside it', async () => {
     await writeFile(path.join(root, 'replay.txt'), 'r');
-    const header = signAgentRequest(KEY, 'GET', filePath('replay.txt'));
+    const header = sign('GET', filePath('replay.txt'));
     expect((await send('GET', filePath('replay.txt'), { auth: header })).status).toBe(200);
+    const replayed = await expectProblem(await send('GET', filePath('replay.txt'), { auth: header }), 401, 'UNAUTHENTICATED');
+    expect(replayed.detail).toMatch(/replayed/);
     // Only the agent's clock moves: 61 s later the very same header is stale.
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 61_000 });
     try {
@@ -525,7 +545,7 @@ describe('logs', () => {
       },
     });
     // The logger the `agent` command gives the service.
-    const logged = await buildAgentApp({ token: TOKEN, root, logger: createLogger('info', sink).child({ component: 'agent' }) });
+    const logged = await buildAgentApp({ keys, root, logger: createLogger('info', sink).child({ component: 'agent' }) });
     try {
       const at = await listen(logged);
       await writeFile(path.join(root, 'logged.txt'), 'x');

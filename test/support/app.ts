@@ -7,6 +7,8 @@ import { TokenStore } from '../../src/auth/token-store.js';
 import { Lifecycle } from '../../src/lifecycle.js';
 import { Metrics } from '../../src/metrics.js';
 import { Gate } from '../../src/gate/gate.js';
+import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
+import { KeyPublisher } from '../../src/auth/key-publisher.js';
 import { startEvents, type EventsRuntime } from '../../src/runtime.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
@@ -38,6 +40,8 @@ export interface TestApp {
   handle: DatabaseHandle;
   tokens: TokenStore;
   gate: Gate;
+  /** Publishes the gate's signing key (`gate.signingKey`) as the server does. */
+  keys: KeyPublisher;
   metrics: Metrics;
   events: EventsRuntime;
   lifecycle: Lifecycle;
@@ -53,6 +57,9 @@ export interface TestAppOptions {
   /** Open the app's pool on another URL (e.g. through a fault proxy). */
   databaseUrl?: string;
   maxEventLoopDelayMs?: number;
+  /** Signing key lifetime and refresh interval (tests of key expiry shorten them). */
+  keyLifetimeMs?: number;
+  keyRefreshMs?: number;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -76,7 +83,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const metrics = new Metrics({ processMetrics: false });
   handle.pool.onQuery = metrics.observeQuery;
   const tokens = new TokenStore({ db: handle.db, adminToken: config.adminToken });
-  const gate = new Gate({ pool: handle.pool, config, metrics, logger });
+  const signingKey = GateSigningKey.generate();
+  const keys = new KeyPublisher({ db: handle.db, key: signingKey, logger, lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs });
+  await keys.start();
+  const gate = new Gate({ pool: handle.pool, config, metrics, logger, signingKey });
   const events = startEvents(options.databaseUrl ?? database.url, tokens, gate, logger);
   await new Promise<void>((resolve) => events.listener.once('connected', resolve));
   const lifecycle = new Lifecycle();
@@ -123,6 +133,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     handle,
     tokens,
     gate,
+    keys,
     metrics,
     events,
     lifecycle,
@@ -132,6 +143,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await app.close();
       await gate.close();
       await events.listener.close();
+      await keys.stop();
       await handle.close();
       if (!options.database) await database.drop();
     },

@@ -1,7 +1,9 @@
 // Routes the workspace agent calls with its own token (SPEC 4.2).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../errors.js';
-import { NoContent, withProblems } from '../schemas.js';
+import { Type } from '@sinclair/typebox';
+import { NoContent, Time, Uuid, withProblems } from '../schemas.js';
+import { unexpiredSigningKeys } from '../../db/signing-keys-repo.js';
 import { recordGoodbye, recordHeartbeat } from '../../db/agents-repo.js';
 import type { EventHub } from '../../event-hub.js';
 import type { FastifyRequest } from 'fastify';
@@ -11,6 +13,17 @@ function agentOf(request: FastifyRequest): { agentId: string; workspaceId: strin
   if (p?.kind !== 'agent') throw new ApiError('FORBIDDEN', 'this route needs an agent token');
   return p;
 }
+
+const SigningKeys = Type.Object({
+  agentId: Uuid,
+  keys: Type.Array(
+    Type.Object({
+      kid: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+      publicKey: Type.String({ description: 'base64url (no padding) of the raw 32-byte Ed25519 public key' }),
+      expiresAt: Time,
+    }),
+  ),
+});
 
 const agentRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app, { events }) => {
   app.post(
@@ -32,6 +45,26 @@ const agentRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
         events.apply({ kind: transition, workspaceId, agentId });
       }
       return reply.code(204).send(null);
+    },
+  );
+
+  app.get(
+    '/agent/keys',
+    {
+      config: { access: 'agent' },
+      schema: {
+        tags: ['agent'],
+        summary: "The agent's own id and every unexpired gate signing key (signature v2)",
+        response: withProblems({ 200: SigningKeys }),
+      },
+    },
+    async (request) => {
+      const { agentId } = agentOf(request);
+      const keys = await unexpiredSigningKeys(app.db);
+      return {
+        agentId,
+        keys: keys.map((k) => ({ kid: k.kid, publicKey: k.publicKey.toString('base64url'), expiresAt: k.expiresAt.toISOString() })),
+      };
     },
   );
 
