@@ -219,6 +219,7 @@ export class Gate {
         if (n > 0) this.#logger.info({ workspaceId: event.workspaceId, connections: n, reason: event.kind }, 'closed connections to replaced agents');
         break;
       }
+      case 'token_created':
       case 'token_revoked':
         break;
     }
