@@ -11,6 +11,7 @@ import type { EventHub } from './event-hub.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import type { TokenStore } from './auth/token-store.js';
+import { TokenConcurrency } from './auth/token-concurrency.js';
 import { ApiError } from './errors.js';
 import { Problem } from './http/schemas.js';
 import problemPlugin, { answerClientError, answerFrameworkError, rawProblem, writeProblem } from './http/plugins/problem.js';
@@ -33,6 +34,8 @@ import type { Gate } from './gate/gate.js';
 declare module 'fastify' {
   interface FastifyInstance {
     db: Kysely<Database>;
+    /** Per-token slots in use (read by diagnostics and tests). */
+    concurrency: TokenConcurrency;
   }
 }
 
@@ -106,7 +109,10 @@ export async function buildApp(deps: AppDeps) {
       throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
     }
   });
-  await app.register(authPlugin, { tokens: deps.tokens });
+  // One count per token for HTTP requests and WebSocket upgrades alike (these bypass Fastify).
+  const concurrency = new TokenConcurrency({ requests: config.maxRequestsPerToken, websockets: config.maxWebSocketsPerToken });
+  app.decorate('concurrency', concurrency);
+  await app.register(authPlugin, { tokens: deps.tokens, concurrency });
 
   // While draining, every response closes its connection, so keep-alive sockets do not hold the
   // shutdown open until the grace period ends.
@@ -138,6 +144,7 @@ export async function buildApp(deps: AppDeps) {
   const upgrades = createUpgradeHandler({
     headersTimeoutMs: config.proxyHeadersTimeoutMs,
     rateLimit: upgradeRateLimit,
+    concurrency,
     gate: deps.gate,
     tokens: deps.tokens,
     lifecycle,

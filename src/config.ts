@@ -38,6 +38,8 @@ export const ConfigSchema = Type.Object({
   AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_SHUTDOWN_GRACE_MS: ms(10_000, 0, 10 * 60_000, 'milliseconds'),
   AGENTGATE_RATE_LIMIT_PER_MIN: Type.Integer({ default: 0, minimum: 0, maximum: 10_000_000, description: 'requests per minute (0 = off)' }),
+  AGENTGATE_MAX_REQUESTS_PER_TOKEN: Type.Integer({ default: 256, minimum: 1, maximum: 1_000_000, description: 'a count' }),
+  AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: Type.Integer({ default: 64, minimum: 1, maximum: 1_000_000, description: 'a count' }),
 });
 
 type RawConfig = Static<typeof ConfigSchema>;
@@ -60,6 +62,8 @@ export interface Config {
   readonly proxyHeadersTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly rateLimitPerMin: number;
+  readonly maxRequestsPerToken: number;
+  readonly maxWebSocketsPerToken: number;
 }
 
 /** A configuration error: its message is the one line printed before exiting. */
@@ -138,6 +142,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     proxyHeadersTimeoutMs: raw.AGENTGATE_PROXY_HEADERS_TIMEOUT_MS,
     shutdownGraceMs: raw.AGENTGATE_SHUTDOWN_GRACE_MS,
     rateLimitPerMin: raw.AGENTGATE_RATE_LIMIT_PER_MIN,
+    maxRequestsPerToken: raw.AGENTGATE_MAX_REQUESTS_PER_TOKEN,
+    maxWebSocketsPerToken: raw.AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN,
   });
 }
 

@@ -25,6 +25,8 @@ const DEFAULTS: Config = {
   proxyHeadersTimeoutMs: 300_000,
   shutdownGraceMs: 10_000,
   rateLimitPerMin: 0,
+  maxRequestsPerToken: 256,
+  maxWebSocketsPerToken: 64,
 };
 
 const VARIABLES = [
@@ -45,6 +47,8 @@ const VARIABLES = [
   'AGENTGATE_PROXY_HEADERS_TIMEOUT_MS',
   'AGENTGATE_SHUTDOWN_GRACE_MS',
   'AGENTGATE_RATE_LIMIT_PER_MIN',
+  'AGENTGATE_MAX_REQUESTS_PER_TOKEN',
+  'AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN',
 ];
 
 /** Runs loadConfig and returns the ConfigError it must throw. */
@@ -128,6 +132,8 @@ describe('loadConfig: defaults and overrides', () => {
       AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '86400000',
       AGENTGATE_SHUTDOWN_GRACE_MS: '0',
       AGENTGATE_RATE_LIMIT_PER_MIN: '120',
+      AGENTGATE_MAX_REQUESTS_PER_TOKEN: '8',
+      AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: '2',
     });
     expect(c).toStrictEqual({
       databaseUrl: 'postgres://gate:pw@db.internal:5433/agentgate',
@@ -147,6 +153,8 @@ describe('loadConfig: defaults and overrides', () => {
       proxyHeadersTimeoutMs: 86_400_000,
       shutdownGraceMs: 0,
       rateLimitPerMin: 120,
+      maxRequestsPerToken: 8,
+      maxWebSocketsPerToken: 2,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -198,6 +206,8 @@ describe('loadConfig: bad values stop with one line naming the variable', () => 
     ['AGENTGATE_SHUTDOWN_GRACE_MS', '-1', 'negative'],
     ['AGENTGATE_RATE_LIMIT_PER_MIN', '-1', 'negative'],
     ['AGENTGATE_RATE_LIMIT_PER_MIN', '0.5', 'not an integer'],
+    ['AGENTGATE_MAX_REQUESTS_PER_TOKEN', '0', 'below the minimum'],
+    ['AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN', 'many', 'not a number'],
     ['PORT', '70000', 'out of range'],
     ['PORT', '65536', 'out of range'],
     ['PORT', '-1', 'negative'],
