@@ -68,7 +68,15 @@ export async function buildApp(deps: AppDeps) {
     return503OnClosing: false,
     // Node would answer a missing Host with a bare 400 before the app sees the request; the
     // onRequest hook below refuses it as problem+json instead.
-    http: { requireHostHeader: false },
+    // A whole request (headers and body) must arrive within AGENTGATE_REQUEST_TIMEOUT_MS, or its
+    // socket is closed: a body that trickles in cannot hold a socket for ever. Node checks on
+    // an interval, so the interval follows the bound.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      requireHostHeader: false,
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(config.requestTimeoutMs / 4))),
+    },
     forceCloseConnections: 'idle',
     // No type coercion: a body's `"name": 5` or `"transition": ["start"]` is the wrong JSON type
     // and INVALID_REQUEST, not silently turned into "5" or "start". Parameters and queries are
@@ -91,6 +99,11 @@ export async function buildApp(deps: AppDeps) {
   app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
     writeProblem(res, new ApiError('INVALID_REQUEST', 'the Expect header is not supported (only 100-continue is)'));
   });
+
+  // Expect: 100-continue is answered by the auth hook once the token is accepted (or at once on
+  // a public route), so an unauthenticated caller is never invited to send its body. Listening
+  // here stops Node from sending 100 Continue itself.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
 
   app.decorate('db', deps.db);
   app.addSchema(Problem);
@@ -116,8 +129,10 @@ export async function buildApp(deps: AppDeps) {
 
   // While draining, every response closes its connection, so keep-alive sockets do not hold the
   // shutdown open until the grace period ends.
-  app.addHook('onSend', async (_request, reply) => {
-    if (lifecycle.draining) reply.header('connection', 'close');
+  // A refusal sent before its request's body was read closes the connection: otherwise Node
+  // keeps reading (and discarding) the body, as slowly as the caller cares to send it.
+  app.addHook('onSend', async (request, reply) => {
+    if (lifecycle.draining || (reply.statusCode >= 400 && !request.raw.complete)) reply.header('connection', 'close');
   });
   app.addHook('preHandler', async (request) => {
     const params = request.params as { workspaceId?: string } | undefined;

@@ -36,6 +36,7 @@ export const ConfigSchema = Type.Object({
     description: 'bytes',
   }),
   AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_REQUEST_TIMEOUT_MS: ms(30_000, 1, HOUR, 'milliseconds'),
   AGENTGATE_SHUTDOWN_GRACE_MS: ms(10_000, 0, 10 * 60_000, 'milliseconds'),
   AGENTGATE_RATE_LIMIT_PER_MIN: Type.Integer({ default: 0, minimum: 0, maximum: 10_000_000, description: 'requests per minute (0 = off)' }),
   AGENTGATE_MAX_REQUESTS_PER_TOKEN: Type.Integer({ default: 256, minimum: 1, maximum: 1_000_000, description: 'a count' }),
@@ -60,6 +61,7 @@ export interface Config {
   readonly maxConns: number;
   readonly bodyLimitBytes: number;
   readonly proxyHeadersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
   readonly shutdownGraceMs: number;
   readonly rateLimitPerMin: number;
   readonly maxRequestsPerToken: number;
@@ -140,6 +142,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxConns: raw.AGENTGATE_MAX_CONNS,
     bodyLimitBytes: raw.AGENTGATE_BODY_LIMIT_BYTES,
     proxyHeadersTimeoutMs: raw.AGENTGATE_PROXY_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: raw.AGENTGATE_REQUEST_TIMEOUT_MS,
     shutdownGraceMs: raw.AGENTGATE_SHUTDOWN_GRACE_MS,
     rateLimitPerMin: raw.AGENTGATE_RATE_LIMIT_PER_MIN,
     maxRequestsPerToken: raw.AGENTGATE_MAX_REQUESTS_PER_TOKEN,

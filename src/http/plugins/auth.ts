@@ -23,12 +23,23 @@ export interface AuthOptions {
   concurrency: TokenConcurrency;
 }
 
+/** Answers `Expect: 100-continue` (the server leaves that to us): the caller may send its body. */
+function continueIfExpected(request: FastifyRequest, reply: FastifyReply): void {
+  const expect = request.headers.expect;
+  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && !reply.raw.headersSent) reply.raw.writeContinue();
+}
+
 export default fp<AuthOptions>(
   (app, { tokens, concurrency }) => {
     app.decorateRequest('principal', null);
     app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       const access = request.routeOptions.config.access;
-      if (access === undefined || access === 'public') return;
+      // No access: no such route, whose NOT_FOUND needs no body.
+      if (access === undefined) return;
+      if (access === 'public') {
+        continueIfExpected(request, reply);
+        return;
+      }
       const principal = await authenticate(tokens, request.headers.authorization, access);
       request.principal = principal;
       const release = concurrency.acquire('request', principal);
@@ -36,6 +47,7 @@ export default fp<AuthOptions>(
       // first; release frees the slot once, whichever comes.
       reply.raw.once('finish', release);
       reply.raw.once('close', release);
+      continueIfExpected(request, reply);
       if (principal.kind === 'agent') {
         request.log = request.log.child({ agentId: principal.agentId, workspaceId: principal.workspaceId });
       }
