@@ -11,6 +11,7 @@ import type { EventHub } from './event-hub.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import type { TokenStore } from './auth/token-store.js';
+import { TokenConcurrency } from './auth/token-concurrency.js';
 import { ApiError } from './errors.js';
 import { Problem } from './http/schemas.js';
 import problemPlugin, { answerClientError, answerFrameworkError, rawProblem, writeProblem } from './http/plugins/problem.js';
@@ -35,6 +36,8 @@ import type { Gate } from './gate/gate.js';
 declare module 'fastify' {
   interface FastifyInstance {
     db: Kysely<Database>;
+    /** Per-token slots in use (read by diagnostics and tests). */
+    concurrency: TokenConcurrency;
   }
 }
 
@@ -70,7 +73,15 @@ export async function buildApp(deps: AppDeps) {
     trustProxy: config.trustProxy.length > 0 ? (address: string) => trust(address) : false,
     // Node would answer a missing Host with a bare 400 before the app sees the request; the
     // onRequest hook below refuses it as problem+json instead.
-    http: { requireHostHeader: false },
+    // A whole request (headers and body) must arrive within AGENTGATE_REQUEST_TIMEOUT_MS, or its
+    // socket is closed: a body that trickles in cannot hold a socket for ever. Node checks on
+    // an interval, so the interval follows the bound.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      requireHostHeader: false,
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.max(10, Math.min(1_000, Math.floor(config.requestTimeoutMs / 4))),
+    },
     forceCloseConnections: 'idle',
     // No type coercion: a body's `"name": 5` or `"transition": ["start"]` is the wrong JSON type
     // and INVALID_REQUEST, not silently turned into "5" or "start". Parameters and queries are
@@ -94,6 +105,11 @@ export async function buildApp(deps: AppDeps) {
     writeProblem(res, new ApiError('INVALID_REQUEST', 'the Expect header is not supported (only 100-continue is)'));
   });
 
+  // Expect: 100-continue is answered by the auth hook once the token is accepted (or at once on
+  // a public route), so an unauthenticated caller is never invited to send its body. Listening
+  // here stops Node from sending 100 Continue itself.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
+
   app.decorate('db', deps.db);
   app.addSchema(Problem);
 
@@ -111,12 +127,17 @@ export async function buildApp(deps: AppDeps) {
       throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
     }
   });
-  await app.register(authPlugin, { tokens: deps.tokens });
+  // One count per token for HTTP requests and WebSocket upgrades alike (these bypass Fastify).
+  const concurrency = new TokenConcurrency({ requests: config.maxRequestsPerToken, websockets: config.maxWebSocketsPerToken });
+  app.decorate('concurrency', concurrency);
+  await app.register(authPlugin, { tokens: deps.tokens, concurrency });
 
   // While draining, every response closes its connection, so keep-alive sockets do not hold the
   // shutdown open until the grace period ends.
-  app.addHook('onSend', async (_request, reply) => {
-    if (lifecycle.draining) reply.header('connection', 'close');
+  // A refusal sent before its request's body was read closes the connection: otherwise Node
+  // keeps reading (and discarding) the body, as slowly as the caller cares to send it.
+  app.addHook('onSend', async (request, reply) => {
+    if (lifecycle.draining || (reply.statusCode >= 400 && !request.raw.complete)) reply.header('connection', 'close');
   });
   app.addHook('preHandler', async (request) => {
     const params = request.params as { workspaceId?: string } | undefined;
@@ -146,6 +167,7 @@ export async function buildApp(deps: AppDeps) {
     maxLifetimeMs: config.wsMaxLifetimeMs,
     trust,
     rateLimit: upgradeRateLimit,
+    concurrency,
     gate: deps.gate,
     tokens: deps.tokens,
     lifecycle,

@@ -37,6 +37,7 @@ export const ConfigSchema = Type.Object({
     description: 'bytes',
   }),
   AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
+  AGENTGATE_REQUEST_TIMEOUT_MS: ms(30_000, 1, HOUR, 'milliseconds'),
   AGENTGATE_SHUTDOWN_GRACE_MS: ms(10_000, 0, 10 * 60_000, 'milliseconds'),
   AGENTGATE_WS_IDLE_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_WS_MAX_LIFETIME_MS: ms(0, 0, 7 * 24 * HOUR, 'milliseconds (0 = no limit)'),
@@ -44,6 +45,8 @@ export const ConfigSchema = Type.Object({
   AGENTGATE_TRUST_PROXY: Type.Optional(
     Type.String({ minLength: 1, description: 'a comma-separated list of IP addresses or CIDR ranges' }),
   ),
+  AGENTGATE_MAX_REQUESTS_PER_TOKEN: Type.Integer({ default: 256, minimum: 1, maximum: 1_000_000, description: 'a count' }),
+  AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: Type.Integer({ default: 64, minimum: 1, maximum: 1_000_000, description: 'a count' }),
 });
 
 type RawConfig = Static<typeof ConfigSchema>;
@@ -64,6 +67,7 @@ export interface Config {
   readonly maxConns: number;
   readonly bodyLimitBytes: number;
   readonly proxyHeadersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
   readonly shutdownGraceMs: number;
   /** A proxied WebSocket with no data either way for this long is closed. */
   readonly wsIdleTimeoutMs: number;
@@ -72,6 +76,8 @@ export interface Config {
   readonly rateLimitPerMin: number;
   /** Addresses and CIDR ranges of the reverse proxies in front of the gate; empty: none is trusted. */
   readonly trustProxy: readonly string[];
+  readonly maxRequestsPerToken: number;
+  readonly maxWebSocketsPerToken: number;
 }
 
 /** A configuration error: its message is the one line printed before exiting. */
@@ -149,11 +155,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxConns: raw.AGENTGATE_MAX_CONNS,
     bodyLimitBytes: raw.AGENTGATE_BODY_LIMIT_BYTES,
     proxyHeadersTimeoutMs: raw.AGENTGATE_PROXY_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: raw.AGENTGATE_REQUEST_TIMEOUT_MS,
     shutdownGraceMs: raw.AGENTGATE_SHUTDOWN_GRACE_MS,
     wsIdleTimeoutMs: raw.AGENTGATE_WS_IDLE_TIMEOUT_MS,
     wsMaxLifetimeMs: raw.AGENTGATE_WS_MAX_LIFETIME_MS,
     rateLimitPerMin: raw.AGENTGATE_RATE_LIMIT_PER_MIN,
     trustProxy: Object.freeze(trustProxy),
+    maxRequestsPerToken: raw.AGENTGATE_MAX_REQUESTS_PER_TOKEN,
+    maxWebSocketsPerToken: raw.AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN,
   });
 }
 

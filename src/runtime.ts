@@ -88,6 +88,8 @@ export function startEvents(url: string, tokens: TokenStore, gate: Gate, logger:
   const hub = new EventHub();
   hub.onEvent((event) => {
     if (event.kind === 'token_revoked') tokens.forgetToken(event.tokenId);
+    // New tokens (an API token, a build's agent tokens) must work at once, on every replica.
+    if (event.kind === 'token_created' || event.kind === 'build_created') tokens.forgetUnknown();
     if (event.kind === 'workspace_deleted') tokens.forgetWorkspace(event.workspaceId);
     gate.handleEvent(event);
   });

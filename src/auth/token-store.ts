@@ -1,6 +1,8 @@
 // Resolves bearer tokens to principals through a short in-memory cache (SPEC 5 step 1): each
 // entry lives at most `ttlMs` from the read that filled it, so a database outage does not lock
 // out callers, and revocations are applied at once here and, through NOTIFY, on every replica.
+// Unknown tokens are remembered too, briefly and in a bounded set, so a flood of them costs no
+// database read each; a token created anywhere (token_created, build_created) clears that set.
 import { LRUCache } from 'lru-cache';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
@@ -13,6 +15,9 @@ export interface TokenStoreOptions {
   adminToken?: string | undefined;
   ttlMs?: number;
   maxEntries?: number;
+  /** How long an unknown token is answered without a read (0 turns this off). */
+  unknownTtlMs?: number;
+  maxUnknownEntries?: number;
 }
 
 interface TokenRow {
@@ -27,8 +32,12 @@ export class TokenStore {
   readonly #db: Kysely<Database>;
   readonly #adminHash: Buffer | undefined;
   readonly #cache: LRUCache<string, Principal>;
+  /** Hashes of tokens just found unknown; undefined when turned off. */
+  readonly #unknown: LRUCache<string, true> | undefined;
   /** Bumped by every forget, so a lookup that raced with one does not refill the cache. */
   #generation = 0;
+  /** Bumped when tokens are created, so a lookup that raced with a creation is not cached as unknown. */
+  #unknownGeneration = 0;
 
   constructor(options: TokenStoreOptions) {
     this.#db = options.db;
@@ -40,6 +49,11 @@ export class TokenStore {
       ttl: Math.min(options.ttlMs ?? 60_000, 60_000),
       ttlAutopurge: false,
     });
+    const unknownTtlMs = options.unknownTtlMs ?? 5_000;
+    this.#unknown =
+      unknownTtlMs > 0
+        ? new LRUCache<string, true>({ max: options.maxUnknownEntries ?? 10_000, ttl: unknownTtlMs, ttlAutopurge: false })
+        : undefined;
   }
 
   /** The principal of a token, or null when unknown or revoked. Throws on database failure. */
@@ -49,11 +63,14 @@ export class TokenStore {
     const key = hash.toString('base64');
     const cached = this.#cache.get(key);
     if (cached) return cached;
+    if (this.#unknown?.get(key)) return null;
     const generation = this.#generation;
+    const unknownGeneration = this.#unknownGeneration;
     const principal = await this.#lookup(hash);
-    // Unknown tokens are not cached: a token created on another replica works at once. A read
-    // that overlapped a revocation or deletion may predate it: answer it, but do not cache it.
+    // A read that overlapped a revocation or deletion may predate it, and one that overlapped a
+    // creation may miss it: answer it, but do not cache it.
     if (principal && generation === this.#generation) this.#cache.set(key, principal);
+    if (!principal && unknownGeneration === this.#unknownGeneration) this.#unknown?.set(key, true);
     return principal;
   }
 
@@ -84,10 +101,17 @@ export class TokenStore {
     this.#forgetWhere((p) => p.kind === 'agent' && p.workspaceId === workspaceId);
   }
 
+  /** A token was created (an API token, or a build's agent tokens): unknown ones may now exist. */
+  forgetUnknown(): void {
+    this.#unknownGeneration++;
+    this.#unknown?.clear();
+  }
+
   /** After missed notifications nothing cached can be trusted. */
   forgetAll(): void {
     this.#generation++;
     this.#cache.clear();
+    this.forgetUnknown();
   }
 
   #forgetWhere(match: (p: Principal) => boolean): void {

@@ -14,6 +14,7 @@ export type GateEvent =
   | { kind: 'agent_disconnected'; workspaceId: string; agentId: string }
   | { kind: 'build_created'; workspaceId: string; buildId: string }
   | { kind: 'workspace_deleted'; workspaceId: string }
+  | { kind: 'token_created'; tokenId: string }
   | { kind: 'token_revoked'; tokenId: string };
 
 /** Queues the event for delivery when the surrounding transaction commits. */

@@ -19,6 +19,8 @@ export async function createApiToken(db: Db, input: TokenInput): Promise<{ id: s
     .values({ name: input.name, scope: input.scope, owner_id: input.ownerId ?? null, token_hash: hashToken(token) })
     .returning('id')
     .executeTakeFirstOrThrow();
+  // After the insert: outside a transaction it has committed, so a replica told of it finds it.
+  await publishEvent(db, { kind: 'token_created', tokenId: row.id });
   return { id: row.id, token };
 }
 

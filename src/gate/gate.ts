@@ -19,7 +19,7 @@ import { classifyAgent, disconnectedSeconds, type AgentStatus, type Classificati
 import { ConnCache, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
 import { FailedDials } from './failed-dials.js';
-import { CallerGone, SharedDials, WaitExpired } from './shared-dials.js';
+import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from './shared-dials.js';
 
 export { CallerGone };
 
@@ -224,6 +224,7 @@ export class Gate {
         if (n > 0) this.#logger.info({ workspaceId: event.workspaceId, connections: n, reason: event.kind }, 'closed connections to replaced agents');
         break;
       }
+      case 'token_created':
       case 'token_revoked':
         break;
     }
@@ -333,6 +334,9 @@ export class Gate {
       if (error instanceof CallerGone) throw error;
       // This call's own budget ran out: its answer alone, not the agent's, so not remembered.
       if (error instanceof WaitExpired) throw new ApiError('AGENT_DIAL_TIMEOUT', error.message, extras);
+      // Too many callers already wait on this agent's dial: shed this one at once (OVERLOADED,
+      // not an AGENT_* code: nothing is known about the agent yet, and nothing is remembered).
+      if (error instanceof TooManyWaiters) throw new ApiError('OVERLOADED', error.message, { ...extras, retryAfter: 1 });
       if (error instanceof DialFailure) {
         const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
         throw new ApiError(code, error.message, extras);

@@ -2,6 +2,10 @@
 // started it. Each waiter waits with its own signal and its own deadline and stops waiting at
 // once when either ends, without failing the others; the dial itself is aborted (with
 // DialAbandoned) only when its last waiter has left.
+//
+// Waiters are cheap and bounded: one small object each (its own abort listener and timer, no
+// closures and no promise reaction of its own: the flight settles them all from one), and at
+// most `maxWaiters` per agent; beyond that a caller is refused at once (TooManyWaiters).
 import { DialAbandoned } from './dial.js';
 
 /** Rejection of a waiter whose own caller went away. */
@@ -14,22 +18,78 @@ export class WaitExpired extends Error {
   override name = 'WaitExpired';
 }
 
+/** Refusal of a caller when its agent's dial already has the most waiters allowed. */
+export class TooManyWaiters extends Error {
+  override name = 'TooManyWaiters';
+}
+
+export const DEFAULT_MAX_WAITERS = 1_000;
+
 interface Flight<T> {
   controller: AbortController;
-  waiters: number;
+  waiters: Set<Waiter<T>>;
   promise: Promise<T>;
+}
+
+/** One caller waiting on a flight; it is its own abort listener (handleEvent), so no closure. */
+class Waiter<T> {
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly flight: Flight<T>,
+    readonly signal: AbortSignal,
+    readonly joined: boolean,
+    readonly waitMs: number,
+    readonly resolve: (result: { value: T; joined: boolean }) => void,
+    readonly reject: (error: Error) => void,
+  ) {}
+
+  /** Stops waiting; false when it already had. */
+  detach(): boolean {
+    if (!this.flight.waiters.delete(this)) return false;
+    clearTimeout(this.timer);
+    this.signal.removeEventListener('abort', this);
+    return true;
+  }
+
+  /** Leaves before the dial settled; the last waiter to leave cancels the dial. */
+  leave(why: Error): void {
+    if (!this.detach()) return;
+    if (this.flight.waiters.size === 0) this.flight.controller.abort(new DialAbandoned('every caller left'));
+    this.reject(why);
+  }
+
+  handleEvent(): void {
+    this.leave(new CallerGone('the caller went away'));
+  }
+}
+
+/** A waiter's timer callback: one function for all, the waiter passed as its argument. */
+function expire<T>(waiter: Waiter<T>): void {
+  waiter.leave(new WaitExpired(`no answer from the agent within this call's ${Math.round(waiter.waitMs)} ms`));
 }
 
 export class SharedDials<T> {
   readonly #flights = new Map<string, Flight<T>>();
+  readonly #maxWaiters: number;
+
+  constructor(options: { maxWaiters?: number } = {}) {
+    this.#maxWaiters = options.maxWaiters ?? DEFAULT_MAX_WAITERS;
+  }
 
   get inFlight(): number {
     return this.#flights.size;
   }
 
+  /** Callers waiting on the dial of `key` now. */
+  waiters(key: string): number {
+    return this.#flights.get(key)?.waiters.size ?? 0;
+  }
+
   /**
    * Waits for the dial of `key`, starting one with `start` if none is in flight, for at most
-   * `waitMs`. `joined` is true when the dial was already in flight.
+   * `waitMs`. `joined` is true when the dial was already in flight. Rejects with
+   * TooManyWaiters, without waiting, when the dial has `maxWaiters` waiters already.
    */
   join(
     key: string,
@@ -42,50 +102,36 @@ export class SharedDials<T> {
     // A dial every waiter left is being cancelled; its cancel is nobody's answer, so start anew.
     if (flight?.controller.signal.aborted) flight = undefined;
     const joined = flight !== undefined;
-    if (!flight) {
-      const controller = new AbortController();
-      const created: Flight<T> = { controller, waiters: 0, promise: Promise.resolve(undefined as T) };
-      created.promise = start(controller.signal).finally(() => {
-        if (this.#flights.get(key) === created) this.#flights.delete(key);
-      });
-      // A dial every waiter left still settles; nobody observes that, and that is fine.
-      created.promise.catch(() => undefined);
-      this.#flights.set(key, created);
-      flight = created;
+    if (flight && flight.waiters.size >= this.#maxWaiters) {
+      return Promise.reject(new TooManyWaiters(`${this.#maxWaiters} calls are already waiting for this agent's dial`));
     }
+    if (!flight) flight = this.#start(key, start);
     const current = flight;
-    current.waiters += 1;
     return new Promise((resolve, reject) => {
-      let done = false;
-      const finish = () => {
-        done = true;
-        clearTimeout(timer);
-        waiterSignal.removeEventListener('abort', onAbort);
-      };
-      const leave = (why: Error) => {
-        if (done) return;
-        finish();
-        current.waiters -= 1;
-        if (current.waiters === 0) current.controller.abort(new DialAbandoned('every caller left'));
-        reject(why);
-      };
-      const onAbort = () => leave(new CallerGone('the caller went away'));
-      const timer = setTimeout(() => leave(new WaitExpired(`no answer from the agent within this call's ${Math.round(waitMs)} ms`)), Math.max(0, waitMs));
-      waiterSignal.addEventListener('abort', onAbort, { once: true });
-      current.promise.then(
-        (value) => {
-          if (done) return;
-          finish();
-          current.waiters -= 1;
-          resolve({ value, joined });
-        },
-        (error: unknown) => {
-          if (done) return;
-          finish();
-          current.waiters -= 1;
-          reject(error instanceof Error ? error : new Error(String(error)));
-        },
-      );
+      const waiter = new Waiter<T>(current, waiterSignal, joined, waitMs, resolve, reject);
+      current.waiters.add(waiter);
+      waiter.timer = setTimeout(expire<T>, Math.max(0, waitMs), waiter);
+      waiterSignal.addEventListener('abort', waiter, { once: true });
     });
+  }
+
+  #start(key: string, start: (signal: AbortSignal) => Promise<T>): Flight<T> {
+    const controller = new AbortController();
+    const flight: Flight<T> = { controller, waiters: new Set(), promise: Promise.resolve(undefined as T) };
+    flight.promise = start(controller.signal).finally(() => {
+      if (this.#flights.get(key) === flight) this.#flights.delete(key);
+    });
+    // One reaction settles every waiter still there; a dial every waiter left settles unobserved.
+    flight.promise.then(
+      (value) => {
+        for (const waiter of [...flight.waiters]) if (waiter.detach()) waiter.resolve({ value, joined: waiter.joined });
+      },
+      (error: unknown) => {
+        const reason = error instanceof Error ? error : new Error(String(error));
+        for (const waiter of [...flight.waiters]) if (waiter.detach()) waiter.reject(reason);
+      },
+    );
+    this.#flights.set(key, flight);
+    return flight;
   }
 }

@@ -2,26 +2,37 @@
 // resolved; anything that a server on the way could resolve out of the agent's base path is
 // refused: dot segments (plain or percent-encoded, at any depth of encoding, with or without
 // `;` parameters), encoded slashes and backslashes, raw backslashes, empty segments, NUL and
-// control characters.
+// control characters. Decoding is bounded (MAX_DECODE_ROUNDS), so a check is linear in the
+// path's length.
 
 export type PathCheck = { ok: true } | { ok: false; reason: string };
 
 /**
- * Percent-decodes repeatedly (double, triple... encodings) until nothing changes. Each round
- * that changes the string makes it shorter, so this ends.
+ * How many rounds of percent-decoding may change a segment. Each round is linear in the
+ * segment's length, so bounding the rounds keeps a whole check linear: decoding to a fixed
+ * point without a bound is quadratic (a segment of nested `%25` escapes loses two characters a
+ * round). Quadruple encoding is still refused on its content; deeper is refused outright.
  */
-function decodeDeep(segment: string): string | undefined {
+export const MAX_DECODE_ROUNDS = 4;
+
+type Decoded = { ok: true; value: string } | { ok: false; reason: string };
+
+/** Percent-decodes repeatedly (double, triple... encodings) until nothing changes, at most MAX_DECODE_ROUNDS times. */
+function decodeDeep(segment: string): Decoded {
   let current = segment;
-  for (;;) {
+  // One round more than allowed: it must change nothing.
+  for (let round = 0; round <= MAX_DECODE_ROUNDS; round++) {
+    if (!current.includes('%')) return { ok: true, value: current };
     let next: string;
     try {
       next = decodeURIComponent(current);
     } catch {
-      return undefined;
+      return { ok: false, reason: 'the path contains malformed percent-encoding' };
     }
-    if (next === current) return current;
+    if (next === current) return { ok: true, value: current };
     current = next;
   }
+  return { ok: false, reason: `the path is percent-encoded more than ${MAX_DECODE_ROUNDS} levels deep` };
 }
 
 /** Checks the raw path (no query) that follows `/workspaces/:id/conn`; it starts with `/`. */
@@ -33,8 +44,9 @@ export function checkForwardPath(rawPath: string): PathCheck {
   for (const [i, segment] of segments.entries()) {
     // A trailing slash is an empty last segment and fine; `//` elsewhere is not.
     if (segment === '' && i !== segments.length - 1) return { ok: false, reason: 'the path contains an empty segment (//)' };
-    const decoded = decodeDeep(segment);
-    if (decoded === undefined) return { ok: false, reason: 'the path contains malformed percent-encoding' };
+    const result = decodeDeep(segment);
+    if (!result.ok) return result;
+    const decoded = result.value;
     // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
     if (/[\u0000-\u001f\u007f]/.test(decoded)) return { ok: false, reason: 'the path contains a control character' };
     if (decoded.includes('/') || decoded.includes('\\')) {

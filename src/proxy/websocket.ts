@@ -11,6 +11,7 @@ import { ApiError } from '../errors.js';
 import { ownerScope, type Principal } from '../auth/principal.js';
 import { authenticate } from '../auth/authenticate.js';
 import type { TokenStore } from '../auth/token-store.js';
+import type { TokenConcurrency } from '../auth/token-concurrency.js';
 import { CallerGone, type Gate } from '../gate/gate.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Metrics } from '../metrics.js';
@@ -43,6 +44,8 @@ export interface WebSocketProxyOptions {
   /** The reverse proxies whose forwarding headers are believed. */
   trust: TrustProxy;
   rateLimit?: UpgradeRateLimit | undefined;
+  /** Per-token caps, shared with HTTP requests. */
+  concurrency: TokenConcurrency;
   gate: Gate;
   tokens: TokenStore;
   lifecycle: Lifecycle;
@@ -138,7 +141,7 @@ export interface UpgradeHandler {
 
 /** Handles the HTTP server's `upgrade` events. */
 export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHandler {
-  const { gate, tokens, lifecycle, metrics } = options;
+  const { gate, tokens, lifecycle, metrics, concurrency } = options;
   const open = new Set<Duplex>();
   const tunnels = new Tunnels();
 
@@ -160,6 +163,9 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
       // As for HTTP routes: a draining process answers before any token lookup.
       if (lifecycle.draining) throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
       const principal = await authenticate(tokens, req.headers.authorization, 'conn');
+      // A WebSocket holds a slot from its upgrade until its socket closes, refused or not:
+      // the socket's one 'close' frees it.
+      socket.once('close', concurrency.acquire('websocket', principal));
       const target = proxyTarget(url, req.headers['x-agentgate-agent']);
       const limit = await options.rateLimit?.(principal, req.socket.remoteAddress ?? '');
       if (limit && !limit.allowed) {

@@ -10,7 +10,9 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { TokenStore } from '../../src/auth/token-store.js';
 import { createLogger } from '../../src/logger.js';
 import { startEvents } from '../../src/runtime.js';
-import type { GateEvent } from '../../src/db/events.js';
+import { publishEvent, type GateEvent } from '../../src/db/events.js';
+import { createApiToken } from '../../src/db/tokens-repo.js';
+import { hashToken, mintToken } from '../../src/auth/tokens.js';
 
 let database: TestDatabase;
 /** The app most tests call. */
@@ -672,6 +674,84 @@ describe('token cache and a lookup in flight during a revocation', () => {
         matches: (e) => e.kind === 'workspace_deleted' && e.workspaceId === workspaceId,
       };
     });
+  });
+});
+
+describe('unknown tokens', () => {
+  /** A plugin that counts the queries run through it. */
+  function countingPlugin() {
+    const counter = { queries: 0 };
+    const plugin: KyselyPlugin = {
+      transformQuery: (args) => {
+        counter.queries += 1;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    return { plugin, counter };
+  }
+
+  it('answers a repeated unknown token without reading the database again, in a bounded set', async () => {
+    const { plugin, counter } = countingPlugin();
+    const store = new TokenStore({ db: a.handle.db.withPlugin(plugin), maxUnknownEntries: 10 });
+    const unknown = mintToken('conn');
+    for (let i = 0; i < 50; i++) expect(await store.resolve(unknown)).toBeNull();
+    expect(counter.queries).toBe(1);
+    // The set is bounded: ten other unknown tokens push the first one out.
+    for (let i = 0; i < 10; i++) expect(await store.resolve(mintToken('conn'))).toBeNull();
+    counter.queries = 0;
+    expect(await store.resolve(unknown)).toBeNull();
+    expect(counter.queries).toBe(1);
+  });
+
+  it('forgets unknown tokens after a short time', async () => {
+    const { plugin, counter } = countingPlugin();
+    const store = new TokenStore({ db: a.handle.db.withPlugin(plugin), unknownTtlMs: 100 });
+    const unknown = mintToken('conn');
+    expect(await store.resolve(unknown)).toBeNull();
+    expect(await store.resolve(unknown)).toBeNull();
+    expect(counter.queries).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(await store.resolve(unknown)).toBeNull();
+    expect(counter.queries).toBe(2);
+  });
+
+  it('publishes token_created wherever a token is created (the route and the CLI path)', async () => {
+    const seen: GateEvent[] = [];
+    const onEvent = (event: GateEvent) => seen.push(event);
+    b.events.listener.on('event', onEvent);
+    try {
+      const viaRoute = await createToken(a, 'conn');
+      const viaRepo = await createApiToken(a.handle.db, { name: 'cli', scope: 'conn' });
+      const started = performance.now();
+      const ids = () => seen.filter((e) => e.kind === 'token_created').map((e) => (e as { tokenId: string }).tokenId);
+      while (!(ids().includes(viaRoute.id) && ids().includes(viaRepo.id)) && performance.now() - started < 2_000) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(ids()).toEqual(expect.arrayContaining([viaRoute.id, viaRepo.id]));
+    } finally {
+      b.events.listener.off('event', onEvent);
+    }
+  });
+
+  it('accepts on B at once a token B had just refused as unknown, once A created it', async () => {
+    const token = mintToken('admin');
+    secrets.add(token);
+    const workspaceId = await createWorkspace(a);
+    expectProblem(await b.call('GET', `/workspaces/${workspaceId}`, { token }), 401, 'UNAUTHENTICATED');
+    expectProblem(await b.call('GET', `/workspaces/${workspaceId}`, { token }), 401, 'UNAUTHENTICATED');
+    // A token created with exactly this value: as a creation does, in one transaction with its notice.
+    await a.handle.db.transaction().execute(async (trx) => {
+      const row = await trx
+        .insertInto('api_tokens')
+        .values({ name: 'known later', scope: 'admin', owner_id: null, token_hash: hashToken(token) })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await publishEvent(trx, { kind: 'token_created', tokenId: row.id });
+    });
+    const { reply, ms } = await pollStatus(() => b.call('GET', `/workspaces/${workspaceId}`, { token }), 200);
+    expect(reply.status).toBe(200);
+    expect(ms).toBeLessThan(2_000);
   });
 });
 

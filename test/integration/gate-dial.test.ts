@@ -9,7 +9,9 @@ import { closedPortAddress, startAgent, startBlackHole, type BlackHole, type Fak
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { AgentConnection, type AgentTarget } from '../../src/gate/agent-connection.js';
 import { dialAgent, DialAbandoned, DialFailure, dialOutcome, DialTimeout, type DialOutcome } from '../../src/gate/dial.js';
-import { CallerGone, SharedDials, WaitExpired } from '../../src/gate/shared-dials.js';
+import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from '../../src/gate/shared-dials.js';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { MIN_QUERY_BUDGET_MS } from '../../src/db/bounded-pool.js';
 
 /** Dial bound 300 ms, failures remembered for 2 s. */
@@ -562,6 +564,61 @@ describe('SharedDials', () => {
     await expect(short).rejects.toBeInstanceOf(WaitExpired);
     expect(await patient).toEqual({ value: 'ok', joined: true });
     expect(aborted).toBe(false);
+  });
+});
+
+describe('SharedDials: a bounded, cheap wait', () => {
+  it('refuses at once a caller beyond the most waiters allowed per agent; others and other agents are unaffected', async () => {
+    const shared = new SharedDials<string>({ maxWaiters: 3 });
+    let started = 0;
+    let finish: (value: string) => void = () => undefined;
+    const start = () => {
+      started += 1;
+      return new Promise<string>((resolve) => (finish = resolve));
+    };
+    const leaver = new AbortController();
+    const waiting = [
+      shared.join('agent', leaver.signal, 5_000, start),
+      shared.join('agent', new AbortController().signal, 5_000, start),
+      shared.join('agent', new AbortController().signal, 5_000, start),
+    ];
+    waiting[0]!.catch(() => undefined);
+    expect(shared.waiters('agent')).toBe(3);
+    await expect(shared.join('agent', new AbortController().signal, 5_000, start)).rejects.toBeInstanceOf(TooManyWaiters);
+    expect(shared.waiters('agent')).toBe(3);
+    // Another agent's dial has waiters of its own.
+    const elsewhere = shared.join('other', new AbortController().signal, 5_000, () => Promise.resolve('there'));
+    expect(await elsewhere).toEqual({ value: 'there', joined: false });
+    // One leaving frees a place.
+    leaver.abort();
+    await expect(waiting[0]).rejects.toBeInstanceOf(CallerGone);
+    waiting.push(shared.join('agent', new AbortController().signal, 5_000, start));
+    finish('ok');
+    for (const w of waiting.slice(1)) expect(await w).toEqual({ value: 'ok', joined: true });
+    expect(started).toBe(1);
+    expect(shared.waiters('agent')).toBe(0);
+  });
+
+  it('keeps each waiter small (heap per waiter, measured loosely)', async () => {
+    // why: gc is not exposed to tests by default; the flag can be set at run time.
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const n = 5_000;
+    const shared = new SharedDials<string>({ maxWaiters: n });
+    let finish: (value: string) => void = () => undefined;
+    const dial = new Promise<string>((resolve) => (finish = resolve));
+    const signals = Array.from({ length: n }, () => new AbortController().signal);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const waiting = signals.map((signal) => shared.join('agent', signal, 60_000, () => dial));
+    gc();
+    const perWaiter = (process.memoryUsage().heapUsed - before) / n;
+    finish('ok');
+    await Promise.all(waiting);
+    expect(shared.waiters('agent')).toBe(0);
+    // A rough ceiling, far above the few hundred bytes a waiter takes, far below the 40 KB each
+    // of 2 000 callers cost in all when this was found.
+    expect(perWaiter).toBeLessThan(2_048);
   });
 });
 

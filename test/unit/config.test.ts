@@ -23,11 +23,14 @@ const DEFAULTS: Config = {
   maxConns: 10_000,
   bodyLimitBytes: 10_485_760,
   proxyHeadersTimeoutMs: 300_000,
+  requestTimeoutMs: 30_000,
   shutdownGraceMs: 10_000,
   wsIdleTimeoutMs: 300_000,
   wsMaxLifetimeMs: 0,
   rateLimitPerMin: 0,
   trustProxy: [],
+  maxRequestsPerToken: 256,
+  maxWebSocketsPerToken: 64,
 };
 
 const VARIABLES = [
@@ -46,11 +49,14 @@ const VARIABLES = [
   'AGENTGATE_MAX_CONNS',
   'AGENTGATE_BODY_LIMIT_BYTES',
   'AGENTGATE_PROXY_HEADERS_TIMEOUT_MS',
+  'AGENTGATE_REQUEST_TIMEOUT_MS',
   'AGENTGATE_SHUTDOWN_GRACE_MS',
   'AGENTGATE_WS_IDLE_TIMEOUT_MS',
   'AGENTGATE_WS_MAX_LIFETIME_MS',
   'AGENTGATE_RATE_LIMIT_PER_MIN',
   'AGENTGATE_TRUST_PROXY',
+  'AGENTGATE_MAX_REQUESTS_PER_TOKEN',
+  'AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN',
 ];
 
 /** Runs loadConfig and returns the ConfigError it must throw. */
@@ -133,11 +139,14 @@ describe('loadConfig: defaults and overrides', () => {
       AGENTGATE_MAX_CONNS: '1000000',
       AGENTGATE_BODY_LIMIT_BYTES: '1024',
       AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '86400000',
+      AGENTGATE_REQUEST_TIMEOUT_MS: '500',
       AGENTGATE_SHUTDOWN_GRACE_MS: '0',
       AGENTGATE_WS_IDLE_TIMEOUT_MS: '1000',
       AGENTGATE_WS_MAX_LIFETIME_MS: '3600000',
       AGENTGATE_RATE_LIMIT_PER_MIN: '120',
       AGENTGATE_TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,::1,fd00::/8',
+      AGENTGATE_MAX_REQUESTS_PER_TOKEN: '8',
+      AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: '2',
     });
     expect(c).toStrictEqual({
       databaseUrl: 'postgres://gate:pw@db.internal:5433/agentgate',
@@ -155,11 +164,14 @@ describe('loadConfig: defaults and overrides', () => {
       maxConns: 1_000_000,
       bodyLimitBytes: 1024,
       proxyHeadersTimeoutMs: 86_400_000,
+      requestTimeoutMs: 500,
       shutdownGraceMs: 0,
       wsIdleTimeoutMs: 1_000,
       wsMaxLifetimeMs: 3_600_000,
       rateLimitPerMin: 120,
       trustProxy: ['10.0.0.1', '192.168.0.0/16', '::1', 'fd00::/8'],
+      maxRequestsPerToken: 8,
+      maxWebSocketsPerToken: 2,
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.trustProxy)).toBe(true);
@@ -212,6 +224,9 @@ describe('loadConfig: bad values stop with one line naming the variable', () => 
     ['AGENTGATE_SHUTDOWN_GRACE_MS', '-1', 'negative'],
     ['AGENTGATE_RATE_LIMIT_PER_MIN', '-1', 'negative'],
     ['AGENTGATE_RATE_LIMIT_PER_MIN', '0.5', 'not an integer'],
+    ['AGENTGATE_MAX_REQUESTS_PER_TOKEN', '0', 'below the minimum'],
+    ['AGENTGATE_REQUEST_TIMEOUT_MS', '0', 'below the minimum'],
+    ['AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN', 'many', 'not a number'],
     ['PORT', '70000', 'out of range'],
     ['PORT', '65536', 'out of range'],
     ['PORT', '-1', 'negative'],

@@ -1,9 +1,9 @@
 // The proxy's pure rules (SPEC 4.1, 6): which headers cross in each direction, which paths may
 // be forwarded and how the agent selector leaves the query.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardContext } from '../../src/proxy/headers.js';
-import { checkForwardPath, splitAgentParam } from '../../src/proxy/target-path.js';
+import { checkForwardPath, MAX_DECODE_ROUNDS, splitAgentParam } from '../../src/proxy/target-path.js';
 import { proxyTarget } from '../../src/proxy/proxy-route.js';
 import { forwardedFor, trustProxyFrom } from '../../src/proxy/trust-proxy.js';
 import type { IncomingMessage } from 'node:http';
@@ -448,6 +448,54 @@ describe('checkForwardPath', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('checkForwardPath: a bounded cost', () => {
+  /** `s` percent-encoded `depth` times: each pass encodes every `%` again. */
+  const nest = (s: string, depth: number) => {
+    let raw = s;
+    for (let d = 0; d < depth; d++) raw = raw.replaceAll('%', '%25');
+    return raw;
+  };
+
+  it('accepts a harmless segment encoded four levels deep and refuses one encoded deeper', () => {
+    expect(checkForwardPath(`/${nest('%41', 3)}`)).toEqual({ ok: true });
+    for (const depth of [4, 5, 10]) {
+      const check = checkForwardPath(`/${nest('%41', depth)}`);
+      expect(check.ok).toBe(false);
+      if (!check.ok) expect(check.reason).toMatch(/levels deep/);
+    }
+    // The refusal of dot segments and encoded slashes does not depend on the bound.
+    expect(checkForwardPath(`/${nest('%2e%2e', 10)}`).ok).toBe(false);
+    expect(checkForwardPath(`/a${nest('%2f', 10)}b`).ok).toBe(false);
+  });
+
+  it('is INVALID_REQUEST on the proxy', () => {
+    const id = '6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b';
+    expect(() => proxyTarget(`/workspaces/${id}/conn/${nest('%41', 6)}`, undefined)).toThrow(
+      expect.objectContaining({ code: 'INVALID_REQUEST', status: 400 }) as Error,
+    );
+  });
+
+  it('decodes a path of nested escapes a bounded number of times, whatever its length', () => {
+    // Counts the work instead of timing it: each decode round is linear in the segment.
+    const spy = vi.spyOn(globalThis, 'decodeURIComponent');
+    try {
+      for (const length of [100, 1_000, 8_000]) {
+        const segment = `%${'25'.repeat((length - 3) / 2)}41`;
+        spy.mockClear();
+        expect(checkForwardPath(`/${segment}`).ok).toBe(false);
+        expect(spy.mock.calls.length).toBeLessThanOrEqual(MAX_DECODE_ROUNDS + 1);
+      }
+      // A path of many encoded segments costs a bounded number of rounds per segment.
+      spy.mockClear();
+      const many = Array.from({ length: 50 }, () => nest('%41', 3)).join('/');
+      expect(checkForwardPath(`/${many}`)).toEqual({ ok: true });
+      expect(spy.mock.calls.length).toBeLessThanOrEqual(50 * (MAX_DECODE_ROUNDS + 1));
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

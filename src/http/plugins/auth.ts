@@ -2,10 +2,11 @@
 // unknown route is NOT_FOUND whatever the token (SPEC section 4), a missing, unknown or
 // revoked token is UNAUTHENTICATED and a token of the wrong kind is FORBIDDEN.
 import fp from 'fastify-plugin';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Access, Principal } from '../../auth/principal.js';
 import type { TokenStore } from '../../auth/token-store.js';
 import { authenticate } from '../../auth/authenticate.js';
+import type { TokenConcurrency } from '../../auth/token-concurrency.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -18,16 +19,35 @@ declare module 'fastify' {
 
 export interface AuthOptions {
   tokens: TokenStore;
+  /** Caps the requests one token has in flight; the slot is held until the response ends. */
+  concurrency: TokenConcurrency;
+}
+
+/** Answers `Expect: 100-continue` (the server leaves that to us): the caller may send its body. */
+function continueIfExpected(request: FastifyRequest, reply: FastifyReply): void {
+  const expect = request.headers.expect;
+  if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && !reply.raw.headersSent) reply.raw.writeContinue();
 }
 
 export default fp<AuthOptions>(
-  (app, { tokens }) => {
+  (app, { tokens, concurrency }) => {
     app.decorateRequest('principal', null);
-    app.addHook('onRequest', async (request: FastifyRequest) => {
+    app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       const access = request.routeOptions.config.access;
-      if (access === undefined || access === 'public') return;
+      // No access: no such route, whose NOT_FOUND needs no body.
+      if (access === undefined) return;
+      if (access === 'public') {
+        continueIfExpected(request, reply);
+        return;
+      }
       const principal = await authenticate(tokens, request.headers.authorization, access);
       request.principal = principal;
+      const release = concurrency.acquire('request', principal);
+      // A response's 'close' follows its 'finish', and comes alone when the connection dies
+      // first; release frees the slot once, whichever comes.
+      reply.raw.once('finish', release);
+      reply.raw.once('close', release);
+      continueIfExpected(request, reply);
       if (principal.kind === 'agent') {
         request.log = request.log.child({ agentId: principal.agentId, workspaceId: principal.workspaceId });
       }

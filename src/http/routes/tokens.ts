@@ -35,6 +35,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
         throw new ApiError('INVALID_REQUEST', 'body.ownerId is only allowed with scope "conn"');
       }
       const created = await createApiToken(app.db, { name, scope, ownerId });
+      events.apply({ kind: 'token_created', tokenId: created.id });
       request.log.info({ tokenId: created.id, scope, ownerId }, 'token created');
       return reply.code(201).send(created);
     },
