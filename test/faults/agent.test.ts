@@ -5,7 +5,7 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV_ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../support/app.js';
+import { ENV_ADMIN_TOKEN, parseBody, startTestApp, type Reply, type TestApp } from '../support/app.js';
 import {
   closedPortAddress,
   startAgent,
@@ -67,13 +67,7 @@ const proxied = (ws: Workspace, init: { method?: string; signal?: AbortSignal } 
       signal: init.signal,
     });
     const text = await res.text();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, headers: res.headers, text, body };
+    return { status: res.status, headers: res.headers, text, body: parseBody(text) };
   });
 
 const problem = (r: Reply, code: string) => {

@@ -89,6 +89,16 @@ async function warmUp(): Promise<Record<string, number>> {
   return snapshot(t);
 }
 
+/** The batch of calls() made while the proxy is in `mode`; it passes again afterwards. */
+async function callsUnder(...fault: Parameters<FaultProxy['setMode']>): Promise<Array<Timed<Reply>>> {
+  proxy.setMode(...fault);
+  try {
+    return await Promise.all(calls());
+  } finally {
+    proxy.setMode('pass');
+  }
+}
+
 async function expectRecovered(): Promise<void> {
   await eventually(
     async () => {
@@ -128,13 +138,7 @@ describe('PostgreSQL faults', () => {
     ['silent (a black-holed network)', 'blackhole'],
   ] as const)('%s: every call answers within the bound, and it recovers by itself once restored', async (name, mode) => {
     const before = await warmUp();
-    proxy.setMode(mode);
-    let answers: Array<Timed<Reply>>;
-    try {
-      answers = await Promise.all(calls());
-    } finally {
-      proxy.setMode('pass');
-    }
+    const answers = await callsUnder(mode);
     expectOutageAnswers(answers);
     table.record(`database ${name}`, answers, CONN_BOUND_MS + SLACK_MS);
     const restored = await timed(expectRecovered);
@@ -145,13 +149,7 @@ describe('PostgreSQL faults', () => {
 
   it('slow (every packet 100 ms late, under the bound): calls are served (fresh, or degraded when a new connection is slower than the bound), all within the bound', async () => {
     const before = await warmUp();
-    proxy.setMode('latency', { latencyMs: 100 });
-    let answers: Array<Timed<Reply>>;
-    try {
-      answers = await Promise.all(calls());
-    } finally {
-      proxy.setMode('pass');
-    }
+    const answers = await callsUnder('latency', { latencyMs: 100 });
     // A call that waits for a new pool connection (several round trips, each 200 ms) may miss
     // its bound and be served degraded; the others are served fresh.
     const fresh = answers.filter(({ r }) => r.status < 500 && r.headers.get('x-agentgate-degraded') === null);
@@ -164,13 +162,7 @@ describe('PostgreSQL faults', () => {
 
   it('slower than the bound (every packet a bound late): degraded or DATABASE_UNAVAILABLE within the bound, then recovery', async () => {
     const before = await warmUp();
-    proxy.setMode('latency', { latencyMs: DB_TIMEOUT_MS });
-    let answers: Array<Timed<Reply>>;
-    try {
-      answers = await Promise.all(calls());
-    } finally {
-      proxy.setMode('pass');
-    }
+    const answers = await callsUnder('latency', { latencyMs: DB_TIMEOUT_MS });
     expectOutageAnswers(answers);
     table.record('database slower than its bound', answers, CONN_BOUND_MS + SLACK_MS);
     await expectRecovered();

@@ -9,7 +9,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, type AppBehindProxy } from '../support/app.js';
+import { ENV_ADMIN_TOKEN, parseBody, startAppBehindFaultProxy, type AppBehindProxy } from '../support/app.js';
 import { ERROR_CATALOGUE, type ErrorCode } from '../../src/errors.js';
 import { hashToken } from '../../src/auth/tokens.js';
 
@@ -394,12 +394,7 @@ describe('nothing acknowledged is lost while the database is cut at random momen
         signal: AbortSignal.timeout(HANG_MS),
       });
       const text = await res.text();
-      let parsed: unknown;
-      try {
-        parsed = text ? JSON.parse(text) : undefined;
-      } catch {
-        parsed = undefined;
-      }
+      const parsed = parseBody(text);
       answer = {
         route,
         phase,

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, request } from 'undici';
-import { ENV_ADMIN_TOKEN, type Reply } from '../support/app.js';
+import { ENV_ADMIN_TOKEN, parseBody, type Reply } from '../support/app.js';
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { AgentRows, createWorkspace, type Caller, type Workspace } from '../support/gate-fixtures.js';
@@ -68,7 +68,7 @@ async function gate(): Promise<{ cli: CliProcess; url: string; caller: Caller }>
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
       });
       const text = await res.text();
-      return { status: res.status, headers: res.headers, text, body: text ? (JSON.parse(text) as unknown) : undefined };
+      return { status: res.status, headers: res.headers, text, body: parseBody(text) };
     },
   };
   return { cli, url, caller };
@@ -92,12 +92,7 @@ async function send(client: Agent, url: string, method: string, path: string): P
         headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'x-request-id': sent.id },
       });
       const text = await res.body.text(); // a cut response rejects here
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
+      const body = parseBody(text);
       const headers = new Headers();
       for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
       return { status: res.statusCode, headers, text, body };

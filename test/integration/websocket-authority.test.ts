@@ -84,20 +84,15 @@ describe('endsTunnel (pure)', () => {
 });
 
 describe('a tunnel ends when its authority ends', () => {
-  it('its token is revoked (on this replica)', async () => {
+  it.each([
+    ['on this replica', () => t],
+    ['on another replica (through NOTIFY)', () => other],
+  ])('its token is revoked: the tunnel %s closes', async (_where, replica) => {
     const ws = await workspace();
     const chat = await connToken(t);
-    const { closed } = await tunnel(t, ws, chat.token);
+    const { closed } = await tunnel(replica(), ws, chat.token);
     expect((await t.call('DELETE', `/tokens/${chat.id}`, { token: ENV_ADMIN_TOKEN })).status).toBe(204);
     await within(closed, 2_000, 'the tunnel closing');
-  });
-
-  it('its token is revoked on another replica (through NOTIFY)', async () => {
-    const ws = await workspace();
-    const chat = await connToken(t);
-    const { closed } = await tunnel(other, ws, chat.token);
-    expect((await t.call('DELETE', `/tokens/${chat.id}`, { token: ENV_ADMIN_TOKEN })).status).toBe(204);
-    await within(closed, 2_000, 'the tunnel on the other replica closing');
   });
 
   it('its workspace is deleted', async () => {

@@ -62,6 +62,15 @@ export interface TestAppOptions {
   keyRefreshMs?: number;
 }
 
+/** A body as JSON when it is JSON, otherwise undefined (an agent's own answer, say). */
+export function parseBody(text: string): unknown {
+  try {
+    return text ? (JSON.parse(text) as unknown) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase());
   const config = loadConfig({
@@ -116,13 +125,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     }
     const res = await fetch(url + path, { method, headers, body });
     const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = text ? JSON.parse(text) : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, headers: res.headers, text, body: parsed };
+    return { status: res.status, headers: res.headers, text, body: parseBody(text) };
   };
 
   return {
