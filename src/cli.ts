@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The `agentgate` command: serve (default), migrate, token create, agent.
 import { spawn } from 'node:child_process';
-import { open } from 'node:fs/promises';
-import { constants as osConstants } from 'node:os';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { open, rm, rmdir } from 'node:fs/promises';
+import { constants as osConstants, tmpdir } from 'node:os';
+import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -49,9 +51,9 @@ the gate, and says goodbye on SIGTERM/SIGINT.
                         refused unless only its owner may read it (chmod 600). "-" reads the
                         token from standard input
   --token <token>       the token itself: visible to every local user, avoid it
-                        AGENTGATE_AGENT_TOKEN may hold the token instead; the agent then runs as
-                        a child process without it in its environment, so that commands it runs
-                        cannot read it there (its launcher keeps it: prefer --token-file)
+                        AGENTGATE_AGENT_TOKEN may hold the token instead; the agent then
+                        re-executes itself without it, so that commands it runs cannot read it
+                        in its environment (Node >= 22.15; on older Node its launcher keeps it)
   --listen <host:port>  where to serve (port 0 picks a free one)
   --root <dir>          the directory tools are confined to (default: the current directory)
   --heartbeat-ms <ms>   heartbeat interval (default 15000)`,
@@ -192,11 +194,13 @@ async function agent(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`agent takes no arguments (got ${positionals.join(' ')})`, 'agent');
   const envToken = process.env[AGENT_TOKEN_VARIABLE];
   delete process.env[AGENT_TOKEN_VARIABLE];
+  const handoff = process.env[TOKEN_HANDOFF_VARIABLE];
+  delete process.env[TOKEN_HANDOFF_VARIABLE];
   for (const flag of ['gate', 'listen'] as const) {
     if (!values[flag]) throw new UsageError(`--${flag} is required`, 'agent');
   }
   if (values.token !== undefined && values['token-file'] !== undefined) throw new UsageError('give --token or --token-file, not both', 'agent');
-  const named = values.token !== undefined || values['token-file'] !== undefined;
+  const named = values.token !== undefined || values['token-file'] !== undefined || handoff !== undefined;
   if (!named && !envToken) throw new UsageError(`--token-file, --token or ${AGENT_TOKEN_VARIABLE} is required`, 'agent');
   let gate: URL;
   try {
@@ -216,9 +220,12 @@ async function agent(args: string[]): Promise<number> {
     throw new UsageError('--heartbeat-ms must be an integer from 10 to 3600000', 'agent');
   }
   // Deleting the variable does not take it out of /proc/<pid>/environ, which a command run
-  // through /exec can read: the agent runs as a child started without it.
-  if (envToken !== undefined) return superviseAgent(named ? args : [...args, '--token-file', '-'], named ? undefined : envToken);
-  const agentToken = values['token-file'] !== undefined ? await readTokenFile(values['token-file']) : (values.token ?? '');
+  // through /exec can read: the agent starts again without it.
+  if (envToken !== undefined) return restartWithoutToken(args, named ? undefined : envToken);
+  const agentToken =
+    handoff !== undefined ? await takeHandedOffToken(handoff)
+    : values['token-file'] !== undefined ? await readTokenFile(values['token-file'])
+    : (values.token ?? '');
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info').child({ component: 'agent' });
   const running = await startAgent({
     gate: gate.toString(),
@@ -244,6 +251,50 @@ async function agent(args: string[]): Promise<number> {
 }
 
 const AGENT_TOKEN_VARIABLE = 'AGENTGATE_AGENT_TOKEN';
+/** Where a process that re-executed itself left the token for its new image (then removed). */
+const TOKEN_HANDOFF_VARIABLE = 'AGENTGATE_AGENT_TOKEN_HANDOFF';
+
+/** `process.execve`, from Node 22.15 and 23.11 on; Node 20's types do not have it. */
+type Execve = (file: string, args: string[], env: NodeJS.ProcessEnv) => never;
+const execve = (process as { execve?: Execve }).execve;
+
+/**
+ * Starts the agent again without AGENTGATE_AGENT_TOKEN in its environment. Where Node can, the
+ * process replaces itself (same pid, nothing left behind) and hands the token over in a file
+ * only it may read, removed before the agent listens. Older Node runs the agent as a child:
+ * the launcher keeps the variable, so it says so.
+ */
+function restartWithoutToken(args: string[], token: string | undefined): Promise<number> {
+  const script = process.argv[1] ?? '';
+  if (execve === undefined) {
+    process.stderr.write(
+      `agentgate: Node ${process.version} cannot re-execute in place, so this launcher keeps ${AGENT_TOKEN_VARIABLE} ` +
+        'in its environment, where commands run through the agent can read it: use --token-file, or Node >= 22.15\n',
+    );
+    return superviseAgent(token === undefined ? args : [...args, '--token-file', '-'], token);
+  }
+  const env = { ...process.env };
+  if (token !== undefined) {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'agentgate-token-')), 'token');
+    writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+    env[TOKEN_HANDOFF_VARIABLE] = file;
+  }
+  return execve(process.execPath, [process.execPath, ...process.execArgv, script, 'agent', ...args], env);
+}
+
+/** Reads the token left by restartWithoutToken and removes it and its private directory. */
+async function takeHandedOffToken(file: string): Promise<string> {
+  const dir = path.dirname(file);
+  if (path.basename(file) !== 'token' || !path.basename(dir).startsWith('agentgate-token-')) {
+    throw new UsageError(`${TOKEN_HANDOFF_VARIABLE} is set by the agent for itself, not by hand`, 'agent');
+  }
+  try {
+    return await readTokenFile(file);
+  } finally {
+    await rm(file, { force: true });
+    await rmdir(dir).catch(() => undefined);
+  }
+}
 
 /** The token in a file only its owner may read, or on standard input (`-`). */
 async function readTokenFile(file: string): Promise<string> {

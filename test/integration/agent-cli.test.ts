@@ -182,18 +182,33 @@ describe('token create', () => {
   });
 });
 
-/** The environment of the agent process, as a command it runs through the gate can read it. */
-async function agentEnviron(workspaceId: string): Promise<string> {
+/**
+ * The environments of the processes above a command run through the gate, up to this test's
+ * own process: what such a command can read of the agent and of whatever launched it.
+ */
+async function agentEnvirons(workspaceId: string): Promise<string[]> {
+  const walk = `
+    const fs = require('fs');
+    const parent = (pid) => Number(/^PPid:\\s*(\\d+)/m.exec(fs.readFileSync('/proc/' + pid + '/status', 'utf8'))[1]);
+    const environs = [];
+    for (let pid = process.ppid; pid > 1 && pid !== ${process.pid}; pid = parent(pid)) {
+      environs.push(fs.readFileSync('/proc/' + pid + '/environ', 'latin1'));
+    }
+    process.stdout.write(JSON.stringify(environs));`;
   const r = await t.call('POST', `/workspaces/${workspaceId}/conn/exec`, {
     token: ENV_ADMIN_TOKEN,
-    body: { command: process.execPath, args: ['-e', "process.stdout.write(require('fs').readFileSync('/proc/' + process.ppid + '/environ', 'latin1'))"] },
+    body: { command: process.execPath, args: ['-e', walk] },
   });
   expect(r.status).toBe(200);
   expect(r.body.exitCode).toBe(0);
-  // It is read: PATH is there.
-  expect(r.body.stdout).toContain('PATH=');
-  return r.body.stdout as string;
+  const environs = JSON.parse(r.body.stdout as string) as string[];
+  // They are read: PATH is there.
+  for (const environ of environs) expect(environ).toContain('PATH=');
+  return environs;
 }
+
+/** Node 22.15+ replaces the process in place; older Node leaves a launcher holding the variable. */
+const reexecutesInPlace = typeof (process as { execve?: unknown }).execve === 'function';
 
 describe('agent', () => {
   let tmp: string;
@@ -213,7 +228,7 @@ describe('agent', () => {
     let cli: CliProcess | undefined;
     try {
       cli = runCli(
-        // The token through the environment, as recommended (a command line is public).
+        // The token through the environment (a command line is public).
         ['agent', '--gate', t.url, '--listen', `127.0.0.1:${port}`, '--root', tmp, '--heartbeat-ms', '200'],
         { LOG_LEVEL: 'info', AGENTGATE_AGENT_TOKEN: agentToken },
       );
@@ -237,8 +252,18 @@ describe('agent', () => {
       expect(proxied.status).toBe(200);
       expect(proxied.headers.get('x-agentgate-upstream')).toBe('agent');
       expect(proxied.body).toMatchObject({ exitCode: 0, stdout: '42\n', timedOut: false });
-      // A command it runs cannot read the token from the agent's environment.
-      expect(await agentEnviron(ws.id)).not.toContain(agentToken);
+      // A command it runs cannot read the token from the agent's environment, nor, where Node
+      // can re-execute in place, from any process above it.
+      const environs = await agentEnvirons(ws.id);
+      if (reexecutesInPlace) {
+        expect(environs).toHaveLength(1); // the agent itself, same pid as started
+        expect(environs[0]).not.toContain(agentToken);
+        expect(cli.stderr()).not.toMatch(/cannot re-execute in place/);
+      } else {
+        expect(environs).toHaveLength(2); // the agent and its launcher
+        expect(environs[0]).not.toContain(agentToken);
+        expect(cli.stderr()).toMatch(/cannot re-execute in place, so this launcher keeps AGENTGATE_AGENT_TOKEN.*use --token-file/);
+      }
 
       cli.child.kill('SIGTERM');
       const exit = await cli.exited;
@@ -280,7 +305,9 @@ describe('agent', () => {
         if (source === 'stdin') cli.child.stdin.end(`${agentToken}\n`);
         await cli.waitFor(/agent listening on/, 10_000);
         await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, `the agent (${source}) to connect`);
-        expect(await agentEnviron(ws.id)).not.toContain(agentToken);
+        const environs = await agentEnvirons(ws.id);
+        expect(environs).toHaveLength(1);
+        expect(environs[0]).not.toContain(agentToken);
         cli.child.kill('SIGTERM');
         expect(await cli.exited).toEqual({ code: 0, signal: null });
       } finally {
