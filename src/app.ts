@@ -1,16 +1,11 @@
-// buildApp: the whole HTTP service as one Fastify instance over its dependencies. The process
-// entry (server.ts) and the tests both build it this way; nothing here opens a socket.
+// buildApp: the whole service as one Fastify instance. Its plugins open the resources it runs on
+// (database, signing key, token store, gate, event listener) and close them in reverse order.
+// The process entry (server.ts) and the tests both build it this way; nothing here listens.
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import type { Database } from './db/schema.js';
-import type { EventHub } from './event-hub.js';
-import type { Lifecycle } from './lifecycle.js';
-import type { Metrics } from './metrics.js';
-import type { TokenStore } from './auth/token-store.js';
 import { TokenConcurrency } from './auth/token-concurrency.js';
 import { ApiError } from './errors.js';
 import { Problem } from './http/schemas.js';
@@ -31,37 +26,40 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import chatRateLimit from './http/plugins/rate-limit.js';
 import { trustProxyFrom } from './proxy/trust-proxy.js';
-import type { Gate } from './gate/gate.js';
+import metricsPlugin from './plugins/metrics.js';
+import databasePlugin from './plugins/database.js';
+import signingKeyPlugin, { type SigningKeyPluginOptions } from './plugins/signing-key.js';
+import tokensPlugin from './plugins/tokens.js';
+import gatePlugin from './plugins/gate.js';
+import eventsPlugin from './plugins/events.js';
+import lifecyclePlugin from './plugins/lifecycle.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    db: Kysely<Database>;
     /** Per-token slots in use (read by diagnostics and tests). */
     concurrency: TokenConcurrency;
   }
 }
 
-export interface AppDeps {
+/** What `serve` and the tests build the app from: the configuration and a few knobs. */
+export interface AppOptions {
   config: Config;
-  db: Kysely<Database>;
-  tokens: TokenStore;
-  events: EventHub;
-  lifecycle: Lifecycle;
-  metrics: Metrics;
   logger: Logger;
-  gate: Gate;
-  /** Event loop delay past which API calls are shed (tests lower it). */
-  maxEventLoopDelayMs?: number;
+  /** Event loop delay past which API calls are shed (tests lower it, or turn it off with 0). */
+  maxEventLoopDelayMs?: number | undefined;
+  /** Node's default process metrics (tests, running several apps in one process, turn them off). */
+  processMetrics?: boolean | undefined;
+  signingKey?: SigningKeyPluginOptions | undefined;
 }
 
 // Incoming request ids are kept only when they are short and plain, so logs stay parseable.
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export async function buildApp(deps: AppDeps) {
-  const { config, lifecycle } = deps;
+export async function buildApp(options: AppOptions) {
+  const { config, logger } = options;
   const trust = trustProxyFrom(config.trustProxy);
   const app = Fastify({
-    loggerInstance: deps.logger,
+    loggerInstance: logger,
     bodyLimit: config.bodyLimitBytes,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -90,7 +88,7 @@ export async function buildApp(deps: AppDeps) {
     // Errors met before a route runs answer problem+json too (SPEC section 6).
     frameworkErrors: answerFrameworkError,
     clientErrorHandler(error, socket) {
-      answerClientError(deps.logger, error, socket);
+      answerClientError(logger, error, socket);
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // No route serves CONNECT (NOT_FOUND, SPEC 4); unlistened, Node drops the socket unanswered.
@@ -110,11 +108,20 @@ export async function buildApp(deps: AppDeps) {
   // here stops Node from sending 100 Continue itself.
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
 
-  app.decorate('db', deps.db);
+  // Resources first, each closing itself; onClose runs in reverse, so the database goes last.
+  await app.register(metricsPlugin, { processMetrics: options.processMetrics });
+  await app.register(databasePlugin, { config });
+  await app.register(signingKeyPlugin, options.signingKey ?? {});
+  await app.register(tokensPlugin, { config });
+  await app.register(gatePlugin, { config });
+  await app.register(eventsPlugin);
+  await app.register(lifecyclePlugin);
+  const { lifecycle, metrics, gate, tokens, events } = app;
+
   app.addSchema(Problem);
 
   await app.register(problemPlugin);
-  await app.register(loadShedding, { maxEventLoopDelayMs: deps.maxEventLoopDelayMs });
+  await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
   await app.register(openapiPlugin);
   // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
   app.addHook('onRequest', async (request, reply) => {
@@ -130,7 +137,7 @@ export async function buildApp(deps: AppDeps) {
   // One count per token for HTTP requests and WebSocket upgrades alike (these bypass Fastify).
   const concurrency = new TokenConcurrency({ requests: config.maxRequestsPerToken, websockets: config.maxWebSocketsPerToken });
   app.decorate('concurrency', concurrency);
-  await app.register(authPlugin, { tokens: deps.tokens, concurrency });
+  await app.register(authPlugin, { tokens, concurrency });
 
   // While draining, every response closes its connection, so keep-alive sockets do not hold the
   // shutdown open until the grace period ends.
@@ -144,10 +151,10 @@ export async function buildApp(deps: AppDeps) {
     if (params?.workspaceId) request.log = request.log.child({ workspaceId: params.workspaceId });
   });
 
-  await app.register(opsRoutes, { lifecycle, metrics: deps.metrics });
-  await app.register(workspaceRoutes, { config, events: deps.events });
-  await app.register(tokenRoutes, { events: deps.events });
-  await app.register(agentRoutes, { events: deps.events });
+  await app.register(opsRoutes, { lifecycle, metrics });
+  await app.register(workspaceRoutes, { config, events });
+  await app.register(tokenRoutes, { events });
+  await app.register(agentRoutes, { events });
   // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
   let upgradeRateLimit: UpgradeRateLimit | undefined;
   await app.register(async (chat) => {
@@ -157,8 +164,8 @@ export async function buildApp(deps: AppDeps) {
         exposeForUpgrades: (limit) => (upgradeRateLimit = limit),
       });
     }
-    await chat.register(connRoutes, { gate: deps.gate, metrics: deps.metrics });
-    await chat.register(proxyRoutes, { gate: deps.gate, metrics: deps.metrics, config, trust });
+    await chat.register(connRoutes, { gate, metrics });
+    await chat.register(proxyRoutes, { gate, metrics, config, trust });
   });
 
   const upgrades = createUpgradeHandler({
@@ -168,10 +175,10 @@ export async function buildApp(deps: AppDeps) {
     trust,
     rateLimit: upgradeRateLimit,
     concurrency,
-    gate: deps.gate,
-    tokens: deps.tokens,
+    gate,
+    tokens,
     lifecycle,
-    metrics: deps.metrics,
+    metrics,
     logger: app.log,
   });
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -202,14 +209,14 @@ export async function buildApp(deps: AppDeps) {
   app.addHook('preClose', async () => upgrades.closeAll());
   // A tunnel ends with its authority: transitions from this replica and, through NOTIFY, from
   // the others. After a resync (notifications may have been lost) each one is read afresh.
-  deps.events.onEvent((event) => {
+  events.onEvent((event) => {
     const closed = upgrades.tunnels.apply(event);
     if (closed > 0) app.log.info({ tunnels: closed, reason: event.kind }, 'closed WebSocket tunnels whose authority ended');
   });
-  deps.events.onResync(() => {
+  events.onResync(() => {
     void upgrades.tunnels
       .recheck(async ({ tokenId, agentId }) => {
-        const read = await readTunnelAuthority(deps.db, tokenId === 'env' ? null : tokenId, agentId);
+        const read = await readTunnelAuthority(app.db, tokenId === 'env' ? null : tokenId, agentId);
         if (!read.tokenLive) return 'its token was revoked';
         return read.agentCurrent ? undefined : 'its agent is no longer current';
       })

@@ -1,15 +1,10 @@
-// Opens and closes everything the service runs on, in order: the database (embedded when no
-// DATABASE_URL is given), migrations, the event listener, the app. Each resource has one owner
-// here and is closed in reverse order.
+// Opens the database the service runs on: DATABASE_URL, or an embedded PostgreSQL and its
+// `agentgate` database. Its owner (the database plugin, or a CLI command) closes both.
 import pg from 'pg';
-import type { Logger } from 'pino';
+import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Config } from './config.js';
 import { openDatabase, type DatabaseHandle } from './db/database.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from './db/embedded.js';
-import { EventListener } from './db/events.js';
-import { EventHub } from './event-hub.js';
-import type { TokenStore } from './auth/token-store.js';
-import type { Gate } from './gate/gate.js';
 
 export interface DatabaseRuntime {
   handle: DatabaseHandle;
@@ -77,27 +72,3 @@ async function ensureDatabase(serverUrl: string, name: string): Promise<string> 
   url.pathname = `/${name}`;
   return url.toString();
 }
-
-export interface EventsRuntime {
-  hub: EventHub;
-  listener: EventListener;
-}
-
-/** Wires NOTIFY events from every replica to this process's caches. */
-export function startEvents(url: string, tokens: TokenStore, gate: Gate, logger: Logger): EventsRuntime {
-  const hub = new EventHub();
-  hub.onEvent((event) => {
-    if (event.kind === 'token_revoked') tokens.forgetToken(event.tokenId);
-    // New tokens (an API token, a build's agent tokens) must work at once, on every replica.
-    if (event.kind === 'token_created' || event.kind === 'build_created') tokens.forgetUnknown();
-    if (event.kind === 'workspace_deleted') tokens.forgetWorkspace(event.workspaceId);
-    gate.handleEvent(event);
-  });
-  hub.onResync(() => tokens.forgetAll());
-  const listener = new EventListener({ url, logger });
-  listener.on('event', (event) => hub.apply(event));
-  listener.on('resync', () => hub.resync());
-  listener.start();
-  return { hub, listener };
-}
-

@@ -2,7 +2,7 @@
 // its expiry pushed ahead on a timer while the process runs, deleted when it stops. A failed
 // refresh is logged and retried on the next tick; the key lifetime leaves room for several.
 import type { Kysely } from 'kysely';
-import type { Logger } from 'pino';
+import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from '../db/schema.js';
 import { deleteSigningKey, publishSigningKey } from '../db/signing-keys-repo.js';
 import type { GateSigningKey } from './gate-signing-key.js';

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { sql, type Kysely } from 'kysely';
-import type { Logger } from 'pino';
+import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from './schema.js';
 
 export const EVENTS_CHANNEL = 'agentgate_events';

@@ -4,7 +4,6 @@
 // cached connection.
 import { LRUCache } from 'lru-cache';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { BoundedPool } from '../db/bounded-pool.js';
 import type { GateEvent } from '../db/events.js';
@@ -83,7 +82,7 @@ export interface GateOptions {
   pool: BoundedPool;
   config: Config;
   metrics: Metrics;
-  logger: Logger;
+  logger: FastifyBaseLogger;
   /** This process's signing key: every request to an agent carries its signature. */
   signingKey: GateSigningKey;
 }
@@ -98,7 +97,7 @@ export class Gate {
   readonly #pool: BoundedPool;
   readonly #config: Config;
   readonly #metrics: Metrics;
-  readonly #logger: Logger;
+  readonly #logger: FastifyBaseLogger;
 
   constructor(options: GateOptions) {
     const { config, metrics } = options;

@@ -9,7 +9,7 @@ import { ENV_ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../supp
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { TokenStore } from '../../src/auth/token-store.js';
 import { createLogger } from '../../src/logger.js';
-import { startEvents } from '../../src/runtime.js';
+import { startEvents } from '../../src/plugins/events.js';
 import { publishEvent, type GateEvent } from '../../src/db/events.js';
 import { createApiToken } from '../../src/db/tokens-repo.js';
 import { hashToken, mintToken } from '../../src/auth/tokens.js';

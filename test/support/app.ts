@@ -1,15 +1,15 @@
-// Starts the real app on a real socket over a test database, with its logs captured.
+// Starts the real app, built as `serve` builds it, on a real socket over a test database, with
+// its logs captured.
 import { Writable } from 'node:stream';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { TokenStore } from '../../src/auth/token-store.js';
-import { Lifecycle } from '../../src/lifecycle.js';
-import { Metrics } from '../../src/metrics.js';
-import { Gate } from '../../src/gate/gate.js';
-import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
-import { KeyPublisher } from '../../src/auth/key-publisher.js';
-import { startEvents, type EventsRuntime } from '../../src/runtime.js';
+import type { TokenStore } from '../../src/auth/token-store.js';
+import type { Lifecycle } from '../../src/lifecycle.js';
+import type { Metrics } from '../../src/metrics.js';
+import type { Gate } from '../../src/gate/gate.js';
+import type { KeyPublisher } from '../../src/auth/key-publisher.js';
+import type { EventsRuntime } from '../../src/plugins/events.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
@@ -54,7 +54,7 @@ export interface TestAppOptions {
   env?: Record<string, string>;
   /** Share a database with another app (two replicas); otherwise a fresh one is cloned. */
   database?: TestDatabase;
-  /** Open the app's pool on another URL (e.g. through a fault proxy). */
+  /** Open the app's database on another URL (e.g. through a fault proxy). */
   databaseUrl?: string;
   maxEventLoopDelayMs?: number;
   /** Signing key lifetime and refresh interval (tests of key expiry shorten them). */
@@ -74,6 +74,7 @@ export function parseBody(text: string): unknown {
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = options.database ?? (await createTestDatabase());
   const config = loadConfig({
+    DATABASE_URL: options.databaseUrl ?? database.url,
     AGENTGATE_ADMIN_TOKEN: ENV_ADMIN_TOKEN,
     PORT: '0',
     LOG_LEVEL: 'info',
@@ -88,28 +89,15 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
   });
   const logger = createLogger(config.logLevel, sink);
-  const handle = database.open({ timeoutMs: config.dbTimeoutMs, url: options.databaseUrl });
-  const metrics = new Metrics({ processMetrics: false });
-  handle.pool.onQuery = metrics.observeQuery;
-  const tokens = new TokenStore({ db: handle.db, adminToken: config.adminToken });
-  const signingKey = GateSigningKey.generate();
-  const keys = new KeyPublisher({ db: handle.db, key: signingKey, logger, lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs });
-  await keys.start();
-  const gate = new Gate({ pool: handle.pool, config, metrics, logger, signingKey });
-  const events = startEvents(options.databaseUrl ?? database.url, tokens, gate, logger);
-  await new Promise<void>((resolve) => events.listener.once('connected', resolve));
-  const lifecycle = new Lifecycle();
   const app = await buildApp({
     config,
-    db: handle.db,
-    tokens,
-    events: events.hub,
-    lifecycle,
-    metrics,
     logger,
-    gate,
     maxEventLoopDelayMs: options.maxEventLoopDelayMs,
+    processMetrics: false,
+    signingKey: { lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs },
   });
+  // Tests count on notifications from the start.
+  if (!app.eventListener.connected) await new Promise<void>((resolve) => app.eventListener.once('connected', resolve));
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
@@ -133,21 +121,17 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     app,
     config,
     database,
-    handle,
-    tokens,
-    gate,
-    keys,
-    metrics,
-    events,
-    lifecycle,
+    handle: app.database,
+    tokens: app.tokens,
+    gate: app.gate,
+    keys: app.keyPublisher,
+    metrics: app.metrics,
+    events: { hub: app.events, listener: app.eventListener },
+    lifecycle: app.lifecycle,
     logs,
     call,
     close: async () => {
       await app.close();
-      await gate.close();
-      await events.listener.close();
-      await keys.stop();
-      await handle.close();
       if (!options.database) await database.drop();
     },
   };
