@@ -20,9 +20,8 @@ import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
 import proxyRoutes from './proxy/proxy-route.js';
 import { readTunnelAuthority } from './db/tunnel-authority.js';
-import { createUpgradeHandler, isProxiedWebSocket, type UpgradeRateLimit } from './proxy/websocket.js';
-import { ServerResponse, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import chatRateLimit from './http/plugins/rate-limit.js';
 import { trustProxyFrom } from './proxy/trust-proxy.js';
@@ -151,50 +150,23 @@ export async function buildApp(options: AppOptions) {
     if (params?.workspaceId) request.log = request.log.child({ workspaceId: params.workspaceId });
   });
 
-  await app.register(opsRoutes, { lifecycle, metrics });
-  await app.register(workspaceRoutes, { config, events });
-  await app.register(tokenRoutes, { events });
-  await app.register(agentRoutes, { events });
-  // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
-  let upgradeRateLimit: UpgradeRateLimit | undefined;
-  await app.register(async (chat) => {
-    if (config.rateLimitPerMin > 0) {
-      await chat.register(chatRateLimit, {
-        perMinute: config.rateLimitPerMin,
-        exposeForUpgrades: (limit) => (upgradeRateLimit = limit),
-      });
-    }
-    await chat.register(connRoutes, { gate, metrics });
-    await chat.register(proxyRoutes, { gate, metrics, config, trust });
-  });
-
-  const upgrades = createUpgradeHandler({
+  // An upgrade request is routed like any other request, so that it meets the same admission
+  // (draining, authentication, per-token caps, rate limit, load shedding): the proxy route turns
+  // a WebSocket one into a tunnel, other routes serve it as the plain request it also is.
+  const websockets = new WebSockets({
     headersTimeoutMs: config.proxyHeadersTimeoutMs,
     idleTimeoutMs: config.wsIdleTimeoutMs,
     maxLifetimeMs: config.wsMaxLifetimeMs,
     trust,
-    rateLimit: upgradeRateLimit,
-    concurrency,
-    gate,
-    tokens,
-    lifecycle,
     metrics,
-    logger: app.log,
   });
   app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (isProxiedWebSocket(req)) {
-      void upgrades(req, socket, head);
-      return;
-    }
-    // Any other upgrade (h2c from `curl --http2`, say) is served as the plain request it also is,
-    // over HTTP/1.1. Node stops parsing at an upgrade, so a body would never reach the route:
-    // a request that has one is refused rather than served without it.
-    const res = new ServerResponse(req);
-    res.assignSocket(socket as Socket);
-    res.shouldKeepAlive = false;
-    res.once('finish', () => socket.end());
+    const res = websockets.accept(req, socket, head);
+    // Node stops parsing at an upgrade, so a body would never reach a route: a request that is
+    // not a WebSocket (h2c from `curl --http2`, say) and has one is refused rather than served
+    // without it.
     const declared = req.headers['content-length'];
-    if (req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0')) {
+    if (!isWebSocketUpgrade(req) && (req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0'))) {
       app.log.info({ code: 'INVALID_REQUEST', upgrade: req.headers.upgrade }, 'upgrade with a body refused');
       writeProblem(
         res,
@@ -204,17 +176,29 @@ export async function buildApp(options: AppOptions) {
     }
     app.routing(req, res);
   });
+
+  await app.register(opsRoutes, { lifecycle, metrics });
+  await app.register(workspaceRoutes, { config, events });
+  await app.register(tokenRoutes, { events });
+  await app.register(agentRoutes, { events });
+  // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
+  await app.register(async (chat) => {
+    if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
+    await chat.register(connRoutes, { gate, metrics });
+    await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets });
+  });
+
   // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
   // and onClose hooks run only after it.
-  app.addHook('preClose', async () => upgrades.closeAll());
+  app.addHook('preClose', async () => websockets.closeAll());
   // A tunnel ends with its authority: transitions from this replica and, through NOTIFY, from
   // the others. After a resync (notifications may have been lost) each one is read afresh.
   events.onEvent((event) => {
-    const closed = upgrades.tunnels.apply(event);
+    const closed = websockets.tunnels.apply(event);
     if (closed > 0) app.log.info({ tunnels: closed, reason: event.kind }, 'closed WebSocket tunnels whose authority ended');
   });
   events.onResync(() => {
-    void upgrades.tunnels
+    void websockets.tunnels
       .recheck(async ({ tokenId, agentId }) => {
         const read = await readTunnelAuthority(app.db, tokenId === 'env' ? null : tokenId, agentId);
         if (!read.tokenLive) return 'its token was revoked';

@@ -14,6 +14,7 @@ import { checkForwardPath, splitAgentParam } from './target-path.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { forwardRequest, relayBody } from './forward.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
+import type { WebSockets } from './websocket.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
 
@@ -62,9 +63,11 @@ export interface ProxyRouteOptions {
   metrics: Metrics;
   config: Config;
   trust: TrustProxy;
+  /** Upgrade requests accepted from the server: this route turns them into tunnels. */
+  websockets: WebSockets;
 }
 
-const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust }) => {
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust, websockets }) => {
   // Bodies are streamed to the agent as they arrive, never parsed nor buffered here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -94,6 +97,10 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
       } catch (error) {
         return onFailure(error, request, reply, started, false);
       }
+      const upgrade = websockets.isUpgrade(request.raw);
+      if (upgrade && request.method !== 'GET') {
+        return onFailure(new ApiError('NOT_FOUND', 'no WebSocket route for this method'), request, reply, started, false);
+      }
       const declared = Number(request.headers['content-length'] ?? Number.NaN);
       if (declared > config.bodyLimitBytes) {
         const tooLarge = new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${config.bodyLimitBytes} bytes`);
@@ -114,6 +121,22 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         return onFailure(error, request, reply, started, true);
       }
       metrics.connTotal.inc({ code: 'ok' });
+      if (upgrade) {
+        try {
+          await websockets.open({
+            request,
+            reply,
+            principal: request.principal!,
+            gated,
+            path: `${target.path}${target.query}`,
+            workspaceId: target.workspaceId,
+            signal,
+          });
+          return;
+        } catch (error) {
+          return onFailure(error, request, reply, started, false);
+        }
+      }
       const { lease } = gated;
       const conn = lease.conn;
       request.log = request.log.child({ agentId: conn.agentId });

@@ -1,39 +1,27 @@
-// WebSocket upgrades on `/workspaces/:id/conn/*` (SPEC 4.1): the same authentication and gate
-// as every proxied request, then the upgrade is forwarded (signed) to the agent over its pool and
+// WebSocket upgrades on `/workspaces/:id/conn/*` (SPEC 4.1). An upgrade request goes through
+// the app's routing like any other, so the same admission applies (draining, authentication,
+// per-token caps, rate limit, load shedding); the proxy route then hands it here once the gate
+// has a connection: the upgrade is forwarded (signed) to the agent on a socket of its own and
 // the two sockets are joined; either side closing closes the other.
-import type { IncomingMessage } from 'node:http';
+import { ServerResponse, STATUS_CODES, request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
-import type { FastifyBaseLogger } from 'fastify';
-import { STATUS_CODES } from 'node:http';
-import { randomUUID } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../errors.js';
-import { ownerScope, type Principal } from '../auth/principal.js';
-import { authenticate } from '../auth/authenticate.js';
-import type { TokenStore } from '../auth/token-store.js';
-import type { TokenConcurrency } from '../auth/token-concurrency.js';
-import { CallerGone, type Gate } from '../gate/gate.js';
-import type { Lifecycle } from '../lifecycle.js';
+import type { Principal } from '../auth/principal.js';
+import { CallerGone, type GateSuccess } from '../gate/gate.js';
 import type { Metrics } from '../metrics.js';
-import { toApiError } from '../http/plugins/problem.js';
-import { proxyTarget } from './proxy-route.js';
 import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { createConnector } from '../gate/connector.js';
 import { Tunnels } from './tunnels.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 
-const ROUTE = /^\/workspaces\/[^/?]+\/conn\//;
-
-/** A WebSocket upgrade on a proxy path; other upgrade requests are plain HTTP to us. */
-export function isProxiedWebSocket(req: IncomingMessage): boolean {
-  return String(req.headers.upgrade ?? '').toLowerCase() === 'websocket' && ROUTE.test(req.url ?? '');
+/** A request that asks to become a WebSocket (any route; the proxy route is the one that can). */
+export function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  return String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
 }
-
-/** The chat routes' per-token budget, shared with upgrades (SPEC 7: one budget per token). */
-export type UpgradeRateLimit = (principal: Principal, ip: string) => Promise<{ allowed: boolean; retryAfterSeconds: number }>;
 
 export interface WebSocketProxyOptions {
   headersTimeoutMs: number;
@@ -43,29 +31,7 @@ export interface WebSocketProxyOptions {
   maxLifetimeMs: number;
   /** The reverse proxies whose forwarding headers are believed. */
   trust: TrustProxy;
-  rateLimit?: UpgradeRateLimit | undefined;
-  /** Per-token caps, shared with HTTP requests. */
-  concurrency: TokenConcurrency;
-  gate: Gate;
-  tokens: TokenStore;
-  lifecycle: Lifecycle;
   metrics: Metrics;
-  logger: FastifyBaseLogger;
-}
-
-function writeProblem(socket: Duplex, error: ApiError, requestId: string): void {
-  const problem = JSON.stringify(error.toProblem());
-  const status = error.status;
-  const lines = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
-    'content-type: application/problem+json',
-    `content-length: ${Buffer.byteLength(problem)}`,
-    `x-request-id: ${requestId}`,
-    ...(error.extras.retryAfter === undefined ? [] : [`retry-after: ${error.extras.retryAfter}`]),
-    ...(error.code === 'UNAUTHENTICATED' ? ['www-authenticate: Bearer realm="agentgate"'] : []),
-    'connection: close',
-  ];
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${problem}`);
 }
 
 type UpgradeAnswer =
@@ -131,77 +97,84 @@ function sendUpgrade(options: {
   });
 }
 
-export interface UpgradeHandler {
-  (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
-  /** Closes every proxied WebSocket (shutdown): the HTTP server does not track them. */
-  closeAll(): void;
-  /** The open tunnels, closed when the authority they rest on ends. */
-  readonly tunnels: Tunnels;
+export interface TunnelRequest {
+  request: FastifyRequest;
+  reply: FastifyReply;
+  principal: Principal;
+  gated: GateSuccess;
+  /** The agent path, with its query, after the connection's base path. */
+  path: string;
+  workspaceId: string;
+  signal: AbortSignal;
 }
 
-/** Handles the HTTP server's `upgrade` events. */
-export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHandler {
-  const { gate, tokens, lifecycle, metrics, concurrency } = options;
-  const open = new Set<Duplex>();
-  const tunnels = new Tunnels();
+/**
+ * The WebSocket side of the proxy: the upgrade sockets it was handed (so that shutdown can end
+ * them, since the HTTP server does not track upgraded sockets) and the tunnels they became.
+ */
+export class WebSockets {
+  /** The open tunnels, closed when the authority they rest on ends. */
+  readonly tunnels = new Tunnels();
+  readonly #pending = new WeakMap<IncomingMessage, { socket: Duplex; head: Buffer }>();
+  readonly #sockets = new Set<Duplex>();
 
-  const handler = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
-    const startedAt = performance.now();
-    const requestId = randomUUID();
-    const log = options.logger.child({ reqId: requestId });
+  constructor(private readonly options: WebSocketProxyOptions) {}
+
+  /**
+   * Takes an upgrade request from the server's `upgrade` event and gives back a response on its
+   * socket, for the app's routing: a refusal is written there as for any request.
+   */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer): ServerResponse {
     socket.on('error', () => undefined);
-    open.add(socket);
-    socket.once('close', () => open.delete(socket));
-    const controller = new AbortController();
-    socket.once('close', () => controller.abort(new CallerGone('the caller went away')));
-    let release: (() => void) | undefined;
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    if (isWebSocketUpgrade(req)) this.#pending.set(req, { socket, head });
+    const res = new ServerResponse(req);
+    res.assignSocket(socket as Socket);
+    res.shouldKeepAlive = false;
+    res.once('finish', () => socket.end());
+    return res;
+  }
+
+  /** Whether this request came as a WebSocket upgrade that this instance accepted. */
+  isUpgrade(req: IncomingMessage): boolean {
+    return this.#pending.has(req);
+  }
+
+  /** Closes every upgrade socket, tunnel or not (shutdown). */
+  closeAll(): void {
+    for (const socket of this.#sockets) socket.destroy();
+  }
+
+  /**
+   * Sends the upgrade to the agent. Its 101 joins the two sockets; any other answer of the agent
+   * passes through. Throws (before anything was written to the caller) CallerGone or an
+   * ApiError, for the route to answer. The gate's lease is released here, when the tunnel ends.
+   */
+  async open(t: TunnelRequest): Promise<void> {
+    const { request, reply, gated } = t;
+    const { metrics } = this.options;
+    const pending = this.#pending.get(request.raw);
+    if (!pending) throw new Error('not an accepted upgrade');
+    const { socket, head } = pending;
+    const log = request.log;
+    const conn = gated.lease.conn;
+    let release: (() => void) | undefined = () => gated.lease.release();
     try {
-      const url = req.url ?? '';
-      if (!ROUTE.test(url) || (req.method ?? 'GET') !== 'GET') {
-        throw new ApiError('NOT_FOUND', 'no WebSocket route for this path');
-      }
-      // As for HTTP routes: a draining process answers before any token lookup.
-      if (lifecycle.draining) throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
-      const principal = await authenticate(tokens, req.headers.authorization, 'conn');
-      // A WebSocket holds a slot from its upgrade until its socket closes, refused or not:
-      // the socket's one 'close' frees it.
-      socket.once('close', concurrency.acquire('websocket', principal));
-      const target = proxyTarget(url, req.headers['x-agentgate-agent']);
-      const limit = await options.rateLimit?.(principal, req.socket.remoteAddress ?? '');
-      if (limit && !limit.allowed) {
-        throw new ApiError('RATE_LIMITED', 'over the per-minute limit for this token', { retryAfter: limit.retryAfterSeconds });
-      }
-      let gated;
-      try {
-        gated = await gate.connect({
-          workspaceId: target.workspaceId,
-          agentName: target.agentName,
-          ownerScope: ownerScope(principal),
-          signal: controller.signal,
-          log: log.child({ workspaceId: target.workspaceId }),
-          startedAt,
-        });
-      } catch (error) {
-        if (error instanceof ApiError) metrics.connTotal.inc({ code: error.code });
-        else if (error instanceof CallerGone) metrics.connTotal.inc({ code: 'client_closed' });
-        throw error;
-      }
-      metrics.connTotal.inc({ code: 'ok' });
-      release = () => gated.lease.release();
-      const conn = gated.lease.conn;
-      const path = `${conn.basePath}${target.path}${target.query}`;
-      const headers = upstreamRequestHeaders(req.headers, {
-        ...forwardedFor(req, options.trust),
-        requestId,
+      const path = `${conn.basePath}${t.path}`;
+      const headers = upstreamRequestHeaders(request.headers, {
+        ...forwardedFor(request.raw, this.options.trust),
+        requestId: request.id,
         signature: conn.sign('GET', path),
       });
       const answer = await sendUpgrade({
         conn,
         path,
-        headers: { ...headers, connection: 'Upgrade', upgrade: String(req.headers.upgrade ?? 'websocket') },
-        signal: controller.signal,
-        headersTimeoutMs: options.headersTimeoutMs,
+        headers: { ...headers, connection: 'Upgrade', upgrade: String(request.headers.upgrade ?? 'websocket') },
+        signal: t.signal,
+        headersTimeoutMs: this.options.headersTimeoutMs,
       });
+      reply.hijack();
       if (answer.kind === 'response') {
         // The agent declined the upgrade: its answer passes through, as for any proxied call.
         const res = answer.response;
@@ -211,14 +184,12 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
           if (value === undefined || name === 'transfer-encoding') continue;
           for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${String(v)}`);
         }
-        lines.push(`x-request-id: ${requestId}`, 'connection: close');
+        lines.push(`x-request-id: ${request.id}`, 'connection: close');
         socket.write(`${lines.join('\r\n')}\r\n\r\n`);
         res.pipe(socket);
         res.once('error', () => socket.destroy());
         metrics.proxyRequests.inc({ status: String(res.statusCode ?? 502) });
-        log.info({ agentId: conn.agentId, status: res.statusCode }, 'the agent declined the WebSocket upgrade');
-        release();
-        release = undefined;
+        log.info({ status: res.statusCode }, 'the agent declined the WebSocket upgrade');
         return;
       }
       const { response, socket: upstream, head: upstreamHead } = answer;
@@ -227,7 +198,7 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
         if (value === undefined || withheldFromCaller(name)) continue;
         for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
       }
-      lines.push('x-agentgate-upstream: agent', `x-request-id: ${requestId}`);
+      lines.push('x-agentgate-upstream: agent', `x-request-id: ${request.id}`);
       if (gated.degraded) lines.push('x-agentgate-degraded: database');
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
@@ -246,37 +217,25 @@ export function createUpgradeHandler(options: WebSocketProxyOptions): UpgradeHan
         socket.destroy();
         done();
         metrics.proxyRequests.inc({ status: '101' });
-        if (reason) log.info({ agentId: conn.agentId, reason }, 'WebSocket closed by the gate');
-        else log.info({ agentId: conn.agentId }, 'WebSocket closed');
+        if (reason) log.info({ reason }, 'WebSocket closed by the gate');
+        else log.info('WebSocket closed');
       };
-      const forget = tunnels.add(
-        { tokenId: principal.kind === 'agent' ? '' : principal.tokenId, workspaceId: target.workspaceId, agentId: conn.agentId, buildId: conn.target.buildId },
+      const { principal } = t;
+      const forget = this.tunnels.add(
+        { tokenId: principal.kind === 'agent' ? '' : principal.tokenId, workspaceId: t.workspaceId, agentId: conn.agentId, buildId: conn.target.buildId },
         close,
       );
+      const { idleTimeoutMs, maxLifetimeMs } = this.options;
       // Idle: no byte either way on the caller's socket (what the agent sends is written to it).
-      if (socket instanceof Socket) socket.setTimeout(options.idleTimeoutMs, () => close(`idle for ${options.idleTimeoutMs} ms`));
-      if (options.maxLifetimeMs > 0) lifetime = setTimeout(() => close(`open for ${options.maxLifetimeMs} ms`), options.maxLifetimeMs);
+      if (socket instanceof Socket) socket.setTimeout(idleTimeoutMs, () => close(`idle for ${idleTimeoutMs} ms`));
+      if (maxLifetimeMs > 0) lifetime = setTimeout(() => close(`open for ${maxLifetimeMs} ms`), maxLifetimeMs);
       upstream.once('close', () => close());
       socket.once('close', () => close());
       socket.pipe(upstream);
       upstream.pipe(socket);
-      log.info({ agentId: conn.agentId, workspaceId: target.workspaceId }, 'WebSocket proxied');
-    } catch (error) {
+      log.info('WebSocket proxied');
+    } finally {
       release?.();
-      if (error instanceof CallerGone) {
-        socket.destroy();
-        return;
-      }
-      const apiError = toApiError(error);
-      if (apiError.code === 'INTERNAL') log.error({ err: error }, 'WebSocket upgrade failed');
-      else log.info({ code: apiError.code }, 'WebSocket upgrade refused');
-      if (!socket.destroyed) writeProblem(socket, apiError, requestId);
     }
-  };
-  return Object.assign(handler, {
-    tunnels,
-    closeAll: () => {
-      for (const socket of open) socket.destroy();
-    },
-  });
+  }
 }

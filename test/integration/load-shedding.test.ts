@@ -1,6 +1,7 @@
 // When the event loop lags, API calls answer 503 OVERLOADED with Retry-After at once, while the
 // operations routes stay served; calls resume by themselves when the lag is gone.
 import { randomUUID } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 
@@ -42,4 +43,37 @@ it('sheds API calls while the event loop lags, never the operations routes', asy
   }
   expect(status).toBe(404);
   expect(t.logs.some((l) => l.includes('"code":"OVERLOADED"'))).toBe(true);
+});
+
+/** A WebSocket upgrade request; the gate's answer when it refuses one. */
+function upgrade(path: string): Promise<{ status: number; body: { code?: string } }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${t.url}${path}`, {
+      headers: { connection: 'Upgrade', upgrade: 'websocket', authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' },
+    });
+    req.once('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, body: {} });
+    });
+    req.once('response', (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.once('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: string } }));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
+it('sheds WebSocket upgrades too: they meet the same admission as other calls', async () => {
+  const path = `/workspaces/${randomUUID()}/conn/ws`;
+  expect(await upgrade(path)).toMatchObject({ status: 404, body: { code: 'WORKSPACE_NOT_FOUND' } });
+  let shed: Awaited<ReturnType<typeof upgrade>> | undefined;
+  for (let i = 0; i < 10 && !shed; i++) {
+    blockEventLoop(600);
+    const r = await upgrade(path);
+    if (r.status === 503) shed = r;
+    else expect(r.status).toBe(404);
+  }
+  expect(shed?.body).toMatchObject({ code: 'OVERLOADED' });
 });

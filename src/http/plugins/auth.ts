@@ -42,7 +42,10 @@ export default fp<AuthOptions>(
       }
       const principal = await authenticate(tokens, request.headers.authorization, access);
       request.principal = principal;
-      const release = concurrency.acquire('request', principal);
+      // A WebSocket upgrade holds a WebSocket slot until its socket closes, refused or not (the
+      // response on an upgrade socket closes with it).
+      const upgrade = String(request.headers.upgrade ?? '').toLowerCase() === 'websocket';
+      const release = concurrency.acquire(upgrade ? 'websocket' : 'request', principal);
       // A response's 'close' follows its 'finish', and comes alone when the connection dies
       // first; release frees the slot once, whichever comes.
       reply.raw.once('finish', release);
