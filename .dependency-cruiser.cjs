@@ -1,0 +1,71 @@
+// The layers of src/ and the one direction their imports may point (run by `npm run lint`):
+//
+//   app       app.ts, server.ts, cli.ts, demo.ts, runtime.ts, plugins/  (assembles the rest)
+//   http      routes and request-pipeline plugins
+//   proxy     forwarding a call over a gate connection, WebSocket tunnels
+//   gate      the decision flow, dials, the connection cache
+//   auth      tokens, principals, the gate's signing key
+//   db        repositories, the pool, migrations, notifications
+//   base      config, logger, metrics, lifecycle, event hub
+//   domain    agent times and status, events, error codes, token formats: imports nothing
+//
+// The reference agent (agent/) is a program of its own: it may use http's plugins, auth's
+// signature checks, base and domain, never the gate's internals.
+const LAYERS = {
+  domain: '^src/domain/',
+  base: '^src/(config|logger|metrics|lifecycle|event-hub)[.]ts$',
+  db: '^src/db/',
+  auth: '^src/auth/',
+  gate: '^src/gate/',
+  proxy: '^src/proxy/',
+  http: '^src/http/',
+  agent: '^src/agent/',
+};
+
+/** `layer` may import only from itself and `allowed` (anything outside src/ is not checked). */
+const only = (layer, allowed) => ({
+  name: `${layer}-imports-only-${allowed.join('-') || 'itself'}`,
+  comment: `${layer} may import only from ${allowed.length ? allowed.join(', ') : 'itself'}`,
+  severity: 'error',
+  from: { path: LAYERS[layer] },
+  to: { path: '^src/', pathNot: [LAYERS[layer], ...allowed.map((name) => LAYERS[name])] },
+});
+
+module.exports = {
+  forbidden: [
+    only('domain', []),
+    only('base', ['domain']),
+    only('db', ['base', 'domain']),
+    only('auth', ['db', 'base', 'domain']),
+    only('gate', ['auth', 'db', 'base', 'domain']),
+    only('proxy', ['gate', 'auth', 'db', 'base', 'domain']),
+    only('http', ['proxy', 'gate', 'auth', 'db', 'base', 'domain']),
+    only('agent', ['http', 'auth', 'base', 'domain']),
+    {
+      name: 'no-circular',
+      comment: 'a cycle makes two modules one; break it by moving what both need lower',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'not-to-unresolvable',
+      severity: 'error',
+      from: {},
+      to: { couldNotResolve: true },
+    },
+    {
+      name: 'not-to-dev-dependencies',
+      comment: 'src/ ships without devDependencies',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { dependencyTypes: ['npm-dev'] },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], extensions: ['.ts', '.js'] },
+  },
+};
