@@ -15,10 +15,11 @@ import { ApiError, type ProblemExtras } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { AgentConnection } from './agent-connection.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
-import { classifyAgent, disconnectedSeconds, type AgentStatus, type Classification } from './classify.js';
+import { classifyAgent, disconnectedSeconds, type Classification } from './classify.js';
 import { ConnCache, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
 import { FailedDials } from './failed-dials.js';
+import { decide, type RememberedFailure } from './decide.js';
 import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from './shared-dials.js';
 
 export { CallerGone };
@@ -38,24 +39,22 @@ export interface GateRequest {
   startedAt?: number;
 }
 
-export interface AgentView {
-  id: string;
-  name: string;
-  status: AgentStatus;
-  firstConnectedAt: string | null;
-  lastConnectedAt: string | null;
-  disconnectedAt: string | null;
-}
-
 export interface GateSuccess {
   workspaceId: string;
-  agent: AgentView;
+  /** The row read for this call (for a degraded answer, the last one read). */
+  agent: CurrentAgent;
+  classification: Classification;
   /** The caller must release it when done with the connection. */
   lease: Lease;
   /** No dial was made for this call. */
   cached: boolean;
   /** Served on a cached connection because the database could not be read. */
   degraded: boolean;
+}
+
+export interface AgentStatusRead {
+  agent: CurrentAgent;
+  classification: Classification;
 }
 
 interface Snapshot {
@@ -65,19 +64,6 @@ interface Snapshot {
 }
 
 type Evaluated = { kind: 'fresh'; snapshot: Snapshot } | { kind: 'degraded'; success: GateSuccess };
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-export function presentAgent(agent: CurrentAgent, c: Classification): AgentView {
-  return {
-    id: agent.id,
-    name: agent.name,
-    status: c.status,
-    firstConnectedAt: iso(agent.firstConnectedAt),
-    lastConnectedAt: iso(agent.lastConnectedAt),
-    disconnectedAt: iso(c.disconnectedAt),
-  };
-}
 
 export interface GateOptions {
   pool: BoundedPool;
@@ -117,10 +103,10 @@ export class Gate {
   }
 
   /** Status snapshot for `GET .../agent`: one read, no dial, no side effect. */
-  async status(req: Omit<GateRequest, 'signal' | 'log'>): Promise<AgentView> {
+  async status(req: Omit<GateRequest, 'signal' | 'log'>): Promise<AgentStatusRead> {
     try {
-      const snapshot = await this.#read(req);
-      return presentAgent(snapshot.agent, snapshot.classification);
+      const { agent, classification } = await this.#read(req);
+      return { agent, classification };
     } catch (error) {
       if (!(error instanceof DatabaseUnreadable)) throw error;
       throw databaseUnavailable(req.workspaceId);
@@ -136,7 +122,6 @@ export class Gate {
       const evaluated = await this.#evaluate(req, remaining());
       if (evaluated.kind === 'degraded') return evaluated.success;
       const { agent, classification: c } = evaluated.snapshot;
-      const view = presentAgent(agent, c);
       const extras: ProblemExtras = {
         workspaceId: req.workspaceId,
         agentId: agent.id,
@@ -144,39 +129,21 @@ export class Gate {
         disconnectedSeconds: disconnectedSeconds(c),
       };
 
-      if (c.status === 'timeout') {
-        this.cache.evict(agent.id);
-        throw new ApiError('AGENT_NEVER_CONNECTED', 'the agent never connected and its connection timeout has passed', extras);
+      const cached = this.cache.acquire(agent.id);
+      const decision = decide({
+        classification: c,
+        cached: cached === undefined ? 'none' : cached.conn.target.address === agent.address ? 'matching' : 'stale',
+        remembered: remembered(this.#failed.recall(agent.id, agent.lastConnectedAt)),
+        disconnectGraceMs: this.#config.disconnectGraceMs,
+      });
+      if (decision.kind === 'reuse' && cached) {
+        return { workspaceId: req.workspaceId, agent, classification: c, lease: cached, cached: true, degraded: false };
       }
-      if (c.status === 'disconnected') {
-        const strong =
-          c.cause === 'goodbye' || c.disconnectedForMs === null || c.disconnectedForMs >= this.#config.disconnectGraceMs;
-        this.cache.evict(agent.id);
-        if (strong) {
-          throw new ApiError(
-            'AGENT_DISCONNECTED',
-            c.cause === 'goodbye' ? 'the agent said goodbye' : 'the agent stopped reporting heartbeats',
-            extras,
-          );
-        }
-        // A weak signal: a missed heartbeat or two. A fresh dial decides (below).
-      } else {
-        const lease = this.cache.acquire(agent.id);
-        if (lease && lease.conn.target.address === agent.address) {
-          return { workspaceId: req.workspaceId, agent: view, lease, cached: true, degraded: false };
-        }
-        if (lease) {
-          lease.release();
-          this.cache.evict(agent.id);
-        }
-      }
-
-      const remembered = this.#failed.recall(agent.id, agent.lastConnectedAt);
-      if (remembered) {
-        throw new ApiError(remembered.failure.code, `${remembered.failure.detail} (remembered from a recent dial)`, {
-          ...extras,
-          retryAfter: remembered.retryAfterSeconds,
-        });
+      cached?.release();
+      if (decision.kind !== 'reuse' && decision.evict) this.cache.evict(agent.id);
+      if (decision.kind === 'refuse') {
+        const retry = decision.retryAfterSeconds === undefined ? {} : { retryAfter: decision.retryAfterSeconds };
+        throw new ApiError(decision.code, decision.detail, { ...extras, ...retry });
       }
 
       dials += 1;
@@ -189,7 +156,7 @@ export class Gate {
         lease?.release();
         throw error;
       }
-      if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent: view, lease, cached: false, degraded: false };
+      if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent, classification: c, lease, cached: false, degraded: false };
       if (lease) {
         lease.release();
         this.cache.evictIf(agent.id, lease.conn);
@@ -308,7 +275,8 @@ export class Gate {
           kind: 'degraded',
           success: {
             workspaceId: req.workspaceId,
-            agent: presentAgent(last.agent, last.classification),
+            agent: last.agent,
+            classification: last.classification,
             lease,
             cached: true,
             degraded: true,
@@ -392,5 +360,8 @@ class DatabaseUnreadable extends Error {
     super('database unreadable', { cause });
   }
 }
+
+const remembered = (recalled: ReturnType<FailedDials['recall']>): RememberedFailure | undefined =>
+  recalled && { code: recalled.failure.code, detail: recalled.failure.detail, retryAfterSeconds: recalled.retryAfterSeconds };
 
 const readKey = (req: { workspaceId: string; agentName?: string | undefined }) => `${req.workspaceId}\u0000${req.agentName ?? ''}`;
