@@ -1,6 +1,6 @@
 // A connection: one undici pool of keep-alive sockets to one agent, dialed once and shared.
 import { Pool } from 'undici';
-import { createConnector } from './connector.js';
+import { ConnectAbandoned, createConnector } from './connector.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
 
 export interface AgentTarget {
@@ -113,7 +113,7 @@ export class AgentConnection {
       done = true;
       this.#waiting -= 1;
       if (this.#waiting > 0 || this.#dialSignal !== undefined) return;
-      for (const giveUp of [...this.#connecting]) giveUp(new Error('nobody waits for this connection any more'));
+      for (const giveUp of [...this.#connecting]) giveUp(new ConnectAbandoned('nobody waits for this connection any more'));
     };
   }
 

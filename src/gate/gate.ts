@@ -13,6 +13,7 @@ import { DatabaseTimeoutError } from '../db/bounded-pool.js';
 import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
 import { ApiError, type ProblemExtras } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import { FAILURE_API_CODES, failureAnswer } from '../failure-codes.js';
 import type { AgentConnection } from './agent-connection.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
 import { classifyAgent, disconnectedSeconds, type Classification } from './classify.js';
@@ -301,12 +302,14 @@ export class Gate {
     } catch (error) {
       if (error instanceof CallerGone) throw error;
       // This call's own budget ran out: its answer alone, not the agent's, so not remembered.
-      if (error instanceof WaitExpired) throw new ApiError('AGENT_DIAL_TIMEOUT', error.message, extras);
+      if (error instanceof WaitExpired) throw failureAnswer(error.code, error.message, extras);
       // Too many callers already wait on this agent's dial: shed this one at once (OVERLOADED,
       // not an AGENT_* code: nothing is known about the agent yet, and nothing is remembered).
-      if (error instanceof TooManyWaiters) throw new ApiError('OVERLOADED', error.message, { ...extras, retryAfter: 1 });
+      if (error instanceof TooManyWaiters) throw failureAnswer(error.code, error.message, { ...extras, retryAfter: 1 });
       if (error instanceof DialFailure) {
-        const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
+        const code = FAILURE_API_CODES[error.code];
+        // A dial is cancelled only once every caller has left: this one too.
+        if (code === null) throw new CallerGone('the caller went away');
         throw new ApiError(code, error.message, extras);
       }
       throw error;
@@ -339,11 +342,11 @@ export class Gate {
       return conn;
     } catch (error) {
       const outcome = error instanceof DialFailure ? error.outcome : 'unreachable';
-      this.#metrics.dialSeconds.observe({ result: outcome === 'cancelled' ? 'client_closed' : outcome }, (performance.now() - started) / 1000);
-      if (outcome === 'cancelled') {
+      const code = error instanceof DialFailure ? FAILURE_API_CODES[error.code] : FAILURE_API_CODES.AGENTGATE_DIAL_UNREACHABLE;
+      this.#metrics.dialSeconds.observe({ result: code === null ? 'client_closed' : outcome }, (performance.now() - started) / 1000);
+      if (code === null) {
         log.info({ code: 'client_closed' }, 'dial cancelled: every caller left');
       } else {
-        const code = outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
         this.#failed.remember(agent.id, agent.lastConnectedAt, code, (error as Error).message);
         log.warn({ code, err: (error as Error).message }, 'dial failed');
       }

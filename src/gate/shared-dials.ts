@@ -7,20 +7,24 @@
 // closures and no promise reaction of its own: the flight settles them all from one), and at
 // most `maxWaiters` per agent; beyond that a caller is refused at once (TooManyWaiters).
 import { DialAbandoned } from './dial.js';
+import type { FailureCode } from '../failure-codes.js';
 
 /** Rejection of a waiter whose own caller went away. */
 export class CallerGone extends Error {
   override name = 'CallerGone';
+  readonly code = 'AGENTGATE_CALLER_GONE' satisfies FailureCode;
 }
 
 /** Rejection of a waiter whose own budget ran out before the dial settled: its answer alone. */
 export class WaitExpired extends Error {
   override name = 'WaitExpired';
+  readonly code = 'AGENTGATE_WAIT_EXPIRED' satisfies FailureCode;
 }
 
 /** Refusal of a caller when its agent's dial already has the most waiters allowed. */
 export class TooManyWaiters extends Error {
   override name = 'TooManyWaiters';
+  readonly code = 'AGENTGATE_TOO_MANY_WAITERS' satisfies FailureCode;
 }
 
 export const DEFAULT_MAX_WAITERS = 1_000;
