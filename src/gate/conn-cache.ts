@@ -14,6 +14,19 @@ interface Entry {
 export interface Lease {
   readonly conn: AgentConnection;
   release(): void;
+  /**
+   * Reports the connection broken (its sockets failed under a request): it leaves the cache,
+   * unless a newer one already replaced it, and closes once its last lease is returned.
+   */
+  markBroken(): void;
+}
+
+/** What the gate lets others see of its cache: observation only, never use or eviction. */
+export interface CachedConnections {
+  readonly size: number;
+  has(agentId: string): boolean;
+  /** The agent's live cached connection, without a lease and without counting as use. */
+  peek(agentId: string): AgentConnection | undefined;
 }
 
 export interface ConnCacheOptions {
@@ -22,7 +35,7 @@ export interface ConnCacheOptions {
   onSizeChange?: (size: number) => void;
 }
 
-export class ConnCache {
+export class ConnCache implements CachedConnections {
   readonly #lru: LRUCache<string, Entry>;
   readonly #onSizeChange: (size: number) => void;
   readonly #sweeper: NodeJS.Timeout;
@@ -78,6 +91,11 @@ export class ConnCache {
     return this.#lru.has(agentId);
   }
 
+  peek(agentId: string): AgentConnection | undefined {
+    const conn = this.#lru.peek(agentId)?.conn;
+    return conn && !conn.closed ? conn : undefined;
+  }
+
   evict(agentId: string): boolean {
     return this.#lru.delete(agentId);
   }
@@ -117,6 +135,9 @@ export class ConnCache {
         released = true;
         entry.leases -= 1;
         if (entry.retired && entry.leases === 0) void entry.conn.close();
+      },
+      markBroken: () => {
+        this.evictIf(entry.conn.agentId, entry.conn);
       },
     };
   }

@@ -17,7 +17,7 @@ import { FAILURE_API_CODES, failureAnswer } from '../failure-codes.js';
 import type { AgentConnection } from './agent-connection.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
 import { classifyAgent, disconnectedSeconds, type Classification } from './classify.js';
-import { ConnCache, type Lease } from './conn-cache.js';
+import { ConnCache, type CachedConnections, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
 import { FailedDials } from './failed-dials.js';
 import { decide, type RememberedFailure } from './decide.js';
@@ -76,7 +76,7 @@ export interface GateOptions {
 }
 
 export class Gate {
-  readonly cache: ConnCache;
+  readonly #cache: ConnCache;
   readonly signingKey: GateSigningKey;
   readonly #dials = new SharedDials<AgentConnection>();
   readonly #failed: FailedDials;
@@ -96,11 +96,16 @@ export class Gate {
     this.#logger = options.logger;
     this.#failed = new FailedDials(config.dialBackoffMs);
     this.#lastReads = new LRUCache({ max: Math.max(1000, config.maxConns) });
-    this.cache = new ConnCache({
+    this.#cache = new ConnCache({
       max: config.maxConns,
       idleMs: config.connIdleMs,
       onSizeChange: (size) => metrics.connections.set(size),
     });
+  }
+
+  /** The cached connections, for observation (metrics, tests); only the gate uses or evicts them. */
+  get connections(): CachedConnections {
+    return this.#cache;
   }
 
   /** Status snapshot for `GET .../agent`: one read, no dial, no side effect. */
@@ -130,7 +135,7 @@ export class Gate {
         disconnectedSeconds: disconnectedSeconds(c),
       };
 
-      const cached = this.cache.acquire(agent.id);
+      const cached = this.#cache.acquire(agent.id);
       const decision = decide({
         classification: c,
         cached: cached === undefined ? 'none' : cached.conn.target.address === agent.address ? 'matching' : 'stale',
@@ -141,7 +146,7 @@ export class Gate {
         return { workspaceId: req.workspaceId, agent, classification: c, lease: cached, cached: true, degraded: false };
       }
       cached?.release();
-      if (decision.kind !== 'reuse' && decision.evict) this.cache.evict(agent.id);
+      if (decision.kind !== 'reuse' && decision.evict) this.#cache.evict(agent.id);
       if (decision.kind === 'refuse') {
         const retry = decision.retryAfterSeconds === undefined ? {} : { retryAfter: decision.retryAfterSeconds };
         throw new ApiError(decision.code, decision.detail, { ...extras, ...retry });
@@ -159,8 +164,8 @@ export class Gate {
       }
       if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent, classification: c, lease, cached: false, degraded: false };
       if (lease) {
+        lease.markBroken();
         lease.release();
-        this.cache.evictIf(agent.id, lease.conn);
         req.log.info({ agentId: agent.id }, 'the agent was replaced while dialing; starting over');
       }
       if (dials >= 2 || remaining() <= 0) {
@@ -175,7 +180,7 @@ export class Gate {
   handleEvent(event: GateEvent): void {
     switch (event.kind) {
       case 'agent_disconnected':
-        if (this.cache.evict(event.agentId)) this.#logger.info({ agentId: event.agentId }, 'closed the connection of an agent that said goodbye');
+        if (this.#cache.evict(event.agentId)) this.#logger.info({ agentId: event.agentId }, 'closed the connection of an agent that said goodbye');
         break;
       case 'agent_connected':
       case 'agent_reconnected':
@@ -185,7 +190,7 @@ export class Gate {
       case 'workspace_deleted': {
         // A build's agents are not replaced by that build: its notice, arriving (or echoed back
         // to this replica) after one of them was dialed, must not close that connection.
-        const n = this.cache.evictWorkspace(
+        const n = this.#cache.evictWorkspace(
           event.workspaceId,
           event.kind === 'build_created' ? (conn) => conn.target.buildId === event.buildId : undefined,
         );
@@ -199,7 +204,7 @@ export class Gate {
   }
 
   async close(): Promise<void> {
-    await this.cache.close();
+    await this.#cache.close();
   }
 
   /** One more read after a dial; a database failure or an exhausted budget keeps the dial. */
@@ -255,7 +260,7 @@ export class Gate {
     const last = this.#lastReads.get(key);
     if (!last) return;
     this.#lastReads.delete(key);
-    if (this.cache.evict(last.agent.id)) this.#logger.info({ agentId: last.agent.id }, 'closed the connection of an agent that is no longer current');
+    if (this.#cache.evict(last.agent.id)) this.#logger.info({ agentId: last.agent.id }, 'closed the connection of an agent that is no longer current');
   }
 
   /** The fresh read; when the database cannot be read, a live cached connection still serves. */
@@ -266,7 +271,7 @@ export class Gate {
       if (!(error instanceof DatabaseUnreadable)) throw error;
       const last = this.#lastReads.get(readKey(req));
       const visible = last && (req.ownerScope === null || last.ownerId === req.ownerScope);
-      const lease = visible ? this.cache.acquire(last.agent.id) : undefined;
+      const lease = visible ? this.#cache.acquire(last.agent.id) : undefined;
       if (last && lease) {
         req.log.warn(
           { agentId: last.agent.id, err: (error.cause as Error).message },
@@ -314,7 +319,7 @@ export class Gate {
       }
       throw error;
     }
-    const lease = this.cache.acquire(agent.id);
+    const lease = this.#cache.acquire(agent.id);
     if (lease && lease.conn.target.address === agent.address) return lease;
     lease?.release();
     return undefined;
@@ -337,7 +342,7 @@ export class Gate {
       );
       this.#metrics.dialSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
       this.#failed.forget(agent.id);
-      this.cache.add(conn).release();
+      this.#cache.add(conn).release();
       log.info({ dialMs: Math.round(conn.dialMs) }, 'dialed the agent');
       return conn;
     } catch (error) {

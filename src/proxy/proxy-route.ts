@@ -158,7 +158,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         if (error instanceof ApiError && (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE')) {
           // The pool's sockets are suspect, or the agent refuses new ones; the next call dials
           // afresh (unless one already did).
-          gate.cache.evictIf(conn.agentId, conn);
+          lease.markBroken();
         }
         return onFailure(error, request, reply, started, false);
       } finally {
