@@ -19,6 +19,11 @@ export interface Lease {
    * unless a newer one already replaced it, and closes once its last lease is returned.
    */
   markBroken(): void;
+  /**
+   * Another lease on the same connection, taken while this one is held: valid even when the
+   * connection has been evicted meanwhile (it closes when the last lease is returned).
+   */
+  share(): Lease;
 }
 
 /** What the gate lets others see of its cache: observation only, never use or eviction. */
@@ -139,6 +144,7 @@ export class ConnCache implements CachedConnections {
       markBroken: () => {
         this.evictIf(entry.conn.agentId, entry.conn);
       },
+      share: () => this.#lease(entry),
     };
   }
 

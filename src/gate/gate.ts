@@ -14,7 +14,6 @@ import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
 import { ApiError, type ProblemExtras } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { FAILURE_API_CODES, failureAnswer } from '../failure-codes.js';
-import type { AgentConnection } from './agent-connection.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
 import { classifyAgent, disconnectedSeconds, type Classification } from './classify.js';
 import { ConnCache, type CachedConnections, type Lease } from './conn-cache.js';
@@ -78,7 +77,11 @@ export interface GateOptions {
 export class Gate {
   readonly #cache: ConnCache;
   readonly signingKey: GateSigningKey;
-  readonly #dials = new SharedDials<AgentConnection>();
+  /**
+   * A dial's value is its own lease on the connection it cached; each waiter is handed a lease
+   * of its own at once, so an eviction between the dial and the waiter cannot close it first.
+   */
+  readonly #dials = new SharedDials<Lease>({ handOut: (lease) => lease.share(), settled: (lease) => lease.release() });
   readonly #failed: FailedDials;
   /** The last row read per (workspace, agent name): what a degraded answer reports. */
   readonly #lastReads: LRUCache<string, Snapshot>;
@@ -294,16 +297,16 @@ export class Gate {
   }
 
   /**
-   * Joins or starts the agent's dial; a lease on its connection, or undefined when the
-   * connection was evicted between the dial and now (a goodbye, a rebuild): the caller then
-   * starts over, since a closed pool is never handed out.
+   * Joins or starts the agent's dial; a lease on its connection, or undefined when the dial
+   * joined was to another address than the one this call read: the caller then starts over.
    */
   async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras, budgetMs: number): Promise<Lease | undefined> {
     // The dial is shared: it always gets its full bound, never the remainder of whichever call
     // started it; each call stops waiting at its own deadline instead.
     const timeoutMs = this.#config.dialTimeoutMs;
+    let lease: Lease;
     try {
-      await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs));
+      ({ value: lease } = await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs)));
     } catch (error) {
       if (error instanceof CallerGone) throw error;
       // This call's own budget ran out: its answer alone, not the agent's, so not remembered.
@@ -319,13 +322,12 @@ export class Gate {
       }
       throw error;
     }
-    const lease = this.#cache.acquire(agent.id);
-    if (lease && lease.conn.target.address === agent.address) return lease;
-    lease?.release();
+    if (lease.conn.target.address === agent.address) return lease;
+    lease.release();
     return undefined;
   }
 
-  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<AgentConnection> {
+  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<Lease> {
     const started = performance.now();
     const log = req.log.child({ agentId: agent.id });
     try {
@@ -342,9 +344,8 @@ export class Gate {
       );
       this.#metrics.dialSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
       this.#failed.forget(agent.id);
-      this.#cache.add(conn).release();
       log.info({ dialMs: Math.round(conn.dialMs) }, 'dialed the agent');
-      return conn;
+      return this.#cache.add(conn);
     } catch (error) {
       const outcome = error instanceof DialFailure ? error.outcome : 'unreachable';
       const code = error instanceof DialFailure ? FAILURE_API_CODES[error.code] : FAILURE_API_CODES.AGENTGATE_DIAL_UNREACHABLE;
