@@ -19,6 +19,7 @@ import { classifyAgent, disconnectedSeconds, type Classification } from './class
 import { ConnCache, type CachedConnections, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
 import { FailedDials } from './failed-dials.js';
+import { connectionPolicy, type ConnectionPolicy } from './agent-connection.js';
 import { decide, type RememberedFailure } from './decide.js';
 import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from './shared-dials.js';
 
@@ -83,6 +84,7 @@ export class Gate {
    */
   readonly #dials = new SharedDials<Lease>({ handOut: (lease) => lease.share(), settled: (lease) => lease.release() });
   readonly #failed: FailedDials;
+  readonly #connectionPolicy: ConnectionPolicy;
   /** The last row read per (workspace, agent name): what a degraded answer reports. */
   readonly #lastReads: LRUCache<string, Snapshot>;
   readonly #pool: BoundedPool;
@@ -98,6 +100,7 @@ export class Gate {
     this.#metrics = metrics;
     this.#logger = options.logger;
     this.#failed = new FailedDials(config.dialBackoffMs);
+    this.#connectionPolicy = connectionPolicy(config);
     this.#lastReads = new LRUCache({ max: Math.max(1000, config.maxConns) });
     this.#cache = new ConnCache({
       max: config.maxConns,
@@ -333,14 +336,7 @@ export class Gate {
     try {
       const conn = await dialAgent(
         { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address },
-        {
-          timeoutMs,
-          signingKey: this.signingKey,
-          connectTimeoutMs: this.#config.dialTimeoutMs,
-          headersTimeoutMs: this.#config.proxyHeadersTimeoutMs,
-          keepAliveMs: this.#config.connIdleMs,
-          signal,
-        },
+        { ...this.#connectionPolicy, timeoutMs, signingKey: this.signingKey, signal },
       );
       this.#metrics.dialSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
       this.#failed.forget(agent.id);
