@@ -7,11 +7,24 @@
 // queries are in flight) would be an uncaught 'error' that ends the process.
 import pg from 'pg';
 import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
+import type { FailureCode } from '../failure-codes.js';
 
 export class DatabaseTimeoutError extends Error {
   override name = 'DatabaseTimeoutError';
-  readonly code = 'AGENTGATE_DB_TIMEOUT';
+  readonly code = 'AGENTGATE_DB_TIMEOUT' satisfies FailureCode;
 }
+
+/**
+ * The database connection broke, or none could be opened. pg reports these without a code of
+ * their own (no SQLSTATE, no errno): they are told apart here by where they happened instead.
+ */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+  readonly code = 'AGENTGATE_DB_UNAVAILABLE' satisfies FailureCode;
+}
+
+/** pg's own errors carry no code; the server's carry a SQLSTATE and the network's an errno. */
+const hasCode = (error: unknown): boolean => typeof (error as { code?: unknown } | null)?.code === 'string';
 
 /**
  * The least time a query is sent with: below it a healthy round trip would likely be cut
@@ -76,7 +89,10 @@ export class BoundedPool implements PostgresPool {
     try {
       client = await this.#connectWithin(Math.min(budgetMs, this.timeoutMs));
     } catch (error) {
-      throw wrapTimeout(error, 'waiting for a database connection');
+      // Without a code, a failed connect is pg's own report of a connection that timed out or
+      // ended while opening; a pool that is shutting down says so too, and stays a plain error.
+      if (hasCode(error) || this.pg.ending) throw error;
+      throw new DatabaseUnavailableError('no database connection could be opened', { cause: error });
     }
     return new BoundedClient(client, this, started);
   }
@@ -153,23 +169,36 @@ class BoundedClient implements PostgresPoolClient {
       throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, remaining)} ms of ${Math.round(budgetMs)} ms)`);
     }
     const started = performance.now();
+    // Our own timer rather than pg's query_timeout: pg's read timeout is told apart only by its
+    // message.
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(resolve, remaining, 'expired');
+    });
     try {
-      // pg reads query_timeout per query, though its types do not declare it.
-      const config: pg.QueryConfig & { query_timeout: number } = { ...query, query_timeout: remaining };
-      const result = await this.client.query<R & pg.QueryResultRow>(config);
+      const result = await Promise.race([this.client.query<R & pg.QueryResultRow>(query), expired]);
+      if (result === 'expired') {
+        this.#broken = true;
+        // why: pg keeps its socket private; a timed-out query leaves it unusable, so cut it now
+        // instead of waiting for a TCP timeout on a black-holed server. The query then fails
+        // with the connection, and nobody waits for it.
+        (this.client as unknown as RawConnection).connection?.stream?.destroy();
+        this.pool.onQuery?.((performance.now() - started) / 1000, false);
+        throw new DatabaseTimeoutError(`database query exceeded ${Math.round(budgetMs)} ms`);
+      }
       this.pool.onQuery?.((performance.now() - started) / 1000, true);
       return result;
     } catch (error) {
+      if (error instanceof DatabaseTimeoutError) throw error;
       this.pool.onQuery?.((performance.now() - started) / 1000, false);
-      if (error instanceof Error && error.message === 'Query read timeout') {
-        this.#broken = true;
-        // why: pg keeps its socket private; a timed-out query leaves it unusable, so cut it now
-        // instead of waiting for a TCP timeout on a black-holed server.
-        (this.client as unknown as RawConnection).connection?.stream?.destroy();
-        throw new DatabaseTimeoutError(`database query exceeded ${Math.round(budgetMs)} ms`);
+      // A code-less error on a client whose connection reported an error is that connection
+      // breaking (pg errors the query in flight, then the client); not a bug of the query.
+      if (this.#broken && !hasCode(error)) {
+        throw new DatabaseUnavailableError('the database connection broke during a query', { cause: error });
       }
       throw error;
     } finally {
+      clearTimeout(timer);
       this.#budgetStart = performance.now();
     }
   }
@@ -185,11 +214,4 @@ class BoundedClient implements PostgresPoolClient {
 /** How long opening one connection may take: a few query bounds, at least 2 s. */
 export function openTimeoutMs(queryTimeoutMs: number): number {
   return Math.max(3 * queryTimeoutMs, 2_000);
-}
-
-function wrapTimeout(error: unknown, what: string): unknown {
-  if (error instanceof Error && /timeout/i.test(error.message)) {
-    return new DatabaseTimeoutError(`timed out ${what}`);
-  }
-  return error;
 }

@@ -1,7 +1,8 @@
 // A connection: one undici pool of keep-alive sockets to one agent, dialed once and shared.
 import { Pool } from 'undici';
-import { createConnector } from './connector.js';
+import { ConnectAbandoned, createConnector } from './connector.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
+import type { Config } from '../config.js';
 
 export interface AgentTarget {
   agentId: string;
@@ -30,6 +31,20 @@ export interface ConnectionOptions {
 
 /** Default idle socket lifetime: the connection cache's own idle bound decides beyond it. */
 export const DEFAULT_KEEP_ALIVE_MS = 300_000;
+
+export type ConnectionPolicy = Omit<ConnectionOptions, 'signingKey'>;
+
+/** How every connection to an agent connects and keeps its sockets, from the configuration. */
+export function connectionPolicy(config: Pick<Config, 'dialTimeoutMs' | 'proxyHeadersTimeoutMs' | 'connIdleMs'>): ConnectionPolicy {
+  return {
+    // A socket opened later for a proxied request is bounded like the dial that opened the first.
+    connectTimeoutMs: config.dialTimeoutMs,
+    headersTimeoutMs: config.proxyHeadersTimeoutMs,
+    // Sockets stay open as long as the cache keeps the connection, so a cached connection has
+    // one ready instead of connecting anew on each call.
+    keepAliveMs: config.connIdleMs,
+  };
+}
 
 export class AgentConnection {
   readonly pool: Pool;
@@ -113,7 +128,7 @@ export class AgentConnection {
       done = true;
       this.#waiting -= 1;
       if (this.#waiting > 0 || this.#dialSignal !== undefined) return;
-      for (const giveUp of [...this.#connecting]) giveUp(new Error('nobody waits for this connection any more'));
+      for (const giveUp of [...this.#connecting]) giveUp(new ConnectAbandoned('nobody waits for this connection any more'));
     };
   }
 

@@ -14,6 +14,24 @@ interface Entry {
 export interface Lease {
   readonly conn: AgentConnection;
   release(): void;
+  /**
+   * Reports the connection broken (its sockets failed under a request): it leaves the cache,
+   * unless a newer one already replaced it, and closes once its last lease is returned.
+   */
+  markBroken(): void;
+  /**
+   * Another lease on the same connection, taken while this one is held: valid even when the
+   * connection has been evicted meanwhile (it closes when the last lease is returned).
+   */
+  share(): Lease;
+}
+
+/** What the gate lets others see of its cache: observation only, never use or eviction. */
+export interface CachedConnections {
+  readonly size: number;
+  has(agentId: string): boolean;
+  /** The agent's live cached connection, without a lease and without counting as use. */
+  peek(agentId: string): AgentConnection | undefined;
 }
 
 export interface ConnCacheOptions {
@@ -22,7 +40,7 @@ export interface ConnCacheOptions {
   onSizeChange?: (size: number) => void;
 }
 
-export class ConnCache {
+export class ConnCache implements CachedConnections {
   readonly #lru: LRUCache<string, Entry>;
   readonly #onSizeChange: (size: number) => void;
   readonly #sweeper: NodeJS.Timeout;
@@ -78,6 +96,11 @@ export class ConnCache {
     return this.#lru.has(agentId);
   }
 
+  peek(agentId: string): AgentConnection | undefined {
+    const conn = this.#lru.peek(agentId)?.conn;
+    return conn && !conn.closed ? conn : undefined;
+  }
+
   evict(agentId: string): boolean {
     return this.#lru.delete(agentId);
   }
@@ -118,6 +141,10 @@ export class ConnCache {
         entry.leases -= 1;
         if (entry.retired && entry.leases === 0) void entry.conn.close();
       },
+      markBroken: () => {
+        this.evictIf(entry.conn.agentId, entry.conn);
+      },
+      share: () => this.#lease(entry),
     };
   }
 

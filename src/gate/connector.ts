@@ -5,10 +5,11 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { buildConnector } from 'undici';
+import type { FailureCode } from '../failure-codes.js';
 
 export class ConnectTimeoutError extends Error {
   override name = 'ConnectTimeoutError';
-  readonly code = 'AGENTGATE_CONNECT_TIMEOUT';
+  readonly code = 'AGENTGATE_CONNECT_TIMEOUT' satisfies FailureCode;
 }
 
 export interface ConnectorOptions {
@@ -82,7 +83,37 @@ export function createConnector(options: ConnectorOptions): buildConnector.conne
   };
 }
 
+/** A socket still connecting was given up: nobody waits for it any more. */
+export class ConnectAbandoned extends Error {
+  override name = 'ConnectAbandoned';
+  readonly code = 'AGENTGATE_CONNECT_ABANDONED' satisfies FailureCode;
+}
+
 function abortError(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new Error('connect aborted', { cause: reason });
+  return reason instanceof Error ? reason : new ConnectAbandoned('connect aborted', { cause: reason });
+}
+
+// Codes of a connect that failed before the socket opened: no byte of a request was sent.
+const NOT_CONNECTED = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'AGENTGATE_CONNECT_TIMEOUT',
+]);
+
+/** The error is a connect that never opened its socket (refused, unresolvable, timed out, TLS refused). */
+export function neverConnected(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return NOT_CONNECTED.has(code) || isTlsRefusal(code);
+}
+
+/** A certificate or handshake refusal (Node's ERR_TLS_* / ERR_SSL_* and OpenSSL's *CERT* codes). */
+export function isTlsRefusal(code: string): boolean {
+  return code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || code.includes('CERT');
 }

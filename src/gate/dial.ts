@@ -3,27 +3,39 @@
 // the dial was aborted with (our timeout, or every waiter leaving), never by "was it aborted".
 import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { AgentConnection, type AgentTarget, type ConnectionOptions } from './agent-connection.js';
+import type { FailureCode } from '../failure-codes.js';
+import { isTlsRefusal } from './connector.js';
 
 /** Abort reason: the dial's own timeout fired. */
 export class DialTimeout extends Error {
   override name = 'DialTimeout';
+  readonly code = 'AGENTGATE_DIAL_TIMEOUT' satisfies FailureCode;
 }
 
 /** Abort reason: nobody waits for the dial any more. */
 export class DialAbandoned extends Error {
   override name = 'DialAbandoned';
+  readonly code = 'AGENTGATE_DIAL_ABANDONED' satisfies FailureCode;
 }
 
 export type DialOutcome = 'unreachable' | 'timeout' | 'cancelled';
 
+const OUTCOME_CODES = {
+  unreachable: 'AGENTGATE_DIAL_UNREACHABLE',
+  timeout: 'AGENTGATE_DIAL_TIMEOUT',
+  cancelled: 'AGENTGATE_DIAL_ABANDONED',
+} as const satisfies Record<DialOutcome, FailureCode>;
+
 export class DialFailure extends Error {
   override name = 'DialFailure';
+  readonly code: (typeof OUTCOME_CODES)[DialOutcome];
   constructor(
     readonly outcome: DialOutcome,
     message: string,
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    this.code = OUTCOME_CODES[outcome];
   }
 }
 
@@ -99,7 +111,7 @@ function describe(outcome: DialOutcome, error: unknown): string {
     case 'AGENTGATE_CONNECT_TIMEOUT':
       return 'connecting to the agent timed out';
     default:
-      if (typeof code === 'string' && (code.startsWith('ERR_TLS') || code.includes('CERT') || code.startsWith('ERR_SSL'))) {
+      if (typeof code === 'string' && isTlsRefusal(code)) {
         return "the agent's TLS certificate was refused";
       }
       return 'the agent could not be reached';

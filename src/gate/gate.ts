@@ -12,12 +12,14 @@ import { DatabaseTimeoutError } from '../db/bounded-pool.js';
 import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
 import { ApiError, type ProblemExtras } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { AgentConnection } from './agent-connection.js';
+import { FAILURE_API_CODES, failureAnswer } from '../failure-codes.js';
 import type { GateSigningKey } from '../auth/gate-signing-key.js';
-import { classifyAgent, disconnectedSeconds, type AgentStatus, type Classification } from './classify.js';
-import { ConnCache, type Lease } from './conn-cache.js';
+import { classifyAgent, disconnectedSeconds, type Classification } from './classify.js';
+import { ConnCache, type CachedConnections, type Lease } from './conn-cache.js';
 import { dialAgent, DialFailure } from './dial.js';
 import { FailedDials } from './failed-dials.js';
+import { connectionPolicy, type ConnectionPolicy } from './agent-connection.js';
+import { decide, type RememberedFailure } from './decide.js';
 import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from './shared-dials.js';
 
 export { CallerGone };
@@ -37,24 +39,22 @@ export interface GateRequest {
   startedAt?: number;
 }
 
-export interface AgentView {
-  id: string;
-  name: string;
-  status: AgentStatus;
-  firstConnectedAt: string | null;
-  lastConnectedAt: string | null;
-  disconnectedAt: string | null;
-}
-
 export interface GateSuccess {
   workspaceId: string;
-  agent: AgentView;
+  /** The row read for this call (for a degraded answer, the last one read). */
+  agent: CurrentAgent;
+  classification: Classification;
   /** The caller must release it when done with the connection. */
   lease: Lease;
   /** No dial was made for this call. */
   cached: boolean;
   /** Served on a cached connection because the database could not be read. */
   degraded: boolean;
+}
+
+export interface AgentStatusRead {
+  agent: CurrentAgent;
+  classification: Classification;
 }
 
 interface Snapshot {
@@ -64,19 +64,6 @@ interface Snapshot {
 }
 
 type Evaluated = { kind: 'fresh'; snapshot: Snapshot } | { kind: 'degraded'; success: GateSuccess };
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-export function presentAgent(agent: CurrentAgent, c: Classification): AgentView {
-  return {
-    id: agent.id,
-    name: agent.name,
-    status: c.status,
-    firstConnectedAt: iso(agent.firstConnectedAt),
-    lastConnectedAt: iso(agent.lastConnectedAt),
-    disconnectedAt: iso(c.disconnectedAt),
-  };
-}
 
 export interface GateOptions {
   pool: BoundedPool;
@@ -88,10 +75,15 @@ export interface GateOptions {
 }
 
 export class Gate {
-  readonly cache: ConnCache;
+  readonly #cache: ConnCache;
   readonly signingKey: GateSigningKey;
-  readonly #dials = new SharedDials<AgentConnection>();
+  /**
+   * A dial's value is its own lease on the connection it cached; each waiter is handed a lease
+   * of its own at once, so an eviction between the dial and the waiter cannot close it first.
+   */
+  readonly #dials = new SharedDials<Lease>({ handOut: (lease) => lease.share(), settled: (lease) => lease.release() });
   readonly #failed: FailedDials;
+  readonly #connectionPolicy: ConnectionPolicy;
   /** The last row read per (workspace, agent name): what a degraded answer reports. */
   readonly #lastReads: LRUCache<string, Snapshot>;
   readonly #pool: BoundedPool;
@@ -107,19 +99,25 @@ export class Gate {
     this.#metrics = metrics;
     this.#logger = options.logger;
     this.#failed = new FailedDials(config.dialBackoffMs);
+    this.#connectionPolicy = connectionPolicy(config);
     this.#lastReads = new LRUCache({ max: Math.max(1000, config.maxConns) });
-    this.cache = new ConnCache({
+    this.#cache = new ConnCache({
       max: config.maxConns,
       idleMs: config.connIdleMs,
       onSizeChange: (size) => metrics.connections.set(size),
     });
   }
 
+  /** The cached connections, for observation (metrics, tests); only the gate uses or evicts them. */
+  get connections(): CachedConnections {
+    return this.#cache;
+  }
+
   /** Status snapshot for `GET .../agent`: one read, no dial, no side effect. */
-  async status(req: Omit<GateRequest, 'signal' | 'log'>): Promise<AgentView> {
+  async status(req: Omit<GateRequest, 'signal' | 'log'>): Promise<AgentStatusRead> {
     try {
-      const snapshot = await this.#read(req);
-      return presentAgent(snapshot.agent, snapshot.classification);
+      const { agent, classification } = await this.#read(req);
+      return { agent, classification };
     } catch (error) {
       if (!(error instanceof DatabaseUnreadable)) throw error;
       throw databaseUnavailable(req.workspaceId);
@@ -135,7 +133,6 @@ export class Gate {
       const evaluated = await this.#evaluate(req, remaining());
       if (evaluated.kind === 'degraded') return evaluated.success;
       const { agent, classification: c } = evaluated.snapshot;
-      const view = presentAgent(agent, c);
       const extras: ProblemExtras = {
         workspaceId: req.workspaceId,
         agentId: agent.id,
@@ -143,39 +140,21 @@ export class Gate {
         disconnectedSeconds: disconnectedSeconds(c),
       };
 
-      if (c.status === 'timeout') {
-        this.cache.evict(agent.id);
-        throw new ApiError('AGENT_NEVER_CONNECTED', 'the agent never connected and its connection timeout has passed', extras);
+      const cached = this.#cache.acquire(agent.id);
+      const decision = decide({
+        classification: c,
+        cached: cached === undefined ? 'none' : cached.conn.target.address === agent.address ? 'matching' : 'stale',
+        remembered: remembered(this.#failed.recall(agent.id, agent.lastConnectedAt)),
+        disconnectGraceMs: this.#config.disconnectGraceMs,
+      });
+      if (decision.kind === 'reuse' && cached) {
+        return { workspaceId: req.workspaceId, agent, classification: c, lease: cached, cached: true, degraded: false };
       }
-      if (c.status === 'disconnected') {
-        const strong =
-          c.cause === 'goodbye' || c.disconnectedForMs === null || c.disconnectedForMs >= this.#config.disconnectGraceMs;
-        this.cache.evict(agent.id);
-        if (strong) {
-          throw new ApiError(
-            'AGENT_DISCONNECTED',
-            c.cause === 'goodbye' ? 'the agent said goodbye' : 'the agent stopped reporting heartbeats',
-            extras,
-          );
-        }
-        // A weak signal: a missed heartbeat or two. A fresh dial decides (below).
-      } else {
-        const lease = this.cache.acquire(agent.id);
-        if (lease && lease.conn.target.address === agent.address) {
-          return { workspaceId: req.workspaceId, agent: view, lease, cached: true, degraded: false };
-        }
-        if (lease) {
-          lease.release();
-          this.cache.evict(agent.id);
-        }
-      }
-
-      const remembered = this.#failed.recall(agent.id, agent.lastConnectedAt);
-      if (remembered) {
-        throw new ApiError(remembered.failure.code, `${remembered.failure.detail} (remembered from a recent dial)`, {
-          ...extras,
-          retryAfter: remembered.retryAfterSeconds,
-        });
+      cached?.release();
+      if (decision.kind !== 'reuse' && decision.evict) this.#cache.evict(agent.id);
+      if (decision.kind === 'refuse') {
+        const retry = decision.retryAfterSeconds === undefined ? {} : { retryAfter: decision.retryAfterSeconds };
+        throw new ApiError(decision.code, decision.detail, { ...extras, ...retry });
       }
 
       dials += 1;
@@ -188,10 +167,10 @@ export class Gate {
         lease?.release();
         throw error;
       }
-      if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent: view, lease, cached: false, degraded: false };
+      if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent, classification: c, lease, cached: false, degraded: false };
       if (lease) {
+        lease.markBroken();
         lease.release();
-        this.cache.evictIf(agent.id, lease.conn);
         req.log.info({ agentId: agent.id }, 'the agent was replaced while dialing; starting over');
       }
       if (dials >= 2 || remaining() <= 0) {
@@ -206,7 +185,7 @@ export class Gate {
   handleEvent(event: GateEvent): void {
     switch (event.kind) {
       case 'agent_disconnected':
-        if (this.cache.evict(event.agentId)) this.#logger.info({ agentId: event.agentId }, 'closed the connection of an agent that said goodbye');
+        if (this.#cache.evict(event.agentId)) this.#logger.info({ agentId: event.agentId }, 'closed the connection of an agent that said goodbye');
         break;
       case 'agent_connected':
       case 'agent_reconnected':
@@ -216,7 +195,7 @@ export class Gate {
       case 'workspace_deleted': {
         // A build's agents are not replaced by that build: its notice, arriving (or echoed back
         // to this replica) after one of them was dialed, must not close that connection.
-        const n = this.cache.evictWorkspace(
+        const n = this.#cache.evictWorkspace(
           event.workspaceId,
           event.kind === 'build_created' ? (conn) => conn.target.buildId === event.buildId : undefined,
         );
@@ -230,7 +209,7 @@ export class Gate {
   }
 
   async close(): Promise<void> {
-    await this.cache.close();
+    await this.#cache.close();
   }
 
   /** One more read after a dial; a database failure or an exhausted budget keeps the dial. */
@@ -286,7 +265,7 @@ export class Gate {
     const last = this.#lastReads.get(key);
     if (!last) return;
     this.#lastReads.delete(key);
-    if (this.cache.evict(last.agent.id)) this.#logger.info({ agentId: last.agent.id }, 'closed the connection of an agent that is no longer current');
+    if (this.#cache.evict(last.agent.id)) this.#logger.info({ agentId: last.agent.id }, 'closed the connection of an agent that is no longer current');
   }
 
   /** The fresh read; when the database cannot be read, a live cached connection still serves. */
@@ -297,7 +276,7 @@ export class Gate {
       if (!(error instanceof DatabaseUnreadable)) throw error;
       const last = this.#lastReads.get(readKey(req));
       const visible = last && (req.ownerScope === null || last.ownerId === req.ownerScope);
-      const lease = visible ? this.cache.acquire(last.agent.id) : undefined;
+      const lease = visible ? this.#cache.acquire(last.agent.id) : undefined;
       if (last && lease) {
         req.log.warn(
           { agentId: last.agent.id, err: (error.cause as Error).message },
@@ -307,7 +286,8 @@ export class Gate {
           kind: 'degraded',
           success: {
             workspaceId: req.workspaceId,
-            agent: presentAgent(last.agent, last.classification),
+            agent: last.agent,
+            classification: last.classification,
             lease,
             cached: true,
             degraded: true,
@@ -319,62 +299,55 @@ export class Gate {
   }
 
   /**
-   * Joins or starts the agent's dial; a lease on its connection, or undefined when the
-   * connection was evicted between the dial and now (a goodbye, a rebuild): the caller then
-   * starts over, since a closed pool is never handed out.
+   * Joins or starts the agent's dial; a lease on its connection, or undefined when the dial
+   * joined was to another address than the one this call read: the caller then starts over.
    */
   async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras, budgetMs: number): Promise<Lease | undefined> {
     // The dial is shared: it always gets its full bound, never the remainder of whichever call
     // started it; each call stops waiting at its own deadline instead.
     const timeoutMs = this.#config.dialTimeoutMs;
+    let lease: Lease;
     try {
-      await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs));
+      ({ value: lease } = await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs)));
     } catch (error) {
       if (error instanceof CallerGone) throw error;
       // This call's own budget ran out: its answer alone, not the agent's, so not remembered.
-      if (error instanceof WaitExpired) throw new ApiError('AGENT_DIAL_TIMEOUT', error.message, extras);
+      if (error instanceof WaitExpired) throw failureAnswer(error.code, error.message, extras);
       // Too many callers already wait on this agent's dial: shed this one at once (OVERLOADED,
       // not an AGENT_* code: nothing is known about the agent yet, and nothing is remembered).
-      if (error instanceof TooManyWaiters) throw new ApiError('OVERLOADED', error.message, { ...extras, retryAfter: 1 });
+      if (error instanceof TooManyWaiters) throw failureAnswer(error.code, error.message, { ...extras, retryAfter: 1 });
       if (error instanceof DialFailure) {
-        const code = error.outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
+        const code = FAILURE_API_CODES[error.code];
+        // A dial is cancelled only once every caller has left: this one too.
+        if (code === null) throw new CallerGone('the caller went away');
         throw new ApiError(code, error.message, extras);
       }
       throw error;
     }
-    const lease = this.cache.acquire(agent.id);
-    if (lease && lease.conn.target.address === agent.address) return lease;
-    lease?.release();
+    if (lease.conn.target.address === agent.address) return lease;
+    lease.release();
     return undefined;
   }
 
-  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<AgentConnection> {
+  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<Lease> {
     const started = performance.now();
     const log = req.log.child({ agentId: agent.id });
     try {
       const conn = await dialAgent(
         { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address },
-        {
-          timeoutMs,
-          signingKey: this.signingKey,
-          connectTimeoutMs: this.#config.dialTimeoutMs,
-          headersTimeoutMs: this.#config.proxyHeadersTimeoutMs,
-          keepAliveMs: this.#config.connIdleMs,
-          signal,
-        },
+        { ...this.#connectionPolicy, timeoutMs, signingKey: this.signingKey, signal },
       );
       this.#metrics.dialSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
       this.#failed.forget(agent.id);
-      this.cache.add(conn).release();
       log.info({ dialMs: Math.round(conn.dialMs) }, 'dialed the agent');
-      return conn;
+      return this.#cache.add(conn);
     } catch (error) {
       const outcome = error instanceof DialFailure ? error.outcome : 'unreachable';
-      this.#metrics.dialSeconds.observe({ result: outcome === 'cancelled' ? 'client_closed' : outcome }, (performance.now() - started) / 1000);
-      if (outcome === 'cancelled') {
+      const code = error instanceof DialFailure ? FAILURE_API_CODES[error.code] : FAILURE_API_CODES.AGENTGATE_DIAL_UNREACHABLE;
+      this.#metrics.dialSeconds.observe({ result: code === null ? 'client_closed' : outcome }, (performance.now() - started) / 1000);
+      if (code === null) {
         log.info({ code: 'client_closed' }, 'dial cancelled: every caller left');
       } else {
-        const code = outcome === 'timeout' ? 'AGENT_DIAL_TIMEOUT' : 'AGENT_UNREACHABLE';
         this.#failed.remember(agent.id, agent.lastConnectedAt, code, (error as Error).message);
         log.warn({ code, err: (error as Error).message }, 'dial failed');
       }
@@ -391,5 +364,8 @@ class DatabaseUnreadable extends Error {
     super('database unreadable', { cause });
   }
 }
+
+const remembered = (recalled: ReturnType<FailedDials['recall']>): RememberedFailure | undefined =>
+  recalled && { code: recalled.failure.code, detail: recalled.failure.detail, retryAfterSeconds: recalled.retryAfterSeconds };
 
 const readKey = (req: { workspaceId: string; agentName?: string | undefined }) => `${req.workspaceId}\u0000${req.agentName ?? ''}`;

@@ -7,20 +7,24 @@
 // closures and no promise reaction of its own: the flight settles them all from one), and at
 // most `maxWaiters` per agent; beyond that a caller is refused at once (TooManyWaiters).
 import { DialAbandoned } from './dial.js';
+import type { FailureCode } from '../failure-codes.js';
 
 /** Rejection of a waiter whose own caller went away. */
 export class CallerGone extends Error {
   override name = 'CallerGone';
+  readonly code = 'AGENTGATE_CALLER_GONE' satisfies FailureCode;
 }
 
 /** Rejection of a waiter whose own budget ran out before the dial settled: its answer alone. */
 export class WaitExpired extends Error {
   override name = 'WaitExpired';
+  readonly code = 'AGENTGATE_WAIT_EXPIRED' satisfies FailureCode;
 }
 
 /** Refusal of a caller when its agent's dial already has the most waiters allowed. */
 export class TooManyWaiters extends Error {
   override name = 'TooManyWaiters';
+  readonly code = 'AGENTGATE_TOO_MANY_WAITERS' satisfies FailureCode;
 }
 
 export const DEFAULT_MAX_WAITERS = 1_000;
@@ -69,12 +73,27 @@ function expire<T>(waiter: Waiter<T>): void {
   waiter.leave(new WaitExpired(`no answer from the agent within this call's ${Math.round(waiter.waitMs)} ms`));
 }
 
+export interface SharedDialsOptions<T> {
+  maxWaiters?: number;
+  /**
+   * What each waiter is handed of a dial's value, taken at the moment the dial settles, before
+   * anything else can run (a lease of its own on the new connection, say). Default: the value.
+   */
+  handOut?: (value: T) => T;
+  /** Called once every waiter has been handed its share (the dial's own lease returned, say). */
+  settled?: (value: T) => void;
+}
+
 export class SharedDials<T> {
   readonly #flights = new Map<string, Flight<T>>();
   readonly #maxWaiters: number;
+  readonly #handOut: (value: T) => T;
+  readonly #settled: (value: T) => void;
 
-  constructor(options: { maxWaiters?: number } = {}) {
+  constructor(options: SharedDialsOptions<T> = {}) {
     this.#maxWaiters = options.maxWaiters ?? DEFAULT_MAX_WAITERS;
+    this.#handOut = options.handOut ?? ((value) => value);
+    this.#settled = options.settled ?? (() => undefined);
   }
 
   get inFlight(): number {
@@ -124,7 +143,11 @@ export class SharedDials<T> {
     // One reaction settles every waiter still there; a dial every waiter left settles unobserved.
     flight.promise.then(
       (value) => {
-        for (const waiter of [...flight.waiters]) if (waiter.detach()) waiter.resolve({ value, joined: waiter.joined });
+        try {
+          for (const waiter of [...flight.waiters]) if (waiter.detach()) waiter.resolve({ value: this.#handOut(value), joined: waiter.joined });
+        } finally {
+          this.#settled(value);
+        }
       },
       (error: unknown) => {
         const reason = error instanceof Error ? error : new Error(String(error));

@@ -5,18 +5,21 @@ import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { ApiError } from '../errors.js';
 import type { AgentConnection } from '../gate/agent-connection.js';
+import { neverConnected } from '../gate/connector.js';
 import { CallerGone } from '../gate/shared-dials.js';
+import { failureAnswer, type FailureCode } from '../failure-codes.js';
 
 /** Abort reason: the agent sent no response headers in time. */
 export class HeadersTimeout extends Error {
   override name = 'HeadersTimeout';
+  readonly code = 'AGENTGATE_PROXY_HEADERS_TIMEOUT' satisfies FailureCode;
 }
 
 /** Abort reason: the caller's body grew past the limit. */
 export class BodyTooLarge extends Error {
   override name = 'BodyTooLarge';
+  readonly code = 'AGENTGATE_PROXY_BODY_TOO_LARGE' satisfies FailureCode;
 }
 
 /** Counts bytes through and fails past `limit`. */
@@ -59,8 +62,8 @@ export interface Forwarded {
 
 /**
  * Sends the request and resolves once the agent's response headers arrive. Throws ApiError:
- * PAYLOAD_TOO_LARGE, AGENT_RESPONSE_TIMEOUT, AGENT_CONNECTION_LOST; or the caller's reason
- * when the caller left first.
+ * PAYLOAD_TOO_LARGE, AGENT_RESPONSE_TIMEOUT, AGENT_UNREACHABLE (a new socket could not be
+ * opened: nothing was sent), AGENT_CONNECTION_LOST; or CallerGone when the caller left first.
  */
 export async function forwardRequest(options: ForwardOptions): Promise<Forwarded> {
   const controller = new AbortController();
@@ -119,26 +122,24 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
       body: response.body,
       abort: (reason) => controller.abort(reason),
     };
-  } catch {
+  } catch (error) {
     clearTimeout(timer);
     options.callerSignal.removeEventListener('abort', onCaller);
     body?.destroy();
     const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
     if (reason instanceof BodyTooLarge || uploadError instanceof BodyTooLarge) {
-      throw new ApiError('PAYLOAD_TOO_LARGE', `the request body is larger than ${options.bodyLimit} bytes`);
+      throw failureAnswer('AGENTGATE_PROXY_BODY_TOO_LARGE', `the request body is larger than ${options.bodyLimit} bytes`);
     }
     // The caller left (its upload broke, or its connection closed): not the agent's fault.
     if (options.callerSignal.aborted || uploadError) throw new CallerGone('the caller went away');
-    if (reason instanceof HeadersTimeout) {
-      throw new ApiError('AGENT_RESPONSE_TIMEOUT', reason.message, {
-        workspaceId: options.conn.target.workspaceId,
-        agentId: options.conn.agentId,
-      });
+    const where = { workspaceId: options.conn.target.workspaceId, agentId: options.conn.agentId };
+    if (reason instanceof HeadersTimeout) throw failureAnswer(reason.code, reason.message, where);
+    // The pool had to open a new socket and could not: the request never left, so the agent
+    // is unreachable, not a connection lost under a request that may have run.
+    if (reason === undefined && neverConnected(error)) {
+      throw failureAnswer('AGENTGATE_PROXY_CONNECT_FAILED', 'a new connection to the agent could not be opened; nothing was sent', where);
     }
-    throw new ApiError('AGENT_CONNECTION_LOST', 'the connection to the agent broke before its response began', {
-      workspaceId: options.conn.target.workspaceId,
-      agentId: options.conn.agentId,
-    });
+    throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke before its response began', where);
   } finally {
     if (onAbort) controller.signal.removeEventListener('abort', onAbort);
     responded();

@@ -178,9 +178,10 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           outcome === 'complete' ? 'proxied' : 'proxied response broken off',
         );
       } catch (error) {
-        if (error instanceof ApiError && error.code === 'AGENT_CONNECTION_LOST') {
-          // The pool's sockets are suspect; the next call dials afresh (unless one already did).
-          gate.cache.evictIf(conn.agentId, conn);
+        if (error instanceof ApiError && (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE')) {
+          // The pool's sockets are suspect, or the agent refuses new ones; the next call dials
+          // afresh (unless one already did).
+          lease.markBroken();
         }
         return onFailure(error, request, reply, started, false);
       } finally {

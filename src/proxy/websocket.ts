@@ -14,7 +14,8 @@ import { CallerGone, type GateSuccess } from '../gate/gate.js';
 import type { Metrics } from '../metrics.js';
 import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
 import type { AgentConnection } from '../gate/agent-connection.js';
-import { createConnector } from '../gate/connector.js';
+import { createConnector, neverConnected } from '../gate/connector.js';
+import { failureAnswer } from '../failure-codes.js';
 import { Tunnels } from './tunnels.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 
@@ -80,7 +81,7 @@ function sendUpgrade(options: {
     };
     const timer = setTimeout(() => {
       request.destroy();
-      settle(() => reject(new ApiError('AGENT_RESPONSE_TIMEOUT', `the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`, where)));
+      settle(() => reject(failureAnswer('AGENTGATE_PROXY_HEADERS_TIMEOUT', `the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`, where)));
     }, options.headersTimeoutMs);
     const onAbort = () => {
       request.destroy();
@@ -90,8 +91,12 @@ function sendUpgrade(options: {
     else options.signal.addEventListener('abort', onAbort, { once: true });
     request.once('upgrade', (response, socket, head) => settle(() => resolve({ kind: 'upgrade', response, socket, head })));
     request.once('response', (response) => settle(() => resolve({ kind: 'response', response })));
-    request.once('error', () => {
-      settle(() => reject(new ApiError('AGENT_CONNECTION_LOST', 'the connection to the agent broke during the WebSocket upgrade', where)));
+    request.once('error', (error) => {
+      // As for proxied requests: a socket that never opened sent nothing.
+      const failure = neverConnected(error)
+        ? failureAnswer('AGENTGATE_PROXY_CONNECT_FAILED', 'a connection to the agent could not be opened for the WebSocket upgrade; nothing was sent', where)
+        : failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke during the WebSocket upgrade', where);
+      settle(() => reject(failure));
     });
     request.end();
   });

@@ -77,9 +77,7 @@ const problem = (r: Reply, code: string) => {
 
 /** The gate's cached connection to a workspace's agent. */
 function cachedConnection(ws: Workspace) {
-  const lease = t.gate.cache.acquire(ws.agents[0]!.id);
-  lease?.release();
-  return lease?.conn;
+  return t.gate.connections.peek(ws.agents[0]!.id);
 }
 
 describe('agent faults', () => {

@@ -85,7 +85,7 @@ function expectOutageAnswers(answers: Array<Timed<Reply>>): void {
 /** The same calls with the database healthy: pool and client sockets at their steady state. */
 async function warmUp(): Promise<Record<string, number>> {
   await Promise.all(calls());
-  t.gate.cache.evict(uncachedWs.agents[0]!.id);
+  t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: uncachedWs.id, agentId: uncachedWs.agents[0]!.id });
   return snapshot(t);
 }
 
@@ -207,7 +207,7 @@ describe('a fresh read that contradicts the last snapshot', () => {
       const stopped = await conn(t, ws.id);
       expect(stopped.status, stopped.text).toBe(409);
       expect(stopped.body.code).toBe('WORKSPACE_HAS_NO_AGENT');
-      expect(t.gate.cache.acquire(agentId)).toBeUndefined();
+      expect(t.gate.connections.peek(agentId)).toBeUndefined();
       proxy.setMode('cut');
       try {
         const during = await conn(t, ws.id);

@@ -69,13 +69,6 @@ function holdHealth(a: FakeAgent): { arrived(n?: number): Promise<void>; release
 /** Resolves when every socket the agent accepted so far has closed. */
 const allClosed = (a: FakeAgent) => a.sockets.waitClosed(a.sockets.opened);
 
-/** Takes and returns a lease at once: the cached connection itself, for observing it. */
-function peek(cache: ConnCache, agentId: string): AgentConnection | undefined {
-  const lease = cache.acquire(agentId);
-  lease?.release();
-  return lease?.conn;
-}
-
 describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)', () => {
   async function dialed(a: FakeAgent): Promise<AgentConnection> {
     return dialAgent(
@@ -206,7 +199,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
           const ws = spaces[n % spaces.length]!;
           const agentId = ws.agents[0]!.id;
           if (n % 3 === 0) t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: ws.id, agentId });
-          else if (n % 3 === 1) t.gate.cache.evict(agentId);
+          else if (n % 3 === 1) t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: ws.id, agentId });
           else t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: randomUUID() });
           n += 1;
           await sleep(1);
@@ -253,7 +246,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
       const dials = fleet.reduce((n, a) => n + a.healthChecks(), 0);
       expect(dials).toBeGreaterThan(N_WORKSPACES);
       expect(fleet.reduce((n, a) => n + a.sockets.closed, 0)).toBeGreaterThan(0);
-      expect(t.gate.cache.size).toBeLessThanOrEqual(Number(env.AGENTGATE_MAX_CONNS ?? N_WORKSPACES));
+      expect(t.gate.connections.size).toBeLessThanOrEqual(Number(env.AGENTGATE_MAX_CONNS ?? N_WORKSPACES));
       // Nothing was an internal error, nor a dial failure remembered afterwards.
       expect(parsedLogs(t).filter((l) => l.level >= 50)).toEqual([]);
       expect(parsedLogs(t).filter((l) => l.code === 'AGENT_UNREACHABLE' || l.code === 'AGENT_DIAL_TIMEOUT')).toEqual([]);
@@ -410,8 +403,8 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
     expect(a.healthChecks()).toBe(1);
     expect(b.healthChecks()).toBe(1);
     expect(b.sockets.closed).toBe(0);
-    expect(t.gate.cache.has(oldId)).toBe(false);
-    expect(t.gate.cache.has(fresh!.id)).toBe(true);
+    expect(t.gate.connections.has(oldId)).toBe(false);
+    expect(t.gate.connections.has(fresh!.id)).toBe(true);
     expect(parsedLogs(t).some((l) => l.agentId === oldId && /replaced while dialing/.test(l.msg))).toBe(true);
   });
 
@@ -429,14 +422,14 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
 
     // The NOTIFY echo of this very build (late, or from another replica) spares its agent.
     t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: build.body.build.id });
-    expect(t.gate.cache.has(agentId)).toBe(true);
+    expect(t.gate.connections.has(agentId)).toBe(true);
     await sleep(50);
     expect(a.sockets.closed).toBe(0);
     expect((await conn(t, ws.id)).body.connection.cached).toBe(true);
 
     // A newer build replaces it.
     await startBuild(t, ws.id, [{ name: 'main', address: next.address }]);
-    expect(t.gate.cache.has(agentId)).toBe(false);
+    expect(t.gate.connections.has(agentId)).toBe(false);
     await allClosed(a);
     expect(a.healthChecks()).toBe(1);
   });
@@ -466,7 +459,7 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
     await b.sockets.waitClosed(1);
     expect([a.healthChecks(), b.healthChecks()]).toEqual([1, 1]);
     expect(c.requests).toEqual([]);
-    expect(t.gate.cache.has(ws.agents[0]!.id) || t.gate.cache.has(second!.id)).toBe(false);
+    expect(t.gate.connections.has(ws.agents[0]!.id) || t.gate.connections.has(second!.id)).toBe(false);
 
     // Retrying, as the sentinel says, reaches the current agent.
     const retry = await conn(t, ws.id);
@@ -503,9 +496,9 @@ describe('two replicas on one database (SPEC 5 step 13)', () => {
     expect((await conn(two, ws.id)).status).toBe(200);
     expect(a.healthChecks()).toBe(2);
     expect(a.sockets).toMatchObject({ opened: 2, closed: 0 });
-    const connTwo = peek(two.gate.cache, ws.agents[0]!.id);
+    const connTwo = two.gate.connections.peek(ws.agents[0]!.id);
     expect(connTwo).toBeDefined();
-    expect(connTwo).not.toBe(peek(one.gate.cache, ws.agents[0]!.id));
+    expect(connTwo).not.toBe(one.gate.connections.peek(ws.agents[0]!.id));
     return { a, ws, connTwo: connTwo! };
   }
 
@@ -513,8 +506,8 @@ describe('two replicas on one database (SPEC 5 step 13)', () => {
   async function twoClosesItsPool(a: FakeAgent, ws: Workspace, connTwo: AgentConnection): Promise<void> {
     await eventually(() => connTwo.closed, 2_000, "replica two closing its pool");
     await a.sockets.waitClosed(2, 2_000);
-    expect(two.gate.cache.has(ws.agents[0]!.id)).toBe(false);
-    expect(one.gate.cache.has(ws.agents[0]!.id)).toBe(false);
+    expect(two.gate.connections.has(ws.agents[0]!.id)).toBe(false);
+    expect(one.gate.connections.has(ws.agents[0]!.id)).toBe(false);
   }
 
   it('a goodbye through replica one closes replica two’s connection', async () => {
@@ -590,7 +583,7 @@ describe('metrics (SPEC 5, section 8)', () => {
     expect(sample(text, 'agentgate_conn_total{code="WORKSPACE_NOT_FOUND"}')).toBe(1);
     expect(sample(text, 'agentgate_dial_seconds_count{result="ok"}')).toBe(2);
     expect(sample(text, 'agentgate_connections')).toBe(2);
-    expect(t.gate.cache.size).toBe(2);
+    expect(t.gate.connections.size).toBe(2);
     expect(sample(text, 'agentgate_db_query_seconds_count{ok="true"}')).toBeGreaterThan(0);
     expect(text).toMatch(/^# TYPE agentgate_db_query_seconds histogram$/m);
 

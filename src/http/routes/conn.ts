@@ -1,10 +1,12 @@
 // Chat-server routes (SPEC 4.1): ensure a live connection to a workspace's agent, or read its
 // status without side effects. conn tokens (optionally owner-scoped) and admin tokens.
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../errors.js';
 import { ownerScope } from '../../auth/principal.js';
 import { CallerGone, type Gate } from '../../gate/gate.js';
+import type { Classification } from '../../gate/classify.js';
+import type { CurrentAgent } from '../../db/gate-read.js';
 import type { Metrics } from '../../metrics.js';
 import { AgentName, AgentStatus, NullableTime, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
 import { callerSignal } from '../caller-signal.js';
@@ -19,6 +21,20 @@ const Agent = Type.Object({
   lastConnectedAt: NullableTime,
   disconnectedAt: NullableTime,
 });
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The agent as the API shows it: its classified status and its times as RFC 3339 strings. */
+export function presentAgent(agent: CurrentAgent, c: Classification): Static<typeof Agent> {
+  return {
+    id: agent.id,
+    name: agent.name,
+    status: c.status,
+    firstConnectedAt: iso(agent.firstConnectedAt),
+    lastConnectedAt: iso(agent.lastConnectedAt),
+    disconnectedAt: iso(c.disconnectedAt),
+  };
+}
 
 const ConnResponse = Type.Object({
   workspaceId: Uuid,
@@ -68,7 +84,7 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
         request.log.debug({ agentId: result.agent.id, cached: result.cached, degraded: result.degraded }, 'connection ready');
         return {
           workspaceId,
-          agent: result.agent,
+          agent: presentAgent(result.agent, result.classification),
           connection: { cached: result.cached, dialedAt: conn.dialedAt.toISOString(), dialMs: Math.round(conn.dialMs) },
         };
       } catch (error) {
@@ -99,8 +115,8 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
     },
     async (request) => {
       const { workspaceId } = request.params;
-      const agent = await gate.status({ workspaceId, agentName: request.query.agent, ownerScope: ownerScope(request.principal!) });
-      return { workspaceId, agent };
+      const read = await gate.status({ workspaceId, agentName: request.query.agent, ownerScope: ownerScope(request.principal!) });
+      return { workspaceId, agent: presentAgent(read.agent, read.classification) };
     },
   );
 };
