@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, setGlobalDispatcher } from 'undici';
 import { expect } from 'vitest';
 import type { Reply } from '../support/app.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Load shedding off (0) for the apps of these suites: on a loaded test machine a stalled
@@ -23,13 +24,7 @@ export async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
   return { r, ms: performance.now() - started };
 }
 
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+export { eventually };
 
 /** 'ok' for a 2xx of the gate, 'agent <status>' for the agent's own answer, else status and code. */
 export function outcome(r: Reply): string {

@@ -11,6 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/eventually.js';
 import { agentStatus, conn, createWorkspace } from '../support/gate-fixtures.js';
 import { runCli, type CliProcess } from '../support/process.js';
 import { freePort } from '../../src/db/embedded.js';
@@ -39,14 +40,6 @@ async function run(args: string[], extraEnv: Record<string, string> = {}): Promi
     return { code, stdout: cli.stdout(), stderr: cli.stderr() };
   } finally {
     cli.child.kill('SIGKILL');
-  }
-}
-
-async function eventually(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

@@ -7,6 +7,7 @@ import { Agent, request } from 'undici';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { closedPortAddress, startAgent, startBlackHole, type BlackHole, type FakeAgent, type HealthBehaviour } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { eventually } from '../support/eventually.js';
 import { AgentConnection, type AgentTarget } from '../../src/gate/agent-connection.js';
 import { dialAgent, DialAbandoned, DialFailure, dialOutcome, DialTimeout, type DialOutcome } from '../../src/gate/dial.js';
 import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from '../../src/gate/shared-dials.js';
@@ -67,14 +68,6 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   const started = performance.now();
   const value = await fn();
   return { value, ms: performance.now() - started };
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
 }
 
 /** A conn call the test can abandon: resolves to the status, or to 'aborted' when abandoned. */

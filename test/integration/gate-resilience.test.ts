@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
 import { AgentRows, conn, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
 import { ConnCache } from '../../src/gate/conn-cache.js';
@@ -26,14 +27,6 @@ async function agent(): Promise<FakeAgent> {
   const a = await startAgent();
   agents.push(a);
   return a;
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
 }
 
 /** 'ok' for a 200, otherwise the status and the problem's code. */
