@@ -5,7 +5,7 @@ import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Agent, request } from 'undici';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
-import { closedPortAddress, startAgent, startBlackHole, type BlackHole, type FakeAgent, type HealthBehaviour } from '../support/agents.js';
+import { agentFixtures, closedPortAddress } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { eventually } from '../support/eventually.js';
 import { AgentConnection, type AgentTarget } from '../../src/gate/agent-connection.js';
@@ -22,7 +22,7 @@ let long: TestApp;
 /** Dial bound 400 ms, failures remembered for 600 ms. */
 let edge: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
-const closers: Array<() => Promise<void>> = [];
+const { agent, blackHole } = agentFixtures();
 // Calls the tests abandon go through a dispatcher of their own, destroyed before the apps close:
 // after an abort, a client may open a connection it never sends a request on, and a server's
 // close waits for such a connection (Node counts it as active until its first request ends).
@@ -36,24 +36,11 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await abandonableClient.destroy();
-  await Promise.all(closers.map((close) => close()));
   await rows?.close();
   await edge?.close();
   await long?.close();
   await t?.close();
 });
-
-async function agent(health: HealthBehaviour = {}): Promise<FakeAgent> {
-  const a = await startAgent(health);
-  closers.push(() => a.close());
-  return a;
-}
-
-async function blackHole(): Promise<BlackHole> {
-  const hole = await startBlackHole();
-  closers.push(() => hole.close());
-  return hole;
-}
 
 /** A workspace whose one agent at `address` heartbeated just now (status connected). */
 async function connectedWorkspace(app: TestApp, address: string): Promise<Workspace> {

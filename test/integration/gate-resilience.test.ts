@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
-import { startAgent, type FakeAgent } from '../support/agents.js';
+import { agentFixtures, type FakeAgent } from '../support/agents.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
@@ -18,16 +18,7 @@ import type { AgentConnection } from '../../src/gate/agent-connection.js';
 
 type Rows = AgentRows & { close(): Promise<void> };
 
-const agents: FakeAgent[] = [];
-afterAll(async () => {
-  await Promise.all(agents.map((a) => a.close()));
-});
-
-async function agent(): Promise<FakeAgent> {
-  const a = await startAgent();
-  agents.push(a);
-  return a;
-}
+const { agent } = agentFixtures();
 
 /** 'ok' for a 200, otherwise the status and the problem's code. */
 const outcome = (r: Reply): string => (r.status === 200 ? 'ok' : `${r.status} ${String(r.body?.code)}`);
