@@ -45,7 +45,7 @@ export function callsWithoutKeepAlive(): void {
 
 /** An app whose database pool is known. */
 export interface Quiescent {
-  handle: { pool: { pg: { totalCount: number } } };
+  handle: { pool: { pg: { totalCount: number; idleCount: number } } };
 }
 
 /** Something that counts the connections it relays (the fault proxy). */
@@ -55,7 +55,7 @@ interface Relay {
 
 /**
  * Counts of this process's active handles by type (sockets, timers, servers...), the database
- * connections left out: the pool grows and shrinks with concurrency within its bound, and is
+ * connections (and their idle timers) left out: the pool grows and shrinks with concurrency within its bound, and is
  * checked on its own (expectNoLeak).
  */
 export async function snapshot(t: Quiescent): Promise<Record<string, number>> {
@@ -66,6 +66,8 @@ export async function snapshot(t: Quiescent): Promise<Record<string, number>> {
   // relayed connection (the app's, and the proxy's two), the pool's and those still closing.
   const dbSockets = relay ? 3 * relay.open : t.handle.pool.pg.totalCount;
   counts.TCPSocketWrap = Math.max(0, (counts.TCPSocketWrap ?? 0) - dbSockets);
+  // Each idle pool connection holds a timer of its own (its idle timeout).
+  counts.Timeout = Math.max(0, (counts.Timeout ?? 0) - t.handle.pool.pg.idleCount);
   return counts;
 }
 
