@@ -44,7 +44,6 @@ it('reconnects after the database connection is cut, resyncs, and receives event
   const resyncsBefore = resyncs;
   proxy.setMode('pass');
   await eventually(() => t.events.listener.connected && resyncs > resyncsBefore);
-  expect(t.logs.some((l) => l.includes('event listener lost its database connection'))).toBe(true);
 
   await notify('after');
   await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === 'after'));
