@@ -367,6 +367,7 @@ describe('HeartbeatLoop', () => {
       await loop.stop(true);
       const heartbeatsAtStop = seen.heartbeat;
       expect(seen.disconnect).toBe(1);
+      // Proves a negative: no heartbeat follows the goodbye, for longer than the interval.
       await new Promise((r) => setTimeout(r, 300));
       expect(seen.heartbeat).toBe(heartbeatsAtStop);
       expect(seen.disconnect).toBe(1);
@@ -396,6 +397,7 @@ describe('HeartbeatLoop', () => {
       await eventually(() => loop.sent >= 2, 3_000, 'two heartbeats');
       await loop.stop(false);
       const at = seen.heartbeat;
+      // Proves a negative: no further heartbeat, for longer than the interval.
       await new Promise((r) => setTimeout(r, 200));
       expect(seen.heartbeat).toBe(at);
       expect(seen.disconnect).toBe(0);

@@ -146,6 +146,7 @@ describe('connected and connecting agents', () => {
     expect((await conn(t, ws.id)).body.connection.cached).toBe(false);
     // More than the inactive timeout (1 s) passes while the agent keeps heartbeating.
     for (let i = 0; i < 3; i++) {
+      // Time passing is what is tested: heartbeats 600 ms apart, past the timeout in total.
       await new Promise((r) => setTimeout(r, 600));
       await rows.heartbeat(ws.agents[0]!.id);
     }

@@ -83,6 +83,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toBe('{"status":"ok"}');
+    // Proves a negative: nothing closes the leased pool meanwhile.
     await sleep(100);
     expect(c.closed).toBe(false);
     expect(c.pool.closed).toBe(false);
@@ -564,6 +565,7 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
     // The NOTIFY echo of this very build (late, or from another replica) spares its agent.
     t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: build.body.build.id });
     expect(t.gate.cache.has(agentId)).toBe(true);
+    // Proves a negative: the socket is not closed a moment later either.
     await sleep(50);
     expect(a.sockets.closed).toBe(0);
     expect((await conn(t, ws.id)).body.connection.cached).toBe(true);

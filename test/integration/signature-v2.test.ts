@@ -195,6 +195,7 @@ describe('replicas', () => {
     await stopped.close();
     const row = await t.handle.db.selectFrom('gate_signing_keys').select('kid').where('kid', '=', stoppedKey.kid).executeTakeFirst();
     expect(row).toBeUndefined();
+    // Past the keys' lifetime: their expiry is what is tested.
     await new Promise((r) => setTimeout(r, lifetimeMs + 200));
     for (const key of [crashedKey, stoppedKey]) {
       const r = await direct(a, key.sign(a.agentId, 'POST', '/exec'));
