@@ -8,7 +8,6 @@ import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../errors.js';
 import type { Principal } from '../auth/principal.js';
 import { CallerGone, type GateSuccess } from '../gate/gate.js';
 import type { Metrics } from '../metrics.js';

@@ -181,6 +181,7 @@ describe('agent faults', () => {
     const flapping = (async () => {
       for (let i = 0; i < 8 && !stop; i += 1) {
         await (i % 2 === 0 ? up() : down());
+        // Paces the flapping: the agent stays up (or down) for a while each time.
         await new Promise((r) => setTimeout(r, 300));
       }
     })();
@@ -281,6 +282,7 @@ describe('agent faults', () => {
     const ws = { id: created.id, ownerId: created.ownerId, agents: build.body.agents };
     expect((await conn(t, ws.id)).status).toBe(200);
     expect(sockets.size).toBe(1);
+    // Idle past undici's default keep-alive (4 s): the socket must still be the dial's.
     await new Promise((r) => setTimeout(r, 4_500));
     const health = await t.call('GET', `/workspaces/${ws.id}/conn/health`, { token: ENV_ADMIN_TOKEN });
     expect(health.status).toBe(200);

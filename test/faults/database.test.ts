@@ -175,6 +175,7 @@ describe('PostgreSQL faults', () => {
     proxy.setMode('blackhole');
     // Queries are now waiting on a silent server; the failover then resets their connections.
     const started = calls();
+    // The reset lands halfway through the queries' bound, as a failover mid-query would.
     await new Promise((r) => setTimeout(r, DB_TIMEOUT_MS / 2));
     proxy.resetInFlight();
     const answers = await Promise.all(started);

@@ -132,6 +132,7 @@ describe('process faults', () => {
         await client.destroy();
       }
     });
+    // Traffic runs for a while before the signal, so that calls are in flight when it lands.
     await new Promise((r) => setTimeout(r, 800));
     const signalledAt = performance.now();
     cli.child.kill('SIGTERM');

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, setGlobalDispatcher } from 'undici';
 import { expect } from 'vitest';
 import type { Reply } from '../support/app.js';
+import { eventually } from '../support/eventually.js';
 
 /**
  * Load shedding off (0) for the apps of these suites: on a loaded test machine a stalled
@@ -23,13 +24,7 @@ export async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
   return { r, ms: performance.now() - started };
 }
 
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 3_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
+export { eventually };
 
 /** 'ok' for a 2xx of the gate, 'agent <status>' for the agent's own answer, else status and code. */
 export function outcome(r: Reply): string {
@@ -50,7 +45,7 @@ export function callsWithoutKeepAlive(): void {
 
 /** An app whose database pool is known. */
 export interface Quiescent {
-  handle: { pool: { pg: { totalCount: number } } };
+  handle: { pool: { pg: { totalCount: number; idleCount: number } } };
 }
 
 /** Something that counts the connections it relays (the fault proxy). */
@@ -60,7 +55,7 @@ interface Relay {
 
 /**
  * Counts of this process's active handles by type (sockets, timers, servers...), the database
- * connections left out: the pool grows and shrinks with concurrency within its bound, and is
+ * connections (and their idle timers) left out: the pool grows and shrinks with concurrency within its bound, and is
  * checked on its own (expectNoLeak).
  */
 export async function snapshot(t: Quiescent): Promise<Record<string, number>> {
@@ -71,6 +66,8 @@ export async function snapshot(t: Quiescent): Promise<Record<string, number>> {
   // relayed connection (the app's, and the proxy's two), the pool's and those still closing.
   const dbSockets = relay ? 3 * relay.open : t.handle.pool.pg.totalCount;
   counts.TCPSocketWrap = Math.max(0, (counts.TCPSocketWrap ?? 0) - dbSockets);
+  // Each idle pool connection holds a timer of its own (its idle timeout).
+  counts.Timeout = Math.max(0, (counts.Timeout ?? 0) - t.handle.pool.pg.idleCount);
   return counts;
 }
 

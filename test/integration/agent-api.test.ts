@@ -2,11 +2,15 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { eventually } from '../support/eventually.js';
 import { EVENTS_CHANNEL, parseEvent, type GateEvent } from '../../src/db/events.js';
 
 let t: TestApp;
 let listener: pg.Client;
 const received: GateEvent[] = [];
+/** A channel of the test's own, for markers that tell when notifications have all arrived. */
+const MARKER_CHANNEL = 'agentgate_test_marker';
+const markers = new Set<string>();
 
 beforeAll(async () => {
   t = await startTestApp();
@@ -14,10 +18,12 @@ beforeAll(async () => {
   listener = new pg.Client({ connectionString: t.database.url });
   await listener.connect();
   listener.on('notification', (m) => {
+    if (m.channel === MARKER_CHANNEL) return void markers.add(m.payload ?? '');
     const event = parseEvent(m.payload);
     if (event) received.push(event);
   });
   await listener.query(`listen ${EVENTS_CHANNEL}`);
+  await listener.query(`listen ${MARKER_CHANNEL}`);
 });
 afterAll(async () => {
   await listener.end();
@@ -58,10 +64,19 @@ async function row(agentId: string): Promise<Row> {
   return r;
 }
 
-/** Events about one agent received so far, after letting in-flight notifications arrive. */
+/**
+ * Resolves once every notification committed so far has reached the listener: PostgreSQL
+ * delivers notifications in commit order, so a marker sent now arrives after all of them.
+ */
+async function notificationsArrived(): Promise<void> {
+  const marker = randomUUID();
+  await listener.query('select pg_notify($1, $2)', [MARKER_CHANNEL, marker]);
+  await eventually(() => markers.has(marker), 5_000, 'the marker notification');
+}
+
+/** Events about one agent received so far, every notification already sent included. */
 async function eventsFor(agentId: string): Promise<string[]> {
-  await listener.query('select 1'); // a round trip flushes notifications already sent
-  await new Promise((r) => setTimeout(r, 50));
+  await notificationsArrived();
   return received.filter((e) => 'agentId' in e && e.agentId === agentId).map((e) => e.kind);
 }
 
@@ -81,7 +96,8 @@ describe('agent API', () => {
     expect(first.last_connected_at!.getTime()).toBeLessThanOrEqual(first.db_now.getTime());
     expect(first.last_connected_at!.getTime()).toBeGreaterThanOrEqual(before.db_now.getTime());
 
-    await new Promise((r) => setTimeout(r, 20));
+    // The next heartbeat must be written at a later database time.
+    await eventually(async () => (await row(agent.id)).db_now.getTime() > first.last_connected_at!.getTime(), 5_000, 'the database clock moving on');
     expect((await heartbeat(agent)).status).toBe(204);
     const second = await row(agent.id);
     expect(second.first_connected_at?.getTime()).toBe(first.first_connected_at?.getTime());
@@ -128,15 +144,13 @@ describe('agent API', () => {
 
   it('publishes new builds and deleted workspaces', async () => {
     const agent = await newAgent();
-    await listener.query('select 1');
-    await new Promise((r) => setTimeout(r, 50));
+    await notificationsArrived();
     const kinds = () => received.filter((e) => 'workspaceId' in e && e.workspaceId === agent.workspaceId).map((e) => e.kind);
     expect(kinds()).toContain('build_created');
     const stop = await t.call('POST', `/workspaces/${agent.workspaceId}/builds`, { token: ENV_ADMIN_TOKEN, body: { transition: 'stop' } });
     expect(stop.status).toBe(201);
     await t.call('DELETE', `/workspaces/${agent.workspaceId}`, { token: ENV_ADMIN_TOKEN });
-    await listener.query('select 1');
-    await new Promise((r) => setTimeout(r, 50));
+    await notificationsArrived();
     expect(kinds().filter((k) => k === 'build_created')).toHaveLength(2);
     expect(kinds()).toContain('workspace_deleted');
   });
@@ -147,8 +161,7 @@ describe('agent API', () => {
     const missing = randomUUID();
     const reply = await t.call('POST', `/workspaces/${missing}/builds`, { token: ENV_ADMIN_TOKEN, body: { transition: 'stop' } });
     expect(reply.status).toBe(404);
-    await listener.query('select 1');
-    await new Promise((r) => setTimeout(r, 50));
+    await notificationsArrived();
     expect(received.slice(count).filter((e) => 'workspaceId' in e && e.workspaceId === missing)).toEqual([]);
   });
 

@@ -11,6 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/eventually.js';
 import { agentStatus, conn, createWorkspace } from '../support/gate-fixtures.js';
 import { runCli, type CliProcess } from '../support/process.js';
 import { freePort } from '../../src/db/embedded.js';
@@ -39,14 +40,6 @@ async function run(args: string[], extraEnv: Record<string, string> = {}): Promi
     return { code, stdout: cli.stdout(), stderr: cli.stderr() };
   } finally {
     cli.child.kill('SIGKILL');
-  }
-}
-
-async function eventually(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 
@@ -374,6 +367,7 @@ describe('HeartbeatLoop', () => {
       await loop.stop(true);
       const heartbeatsAtStop = seen.heartbeat;
       expect(seen.disconnect).toBe(1);
+      // Proves a negative: no heartbeat follows the goodbye, for longer than the interval.
       await new Promise((r) => setTimeout(r, 300));
       expect(seen.heartbeat).toBe(heartbeatsAtStop);
       expect(seen.disconnect).toBe(1);
@@ -403,6 +397,7 @@ describe('HeartbeatLoop', () => {
       await eventually(() => loop.sent >= 2, 3_000, 'two heartbeats');
       await loop.stop(false);
       const at = seen.heartbeat;
+      // Proves a negative: no further heartbeat, for longer than the interval.
       await new Promise((r) => setTimeout(r, 200));
       expect(seen.heartbeat).toBe(at);
       expect(seen.disconnect).toBe(0);

@@ -711,6 +711,7 @@ describe('unknown tokens', () => {
     expect(await store.resolve(unknown)).toBeNull();
     expect(await store.resolve(unknown)).toBeNull();
     expect(counter.queries).toBe(1);
+    // Past the 100 ms the unknown token is remembered: time passing is what is tested.
     await new Promise((resolve) => setTimeout(resolve, 250));
     expect(await store.resolve(unknown)).toBeNull();
     expect(counter.queries).toBe(2);

@@ -3,13 +3,13 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
-import { startAgent, type FakeAgent } from '../support/agents.js';
+import { agentFixtures } from '../support/agents.js';
 import { AgentRows, agentStatus, conn, createWorkspace, startBuild } from '../support/gate-fixtures.js';
 import { checkGateSignature } from '../support/signature.js';
 
 let t: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
-const agents: FakeAgent[] = [];
+const { agent } = agentFixtures();
 
 // Inactive timeout 1 s and grace 5 s: a silence of 2 s is weak, one of 10 s is strong.
 beforeAll(async () => {
@@ -25,15 +25,8 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await rows.close();
-  await Promise.all(agents.map((a) => a.close()));
   await t.close();
 });
-
-async function agent(): Promise<FakeAgent> {
-  const a = await startAgent();
-  agents.push(a);
-  return a;
-}
 
 function expectSentinel(r: { status: number; headers: Headers; body: Record<string, unknown> }, status: number, code: string) {
   expect(r.status, JSON.stringify(r.body)).toBe(status);
@@ -153,6 +146,7 @@ describe('connected and connecting agents', () => {
     expect((await conn(t, ws.id)).body.connection.cached).toBe(false);
     // More than the inactive timeout (1 s) passes while the agent keeps heartbeating.
     for (let i = 0; i < 3; i++) {
+      // Time passing is what is tested: heartbeats 600 ms apart, past the timeout in total.
       await new Promise((r) => setTimeout(r, 600));
       await rows.heartbeat(ws.agents[0]!.id);
     }

@@ -5,8 +5,9 @@ import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Agent, request } from 'undici';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
-import { closedPortAddress, startAgent, startBlackHole, type BlackHole, type FakeAgent, type HealthBehaviour } from '../support/agents.js';
+import { agentFixtures, closedPortAddress } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { eventually } from '../support/eventually.js';
 import { AgentConnection, type AgentTarget } from '../../src/gate/agent-connection.js';
 import { dialAgent, DialAbandoned, DialFailure, dialOutcome, DialTimeout, type DialOutcome } from '../../src/gate/dial.js';
 import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from '../../src/gate/shared-dials.js';
@@ -21,7 +22,7 @@ let long: TestApp;
 /** Dial bound 400 ms, failures remembered for 600 ms. */
 let edge: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
-const closers: Array<() => Promise<void>> = [];
+const { agent, blackHole } = agentFixtures();
 // Calls the tests abandon go through a dispatcher of their own, destroyed before the apps close:
 // after an abort, a client may open a connection it never sends a request on, and a server's
 // close waits for such a connection (Node counts it as active until its first request ends).
@@ -35,24 +36,11 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await abandonableClient.destroy();
-  await Promise.all(closers.map((close) => close()));
   await rows?.close();
   await edge?.close();
   await long?.close();
   await t?.close();
 });
-
-async function agent(health: HealthBehaviour = {}): Promise<FakeAgent> {
-  const a = await startAgent(health);
-  closers.push(() => a.close());
-  return a;
-}
-
-async function blackHole(): Promise<BlackHole> {
-  const hole = await startBlackHole();
-  closers.push(() => hole.close());
-  return hole;
-}
 
 /** A workspace whose one agent at `address` heartbeated just now (status connected). */
 async function connectedWorkspace(app: TestApp, address: string): Promise<Workspace> {
@@ -67,14 +55,6 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
   const started = performance.now();
   const value = await fn();
   return { value, ms: performance.now() - started };
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(5);
-  }
 }
 
 /** A conn call the test can abandon: resolves to the status, or to 'aborted' when abandoned. */

@@ -6,38 +6,21 @@ import type http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
-import { startAgent, type FakeAgent } from '../support/agents.js';
+import { Agent as UndiciAgent, request } from 'undici';
+import { ENV_ADMIN_TOKEN, parseBody, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type Reply, type TestApp } from '../support/app.js';
+import { agentFixtures, type FakeAgent } from '../support/agents.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { AgentRows, conn, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
+import { AgentRows, conn, createWorkspace, startBuild, type RegisteredAgent, type Workspace } from '../support/gate-fixtures.js';
+import { expectNoLeak, snapshot, UNSHED_MS } from '../faults/support.js';
 import { ConnCache } from '../../src/gate/conn-cache.js';
 import { dialAgent } from '../../src/gate/dial.js';
 import type { AgentConnection } from '../../src/gate/agent-connection.js';
 
 type Rows = AgentRows & { close(): Promise<void> };
 
-const agents: FakeAgent[] = [];
-afterAll(async () => {
-  await Promise.all(agents.map((a) => a.close()));
-});
-
-async function agent(): Promise<FakeAgent> {
-  const a = await startAgent();
-  agents.push(a);
-  return a;
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 2_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
-
-/** 'ok' for a 200, otherwise the status and the problem's code. */
-const outcome = (r: Reply): string => (r.status === 200 ? 'ok' : `${r.status} ${String(r.body?.code)}`);
+const { agent } = agentFixtures();
 
 // why: pino lines are JSON with arbitrary fields; tests look up a few of them.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -93,6 +76,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toBe('{"status":"ok"}');
+    // Proves a negative: nothing closes the leased pool meanwhile.
     await sleep(100);
     expect(c.closed).toBe(false);
     expect(c.pool.closed).toBe(false);
@@ -168,98 +152,250 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     }
   });
 
+  // SPEC 5 step 10 under load: tool calls proxied through the gate hold their connection (a
+  // lease) while the events that evict connections happen, each through the route that causes
+  // it in production: rebuilds (POST /workspaces/:id/builds), goodbyes and reconnects (the
+  // agent routes), and the cache's own bound (LRU) or idle expiry. Every call must end with
+  // the agent's own answer or a SPEC 6 sentinel, none may hang, and nothing may be left open.
   const N_WORKSPACES = 20;
   const WAVES = 8;
   const PER_WAVE = 50;
+  const DIAL_MS = 2_000;
+  const DB_MS = 1_000;
+  const HEADERS_MS = 2_000;
+  /** SPEC 5 step 9's bound on a proxied call, with room for a loaded machine: a call open past it hangs. */
+  const HANG_MS = DIAL_MS + 2 * DB_MS + HEADERS_MS + 4_000;
+
+  interface ToolRoute {
+    /** Calls made with `?hold=release` that the agent holds until `release()`. */
+    holding(): number;
+    /** Answers every call held so far; returns their paths. */
+    release(): string[];
+  }
+
+  /**
+   * A tool route answering with who answered what: after `?hold=<ms>`, or, with
+   * `?hold=release`, only when the test releases it (a call held across an eviction).
+   */
+  function toolRoute(a: FakeAgent): ToolRoute {
+    const held = new Map<string, () => void>();
+    a.handle = (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://agent');
+      if (!url.pathname.startsWith('/tool/')) return false;
+      const answer = () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ port: a.port, url: req.url }));
+      };
+      const hold = url.searchParams.get('hold') ?? '0';
+      if (hold === 'release') held.set(url.pathname, answer);
+      else setTimeout(answer, Number(hold));
+      return true;
+    };
+    return {
+      holding: () => held.size,
+      release: () => {
+        const paths = [...held.keys()];
+        for (const answer of held.values()) answer();
+        held.clear();
+        return paths;
+      },
+    };
+  }
 
   it.each<[string, Record<string, string>, number]>([
     ['LRU eviction (AGENTGATE_MAX_CONNS=5)', { AGENTGATE_MAX_CONNS: '5' }, 0],
     ['idle expiry (AGENTGATE_CONN_IDLE_MS=50)', { AGENTGATE_CONN_IDLE_MS: '50' }, 80],
-  ])('%s: 400 concurrent calls with goodbyes and evictions answer 200 or a sentinel only', async (_label, env, pauseMs) => {
-    const t = await startTestApp({ env: { AGENTGATE_DIAL_TIMEOUT_MS: '5000', ...env } });
-    const rows: Rows = await AgentRows.open(t.database.url);
-    try {
-      const fleet = await Promise.all(Array.from({ length: N_WORKSPACES }, () => agent()));
-      const spaces: Workspace[] = [];
-      for (const a of fleet) {
-        const ws = await createWorkspace(t, [{ address: a.address }]);
-        await rows.heartbeat(ws.agents[0]!.id);
-        spaces.push(ws);
-      }
-      // One agent said goodbye for good; three flap (goodbye, then a heartbeat) during the run.
-      const gone = spaces[0]!;
-      await rows.goodbye(gone.agents[0]!.id);
-      const flapping = spaces.slice(1, 4);
-      const stable = spaces.slice(4);
-
-      let running = true;
-      const churn = (async () => {
-        let n = 0;
-        while (running) {
-          const ws = spaces[n % spaces.length]!;
-          const agentId = ws.agents[0]!.id;
-          if (n % 3 === 0) t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: ws.id, agentId });
-          else if (n % 3 === 1) t.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: ws.id, agentId });
-          else t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: randomUUID() });
-          n += 1;
-          await sleep(1);
-        }
-        return n;
-      })();
-      const flap = (async () => {
-        let n = 0;
-        while (running) {
-          for (const ws of flapping) {
-            await rows.goodbye(ws.agents[0]!.id);
-            await sleep(3);
-            await rows.heartbeat(ws.agents[0]!.id);
-            n += 1;
-          }
-          await sleep(5);
-        }
-        return n;
-      })();
-
-      const results: Array<{ ws: Workspace; outcome: string }> = [];
+  ])(
+    '%s: 400 proxied calls racing rebuilds, goodbyes and evictions get the agent’s answer or a sentinel; none hangs, nothing leaks',
+    async (_label, env, pauseMs) => {
+      const t = await startTestApp({
+        env: {
+          AGENTGATE_DIAL_TIMEOUT_MS: String(DIAL_MS),
+          AGENTGATE_DB_TIMEOUT_MS: String(DB_MS),
+          AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: String(HEADERS_MS),
+          ...env,
+        },
+        maxEventLoopDelayMs: UNSHED_MS,
+      });
+      // Without keep-alive, every socket this test opens to the app closes with its answer, so
+      // the sockets counted after the run are the gate's own.
+      const noKeepAlive = new UndiciAgent({ pipelining: 0 });
+      const send = async (method: string, path: string, token: string, body?: unknown, signal?: AbortSignal): Promise<Reply> => {
+        const res = await request(t.url + path, {
+          method: method as 'GET' | 'POST',
+          dispatcher: noKeepAlive,
+          signal,
+          headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+        const text = await res.body.text();
+        return { status: res.statusCode, headers: new Headers(res.headers as Record<string, string>), text, body: parseBody(text) };
+      };
+      /** The `agentgate_connections` gauge, read from /metrics as an operator would. */
+      const connectionsGauge = async (): Promise<number> => {
+        const line = (await send('GET', '/metrics', ENV_ADMIN_TOKEN)).text.split('\n').find((l) => l.startsWith('agentgate_connections '));
+        return Number(line?.slice('agentgate_connections '.length));
+      };
+      const agentCall = async (path: string, a: RegisteredAgent) => {
+        const r = await send('POST', path, a.token);
+        expect(r.status, `${path}: ${r.text}`).toBe(204);
+      };
       try {
-        for (let w = 0; w < WAVES; w++) {
-          const batch = Array.from({ length: PER_WAVE }, (_, j) => spaces[(w * 7 + j) % spaces.length]!);
-          const replies = await Promise.all(batch.map((ws) => conn(t, ws.id)));
-          replies.forEach((r, j) => results.push({ ws: batch[j]!, outcome: outcome(r) }));
-          if (pauseMs > 0) await sleep(pauseMs);
+        const fleet = await Promise.all(Array.from({ length: N_WORKSPACES }, () => agent()));
+        const routes = fleet.map(toolRoute);
+        const spaces: Workspace[] = [];
+        for (const a of fleet) spaces.push(await createWorkspace(t, [{ address: a.address }]));
+        const indexOf = new Map(spaces.map((ws, i) => [ws.id, i]));
+        const fakeOf = (ws: Workspace) => fleet[indexOf.get(ws.id)!]!;
+        const routeOf = (ws: Workspace) => routes[indexOf.get(ws.id)!]!;
+        /** The current agent of each workspace (rebuilds replace it). */
+        const current = new Map(spaces.map((ws) => [ws.id, ws.agents[0]!]));
+        for (const ws of spaces) await agentCall('/agent/heartbeat', current.get(ws.id)!);
+        // One agent said goodbye for good; three flap (goodbye, then a heartbeat); four are
+        // rebuilt over and over (same address, a new agent each time); the rest only see the
+        // cache's own evictions.
+        const gone = spaces[0]!;
+        await agentCall('/agent/disconnect', current.get(gone.id)!);
+        const flapping = spaces.slice(1, 4);
+        const rebuilt = spaces.slice(4, 8);
+        const stable = spaces.slice(8);
+        const before = await snapshot(t);
+
+        /** What a proxied call ended with: this agent's answer to this very call, or the gate's problem. */
+        const ending = (r: Reply, ws: Workspace, path: string): string => {
+          if (r.headers.get('x-agentgate-upstream') === 'agent') {
+            const own = r.status === 200 && r.text === JSON.stringify({ port: fakeOf(ws).port, url: path });
+            return own ? 'agent answer' : `agent ${r.status}, not its answer to this call: ${r.text}`;
+          }
+          const problem =
+            (r.headers.get('content-type') ?? '').startsWith('application/problem+json') &&
+            r.body?.status === r.status &&
+            typeof r.body?.code === 'string' &&
+            typeof r.body?.retryable === 'boolean' &&
+            typeof r.body?.hint === 'string';
+          return problem ? `${r.status} ${String(r.body.code)}` : `${r.status}, not a sentinel: ${r.text.slice(0, 200)}`;
+        };
+        const toolCall = async (ws: Workspace, n: number, hold: string): Promise<string> => {
+          const path = `/tool/${n}?hold=${hold}`;
+          const bound = new AbortController();
+          const timer = setTimeout(() => bound.abort(), HANG_MS);
+          try {
+            return ending(await send('GET', `/workspaces/${ws.id}/conn${path}`, ENV_ADMIN_TOKEN, undefined, bound.signal), ws, path);
+          } catch (err) {
+            return bound.signal.aborted ? `hung past ${HANG_MS} ms` : `transport error ${String((err as { code?: string }).code ?? err)}`;
+          } finally {
+            clearTimeout(timer);
+          }
+        };
+
+        let running = true;
+        const churn = { rebuilds: 0, goodbyes: 0 };
+        /** Calls held by their agent across a rebuild or a goodbye, answered only after it. */
+        const heldAcross = new Set<string>();
+        /**
+         * Each turn: once an agent of `group` holds a call, runs `evict` on its workspace, then
+         * lets the agent answer; the call's lease was taken before the eviction and outlives it.
+         */
+        const evictUnderCalls = async (group: Workspace[], evict: (ws: Workspace) => Promise<void>): Promise<number> => {
+          let turns = 0;
+          try {
+            while (running) {
+              const ws = group.find((w) => routeOf(w).holding() > 0);
+              // Polls, without a bound of its own: the waves keep calls coming until `running` ends.
+              if (ws === undefined) {
+                await sleep(1);
+                continue;
+              }
+              await evict(ws);
+              for (const path of routeOf(ws).release()) heldAcross.add(path);
+              turns += 1;
+            }
+          } finally {
+            for (const ws of group) routeOf(ws).release();
+          }
+          return turns;
+        };
+        const rebuilding = evictUnderCalls(rebuilt, async (ws) => {
+          const r = await send('POST', `/workspaces/${ws.id}/builds`, ENV_ADMIN_TOKEN, {
+            transition: 'start',
+            agents: [{ name: 'agent0', address: fakeOf(ws).address }],
+          });
+          expect(r.status, r.text).toBe(201);
+          const fresh = (r.body.agents as RegisteredAgent[])[0]!;
+          current.set(ws.id, fresh);
+          churn.rebuilds += 1;
+          if (churn.rebuilds % 2 === 0) await agentCall('/agent/heartbeat', fresh);
+        });
+        const flappingAgents = evictUnderCalls(flapping, async (ws) => {
+          await agentCall('/agent/disconnect', current.get(ws.id)!);
+          await agentCall('/agent/heartbeat', current.get(ws.id)!);
+          churn.goodbyes += 1;
+        });
+
+        const results: Array<{ ws: Workspace; path: string; ending: string }> = [];
+        try {
+          for (let w = 0; w < WAVES; w++) {
+            const batch = Array.from({ length: PER_WAVE }, (_, j) => {
+              const ws = spaces[(w * 7 + j) % spaces.length]!;
+              const n = w * PER_WAVE + j;
+              const churned = flapping.includes(ws) || rebuilt.includes(ws);
+              return { ws, n, hold: churned && n % 5 === 0 ? 'release' : String((n % 5) * 10) };
+            });
+            const endings = await Promise.all(batch.map(({ ws, n, hold }) => toolCall(ws, n, hold)));
+            endings.forEach((e, j) => results.push({ ws: batch[j]!.ws, path: `/tool/${batch[j]!.n}`, ending: e }));
+            // Idle expiry needs the connections to sit idle past AGENTGATE_CONN_IDLE_MS.
+            if (pauseMs > 0) await sleep(pauseMs);
+          }
+        } finally {
+          running = false;
         }
+        await Promise.all([rebuilding, flappingAgents]);
+
+        const seen = (group: Workspace[]) => new Set(results.filter((r) => group.includes(r.ws)).map((r) => r.ending));
+        expect(results).toHaveLength(WAVES * PER_WAVE);
+        expect(seen(stable)).toEqual(new Set(['agent answer']));
+        expect(seen([gone])).toEqual(new Set(['409 AGENT_DISCONNECTED']));
+        for (const e of seen(flapping)) expect(['agent answer', '409 AGENT_DISCONNECTED']).toContain(e);
+        // A call whose agent was replaced during both of its dials is told so (SPEC 5 step 11).
+        for (const e of seen(rebuilt)) expect(['agent answer', '409 WORKSPACE_CHANGED']).toContain(e);
+        // A call held by the agent across a rebuild or goodbye got the agent's answer: the
+        // connection it was using was not closed under it.
+        expect(heldAcross.size).toBeGreaterThan(5);
+        expect(new Set(results.filter((r) => heldAcross.has(r.path)).map((r) => r.ending))).toEqual(new Set(['agent answer']));
+        // Every answer that said it came from the agent was the agent's answer to that call.
+        const answered = results.filter((r) => r.ending === 'agent answer').length;
+        const reached = fleet.reduce((n, a) => n + a.requests.filter((q) => q.url.startsWith('/tool/')).length, 0);
+        expect(reached).toBeGreaterThanOrEqual(answered);
+
+        // The evictions were real: agents were dialed again and connections closed.
+        expect(churn.rebuilds).toBeGreaterThan(2);
+        expect(churn.goodbyes).toBeGreaterThan(2);
+        expect(fleet.reduce((n, a) => n + a.healthChecks(), 0)).toBeGreaterThan(N_WORKSPACES);
+        expect(fleet.reduce((n, a) => n + a.sockets.closed, 0)).toBeGreaterThan(0);
+        expect(await connectionsGauge()).toBeLessThanOrEqual(Number(env.AGENTGATE_MAX_CONNS ?? N_WORKSPACES));
+        // Nothing was an internal error, nor a dial failure remembered afterwards.
+        expect(parsedLogs(t).filter((l) => l.level >= 50)).toEqual([]);
+        expect(parsedLogs(t).filter((l) => l.code === 'AGENT_UNREACHABLE' || l.code === 'AGENT_DIAL_TIMEOUT')).toEqual([]);
+
+        // Once the churn stops, every agent that is up answers.
+        for (const ws of flapping) await agentCall('/agent/heartbeat', current.get(ws.id)!);
+        const up = [...flapping, ...rebuilt, ...stable];
+        const after = await Promise.all(up.map((ws, i) => toolCall(ws, 10_000 + i, '0')));
+        expect(new Set(after)).toEqual(new Set(['agent answer']));
+
+        // Every agent says goodbye: the gate closes every connection it holds, and the process
+        // is back to the sockets and handles it had before the run.
+        for (const ws of up) await agentCall('/agent/disconnect', current.get(ws.id)!);
+        await eventually(async () => (await connectionsGauge()) === 0, 5_000, 'every cached connection closed');
+        await eventually(() => fleet.every((a) => a.sockets.closed === a.sockets.opened), 5_000, "every agent's sockets closed");
+        await expectNoLeak(t, before);
       } finally {
-        running = false;
+        await noKeepAlive.close();
+        await t.close();
       }
-      const [churned, flapped] = await Promise.all([churn, flap]);
-
-      const seen = (group: Workspace[]) => new Set(results.filter((r) => group.includes(r.ws)).map((r) => r.outcome));
-      expect(results).toHaveLength(WAVES * PER_WAVE);
-      expect(seen(stable)).toEqual(new Set(['ok']));
-      expect(seen([gone])).toEqual(new Set(['409 AGENT_DISCONNECTED']));
-      for (const o of seen(flapping)) expect(['ok', '409 AGENT_DISCONNECTED']).toContain(o);
-      expect(new Set(results.map((r) => r.outcome))).toEqual(new Set(['ok', '409 AGENT_DISCONNECTED']));
-
-      // The evictions were real: connections were closed and agents dialed again.
-      expect(churned).toBeGreaterThan(20);
-      expect(flapped).toBeGreaterThan(3);
-      const dials = fleet.reduce((n, a) => n + a.healthChecks(), 0);
-      expect(dials).toBeGreaterThan(N_WORKSPACES);
-      expect(fleet.reduce((n, a) => n + a.sockets.closed, 0)).toBeGreaterThan(0);
-      expect(t.gate.connections.size).toBeLessThanOrEqual(Number(env.AGENTGATE_MAX_CONNS ?? N_WORKSPACES));
-      // Nothing was an internal error, nor a dial failure remembered afterwards.
-      expect(parsedLogs(t).filter((l) => l.level >= 50)).toEqual([]);
-      expect(parsedLogs(t).filter((l) => l.code === 'AGENT_UNREACHABLE' || l.code === 'AGENT_DIAL_TIMEOUT')).toEqual([]);
-
-      // Once the churn stops, every agent that is up answers 200.
-      for (const ws of flapping) await rows.heartbeat(ws.agents[0]!.id);
-      const after = await Promise.all([...flapping, ...stable].map((ws) => conn(t, ws.id)));
-      expect(new Set(after.map(outcome))).toEqual(new Set(['ok']));
-    } finally {
-      await rows.close();
-      await t.close();
-    }
-  });
+    },
+    60_000,
+  );
 });
 
 describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
@@ -326,8 +462,8 @@ describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
         const warnings = parsedLogs(t)
           .slice(logsBefore)
           .filter((l) => l.level === 40 && l.agentId === agentId);
+        // SPEC 5 step 9: a warning with the agent id and the error.
         expect(warnings.length).toBeGreaterThanOrEqual(1);
-        expect(warnings[0]!.msg).toMatch(/database/);
         expect(typeof warnings[0]!.err).toBe('string');
         expect(a.healthChecks()).toBe(1);
 
@@ -405,7 +541,6 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
     expect(b.sockets.closed).toBe(0);
     expect(t.gate.connections.has(oldId)).toBe(false);
     expect(t.gate.connections.has(fresh!.id)).toBe(true);
-    expect(parsedLogs(t).some((l) => l.agentId === oldId && /replaced while dialing/.test(l.msg))).toBe(true);
   });
 
   it("a build's own notice, arriving after its agent was dialed, does not close that connection", async () => {
@@ -423,6 +558,7 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
     // The NOTIFY echo of this very build (late, or from another replica) spares its agent.
     t.gate.handleEvent({ kind: 'build_created', workspaceId: ws.id, buildId: build.body.build.id });
     expect(t.gate.connections.has(agentId)).toBe(true);
+    // Proves a negative: the socket is not closed a moment later either.
     await sleep(50);
     expect(a.sockets.closed).toBe(0);
     expect((await conn(t, ws.id)).body.connection.cached).toBe(true);
@@ -518,7 +654,6 @@ describe('two replicas on one database (SPEC 5 step 13)', () => {
     await twoClosesItsPool(a, ws, connTwo);
     const twoLogs = parseLines(two.logs.slice(twoLogsBefore));
     expect(twoLogs.some((l) => l.req !== undefined)).toBe(false);
-    expect(twoLogs.some((l) => l.agentId === ws.agents[0]!.id && /goodbye/.test(l.msg))).toBe(true);
   });
 
   it('a new build through replica one closes replica two’s connection to the replaced agent', async () => {

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type TestApp } from '../support/app.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
 import { CLI, runCli } from '../support/process.js';
 import { migrateDown, migrateUp } from '../../src/db/migrate.js';
@@ -24,14 +25,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env.close();
 });
-
-async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('operations routes', () => {
   it('healthz answers without touching the database', async () => {

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { startEchoAgent, type EchoAgent } from '../support/echo-agent.js';
+import { eventually } from '../support/eventually.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { checkGateSignature } from '../support/signature.js';
 
@@ -87,7 +88,16 @@ describe('forwarding', () => {
     expect(r.status).toBe(200);
     expect(((await r.json()) as { url: string }).url).toBe('/base/echo/q?secret=hunter2-in-query&x=1&flag');
     // The last log line of this request is written after the response.
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const requestId = r.headers.get('x-request-id');
+    await eventually(
+      () =>
+        t.logs.some((l) => {
+          const line = JSON.parse(l) as { reqId?: string; outcome?: string };
+          return line.reqId === requestId && line.outcome !== undefined;
+        }),
+      5_000,
+      'the proxied request logged with its outcome',
+    );
     const logs = t.logs.join('\n');
     expect(logs).not.toContain('hunter2-in-query');
     expect(logs).toContain(`/workspaces/${ws.id}/conn/echo/q?secret&x&flag`);
@@ -247,29 +257,29 @@ describe('paths', () => {
 });
 
 describe('aborts and failures', () => {
-  function abortAfter(path: string, ms: number, init: RequestInit = {}) {
-    const controller = new AbortController();
-    const started = Date.now();
-    const p = proxied(path, { ...init, signal: controller.signal })
-      .then(async (r) => {
-        await r.text();
-      })
-      .catch(() => undefined);
-    setTimeout(() => controller.abort(), ms);
-    return { p, started, abortAt: started + ms };
-  }
+  /** Resolves once the agent has received a request to `path`. */
+  const reached = (path: string) => eventually(() => agent.records.some((r) => r.url.includes(path)), 5_000, `${path} reaching the agent`);
 
   it('caller abort before the agent answers cancels the agent request at once', async () => {
-    const { p, abortAt } = abortAfter('/hang?case=before', 100);
+    const controller = new AbortController();
+    const p = proxied('/hang?case=before', { signal: controller.signal }).catch(() => undefined);
+    await reached('/hang?case=before');
+    const abortAt = Date.now();
+    controller.abort();
     const record = await agent.waitAborted('/hang?case=before');
     await p;
     expect(record.abortedAt! - abortAt).toBeLessThan(100);
   });
 
   it('caller abort mid-response cancels the agent request at once', async () => {
-    const { p, abortAt } = abortAfter('/stream?n=50&gap=50&case=mid', 200);
+    const controller = new AbortController();
+    const r = await proxied('/stream?n=50&gap=50&case=mid', { signal: controller.signal });
+    const reader = r.body!.getReader();
+    expect((await reader.read()).done).toBe(false); // the response has begun
+    const abortAt = Date.now();
+    controller.abort();
     const record = await agent.waitAborted('/stream?n=50&gap=50&case=mid');
-    await p;
+    await reader.read().catch(() => undefined);
     expect(record.abortedAt! - abortAt).toBeLessThan(100);
   });
 
@@ -283,7 +293,11 @@ describe('aborts and failures', () => {
     });
     req.on('error', () => undefined);
     req.write(randomBytes(1024));
-    await new Promise((r) => setTimeout(r, 150));
+    await eventually(
+      () => agent.records.some((r) => r.url.includes('/slow-upload?case=upload') && r.bodyBytes > 0),
+      5_000,
+      'the upload reaching the agent',
+    );
     const abortAt = Date.now();
     controller.abort();
     const record = await agent.waitAborted('/slow-upload?case=upload');

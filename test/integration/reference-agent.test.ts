@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { Writable } from 'node:stream';
 import { buildAgentApp } from '../../src/agent/agent-app.js';
 import { createLogger } from '../../src/logger.js';
+import { eventually } from '../support/eventually.js';
 import { SIGNATURE_HEADER } from '../../src/auth/gate-signature.js';
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import type { GateKeySource } from '../../src/agent/gate-keys.js';
@@ -114,17 +115,9 @@ async function running(pid: number): Promise<boolean> {
   }
 }
 
-async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function readPid(file: string): Promise<number> {
   let pid = NaN;
-  await waitUntil(
+  await eventually(
     async () => {
       pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
       return Number.isInteger(pid) && pid > 0;
@@ -309,7 +302,7 @@ describe('POST /exec', () => {
     expect(elapsed).toBeLessThan(5_000);
     const grandchild = await readPid(pidFile);
     spawned.push(grandchild);
-    await waitUntil(async () => !(await running(grandchild)), 1_000, `grandchild ${grandchild} to die`);
+    await eventually(async () => !(await running(grandchild)), 1_000, `grandchild ${grandchild} to die`);
   });
 
   it('a process that left the group and holds the output does not hold the answer', async () => {
@@ -334,11 +327,12 @@ describe('POST /exec', () => {
     pending.catch(() => undefined);
     const grandchild = await readPid(pidFile);
     spawned.push(grandchild);
+    // A moment for the tree to run (and, were it broken, die) before the abort.
     await new Promise((r) => setTimeout(r, 200));
     expect(await running(grandchild)).toBe(true);
     controller.abort();
     await expect(pending).rejects.toThrow();
-    await waitUntil(async () => !(await running(grandchild)), 1_000, `grandchild ${grandchild} to die after the abort`);
+    await eventually(async () => !(await running(grandchild)), 1_000, `grandchild ${grandchild} to die after the abort`);
   });
 
   it('caps output at maxOutputBytes and says so', async () => {
@@ -554,7 +548,8 @@ describe('logs', () => {
       const ok = await send('GET', '/files?path=logged.txt', { at });
       expect(ok.status).toBe(200);
       await ok.text();
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Each request's last line (with its response time) is written after its response.
+      await eventually(() => lines.join('').split('"responseTime"').length - 1 >= 2, 5_000, 'both requests logged as completed');
       const all = lines.join('');
       expect(all).not.toContain('hunter2-in-query');
       expect(all).not.toContain('logged.txt');

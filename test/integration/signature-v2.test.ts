@@ -13,6 +13,7 @@ import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import { createLogger } from '../../src/logger.js';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { closedPortAddress } from '../support/agents.js';
+import { eventually } from '../support/eventually.js';
 import { createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 
 let t: TestApp;
@@ -39,16 +40,8 @@ async function startReferenceAgent(gateUrl = t.url): Promise<Started> {
     logger: createLogger('silent'),
   });
   closers.push(() => agent.close(false));
-  await waitFor(() => agent.heartbeats.sent > 0 && agent.keys.agentId !== undefined);
+  await eventually(() => agent.heartbeats.sent > 0 && agent.keys.agentId !== undefined, 5_000, 'the agent to heartbeat');
   return { ws, agent, agentId: ws.agents[0]!.id };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const EXEC = { command: process.execPath, args: ['-e', 'process.stdout.write("ran")'] };
@@ -202,6 +195,7 @@ describe('replicas', () => {
     await stopped.close();
     const row = await t.handle.db.selectFrom('gate_signing_keys').select('kid').where('kid', '=', stoppedKey.kid).executeTakeFirst();
     expect(row).toBeUndefined();
+    // Past the keys' lifetime: their expiry is what is tested.
     await new Promise((r) => setTimeout(r, lifetimeMs + 200));
     for (const key of [crashedKey, stoppedKey]) {
       const r = await direct(a, key.sign(a.agentId, 'POST', '/exec'));

@@ -3,6 +3,7 @@
 // what reached it so tests can assert that nothing did, or that sockets were closed.
 import http from 'node:http';
 import net from 'node:net';
+import { afterAll } from 'vitest';
 import { freePort } from '../../src/db/embedded.js';
 
 export interface SocketLog {
@@ -140,6 +141,34 @@ export async function startBlackHole(): Promise<BlackHole> {
         for (const s of open) s.destroy();
         server.close(() => resolve());
       }),
+  };
+}
+
+export interface AgentFixtures {
+  agent: (health?: HealthBehaviour) => Promise<FakeAgent>;
+  blackHole: () => Promise<BlackHole>;
+}
+
+/**
+ * Starts fake agents for the tests of one file and closes every one of them after the file
+ * (call it at the top level of the file).
+ */
+export function agentFixtures(): AgentFixtures {
+  const closers: Array<() => Promise<void>> = [];
+  afterAll(async () => {
+    await Promise.all(closers.splice(0).map((close) => close()));
+  });
+  return {
+    agent: async (health = {}) => {
+      const a = await startAgent(health);
+      closers.push(() => a.close());
+      return a;
+    },
+    blackHole: async () => {
+      const hole = await startBlackHole();
+      closers.push(() => hole.close());
+      return hole;
+    },
   };
 }
 
