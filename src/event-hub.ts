@@ -1,7 +1,7 @@
 // Delivers state-transition events to this process's subscribers (token cache, connection
 // cache), whether they come from this process's own writes or from another replica's NOTIFY.
 import { EventEmitter } from 'node:events';
-import type { GateEvent } from './db/events.js';
+import type { GateEvent } from './domain/events.js';
 
 export class EventHub {
   readonly #emitter = new EventEmitter<{ event: [GateEvent]; resync: [] }>();

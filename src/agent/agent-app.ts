@@ -10,7 +10,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import problemPlugin from '../http/plugins/problem.js';
-import { ApiError } from '../errors.js';
+import { ApiError } from '../domain/errors.js';
 import { parseGateSignature, SIGNATURE_HEADER, verifyGateSignature, withinWindow, type SignatureCheck } from '../auth/gate-signature.js';
 import type { GateKeySource } from './gate-keys.js';
 import { NonceCache } from './nonce-cache.js';

@@ -1,10 +1,10 @@
 // Bearer authentication, shared by the HTTP routes (auth plugin) and WebSocket upgrades, which
 // bypass Fastify: a missing, unknown or revoked token is UNAUTHENTICATED, a token of the wrong
 // kind is FORBIDDEN (SPEC section 6).
-import { ApiError } from '../errors.js';
+import { ApiError } from '../domain/errors.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { admits, type Access, type Principal } from './principal.js';
-import { bearerToken } from './tokens.js';
+import { bearerToken } from '../domain/tokens.js';
 import type { TokenStore } from './token-store.js';
 
 export async function authenticate(tokens: TokenStore, authorization: string | undefined, access: Exclude<Access, 'public'>): Promise<Principal> {

@@ -1,7 +1,7 @@
 // Per-token caps on concurrent work (AGENTGATE_MAX_REQUESTS_PER_TOKEN,
 // AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN): one token cannot hold every database connection or file
 // descriptor of the process. Over a cap the caller gets 429 RATE_LIMITED with Retry-After.
-import { ApiError } from '../errors.js';
+import { ApiError } from '../domain/errors.js';
 import type { Principal } from './principal.js';
 
 export type SlotKind = 'request' | 'websocket';

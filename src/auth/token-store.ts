@@ -7,7 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
 import type { Principal } from './principal.js';
-import { hashToken, sameHash } from './tokens.js';
+import { hashToken, sameHash } from '../domain/tokens.js';
 
 export interface TokenStoreOptions {
   db: Kysely<Database>;

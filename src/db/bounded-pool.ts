@@ -7,7 +7,7 @@
 // queries are in flight) would be an uncaught 'error' that ends the process.
 import pg from 'pg';
 import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
-import type { FailureCode } from '../failure-codes.js';
+import type { FailureCode } from '../domain/failure-codes.js';
 
 export class DatabaseTimeoutError extends Error {
   override name = 'DatabaseTimeoutError';

@@ -5,17 +5,9 @@ import pg from 'pg';
 import { sql, type Kysely } from 'kysely';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from './schema.js';
+import type { GateEvent } from '../domain/events.js';
 
 export const EVENTS_CHANNEL = 'agentgate_events';
-
-export type GateEvent =
-  | { kind: 'agent_connected'; workspaceId: string; agentId: string }
-  | { kind: 'agent_reconnected'; workspaceId: string; agentId: string }
-  | { kind: 'agent_disconnected'; workspaceId: string; agentId: string }
-  | { kind: 'build_created'; workspaceId: string; buildId: string }
-  | { kind: 'workspace_deleted'; workspaceId: string }
-  | { kind: 'token_created'; tokenId: string }
-  | { kind: 'token_revoked'; tokenId: string };
 
 /** Queues the event for delivery when the surrounding transaction commits. */
 export async function publishEvent(db: Kysely<Database>, event: GateEvent): Promise<void> {

@@ -3,7 +3,7 @@
 // A prepared statement: parsed and planned once per connection.
 import type { BoundedPool } from './bounded-pool.js';
 import { agentTimes, type AgentTimesRow } from './workspaces-repo.js';
-import type { AgentTimes } from '../gate/classify.js';
+import type { AgentTimes } from '../domain/agent.js';
 
 const READ_CURRENT_AGENT = `
 select w.owner_id,

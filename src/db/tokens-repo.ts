@@ -2,7 +2,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, TokenScope } from './schema.js';
 import { publishEvent } from './events.js';
-import { hashToken, mintToken } from '../auth/tokens.js';
+import { hashToken, mintToken } from '../domain/tokens.js';
 
 type Db = Kysely<Database>;
 

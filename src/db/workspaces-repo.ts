@@ -3,8 +3,8 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, Transition } from './schema.js';
 import { publishEvent } from './events.js';
-import { hashToken, mintToken } from '../auth/tokens.js';
-import type { AgentTimes } from '../gate/classify.js';
+import { hashToken, mintToken } from '../domain/tokens.js';
+import type { AgentTimes } from '../domain/agent.js';
 
 type Db = Kysely<Database>;
 

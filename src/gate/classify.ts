@@ -1,28 +1,7 @@
 // Agent status as a pure function of the row and the database's clock (SPEC section 3).
 // Times are epoch milliseconds with microsecond fractions, as PostgreSQL stores them, so that
 // "equal" means equal and not "within the same millisecond".
-
-export type AgentStatus = 'connecting' | 'connected' | 'disconnected' | 'timeout';
-
-export interface AgentTimes {
-  createdAt: number;
-  firstConnectedAt: number | null;
-  lastConnectedAt: number | null;
-  disconnectedAt: number | null;
-  connectionTimeoutSeconds: number;
-}
-
-export type Classification =
-  | { status: 'connecting' | 'timeout' | 'connected'; disconnectedAt: number | null }
-  | {
-      status: 'disconnected';
-      /** The time since which the agent counts as disconnected, null when unknown. */
-      disconnectedAt: number | null;
-      /** `goodbye`: the agent said so (rule 2); `silence`: it stopped heartbeating (rule 3). */
-      cause: 'goodbye' | 'silence';
-      /** now − disconnectedAt, never negative; null when the start is unknown. */
-      disconnectedForMs: number | null;
-    };
+import type { AgentTimes, Classification } from '../domain/agent.js';
 
 export function classifyAgent(agent: AgentTimes, now: number, inactiveTimeoutMs: number): Classification {
   // Rule 1: never connected.

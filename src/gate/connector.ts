@@ -5,7 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { buildConnector } from 'undici';
-import type { FailureCode } from '../failure-codes.js';
+import type { FailureCode } from '../domain/failure-codes.js';
 
 export class ConnectTimeoutError extends Error {
   override name = 'ConnectTimeoutError';

@@ -3,7 +3,7 @@
 // the dial was aborted with (our timeout, or every waiter leaving), never by "was it aborted".
 import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { AgentConnection, type AgentTarget, type ConnectionOptions } from './agent-connection.js';
-import type { FailureCode } from '../failure-codes.js';
+import type { FailureCode } from '../domain/failure-codes.js';
 import { isTlsRefusal } from './connector.js';
 
 /** Abort reason: the dial's own timeout fired. */

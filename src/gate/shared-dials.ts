@@ -7,7 +7,7 @@
 // closures and no promise reaction of its own: the flight settles them all from one), and at
 // most `maxWaiters` per agent; beyond that a caller is refused at once (TooManyWaiters).
 import { DialAbandoned } from './dial.js';
-import type { FailureCode } from '../failure-codes.js';
+import type { FailureCode } from '../domain/failure-codes.js';
 
 /** Rejection of a waiter whose own caller went away. */
 export class CallerGone extends Error {

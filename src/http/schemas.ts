@@ -1,11 +1,12 @@
 // TypeBox schemas shared by routes: they validate requests, shape responses and feed OpenAPI.
 import { Type, type TSchema } from '@sinclair/typebox';
+import { AGENT_NAME_MAX_LENGTH, AGENT_NAME_PATTERN, UUID_PATTERN } from '../domain/names.js';
 
 // The pattern as well as the format: ajv's `uuid` format also admits a `urn:uuid:` prefix,
 // which PostgreSQL's uuid type refuses (a 500 where a 400 is due).
 export const Uuid = Type.String({
   format: 'uuid',
-  pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+  pattern: UUID_PATTERN,
   description: 'a UUID',
 });
 /** Free text stored in a PostgreSQL `text` column, which cannot hold NUL (a 500 otherwise). */
@@ -21,8 +22,8 @@ export const TokenParams = Type.Object({ tokenId: Uuid }, { additionalProperties
 
 export const AgentName = Type.String({
   minLength: 1,
-  maxLength: 64,
-  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  maxLength: AGENT_NAME_MAX_LENGTH,
+  pattern: AGENT_NAME_PATTERN,
   description: 'letters, digits, dot, underscore and dash; starts with a letter or digit',
 });
 

@@ -8,7 +8,7 @@ import type { Dispatcher } from 'undici';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { neverConnected } from '../gate/connector.js';
 import { CallerGone } from '../gate/shared-dials.js';
-import { failureAnswer, type FailureCode } from '../failure-codes.js';
+import { failureAnswer, type FailureCode } from '../domain/failure-codes.js';
 
 /** Abort reason: the agent sent no response headers in time. */
 export class HeadersTimeout extends Error {

@@ -2,7 +2,7 @@
 // workspace and the agent it reaches. A tunnel ends when that authority ends (a revoked token,
 // a deleted, stopped or rebuilt workspace, an agent's goodbye), on this replica or, through
 // NOTIFY, on any other; it also ends when idle too long or, optionally, when too old.
-import type { GateEvent } from '../db/events.js';
+import type { GateEvent } from '../domain/events.js';
 
 export interface TunnelAuthority {
   tokenId: string;

@@ -14,7 +14,7 @@ import type { Metrics } from '../metrics.js';
 import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { createConnector, neverConnected } from '../gate/connector.js';
-import { failureAnswer } from '../failure-codes.js';
+import { failureAnswer } from '../domain/failure-codes.js';
 import { Tunnels } from './tunnels.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 

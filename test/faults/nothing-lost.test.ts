@@ -10,8 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, parseBody, startAppBehindFaultProxy, type AppBehindProxy } from '../support/app.js';
-import { ERROR_CATALOGUE, type ErrorCode } from '../../src/errors.js';
-import { hashToken } from '../../src/auth/tokens.js';
+import { ERROR_CATALOGUE, type ErrorCode } from '../../src/domain/errors.js';
+import { hashToken } from '../../src/domain/tokens.js';
 
 // Short, but longer than opening a few connections at once on a busy machine: the pool gives
 // up on a connection still being opened when this bound passes, so below that it cannot refill

@@ -3,7 +3,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { eventually } from '../support/eventually.js';
-import { EVENTS_CHANNEL, parseEvent, type GateEvent } from '../../src/db/events.js';
+import { EVENTS_CHANNEL, parseEvent } from '../../src/db/events.js';
+import type { GateEvent } from '../../src/domain/events.js';
 
 let t: TestApp;
 let listener: pg.Client;

@@ -10,9 +10,10 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { TokenStore } from '../../src/auth/token-store.js';
 import { createLogger } from '../../src/logger.js';
 import { startEvents } from '../../src/plugins/events.js';
-import { publishEvent, type GateEvent } from '../../src/db/events.js';
+import { publishEvent } from '../../src/db/events.js';
+import type { GateEvent } from '../../src/domain/events.js';
 import { createApiToken } from '../../src/db/tokens-repo.js';
-import { hashToken, mintToken } from '../../src/auth/tokens.js';
+import { hashToken, mintToken } from '../../src/domain/tokens.js';
 
 let database: TestDatabase;
 /** The app most tests call. */

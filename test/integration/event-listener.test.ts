@@ -6,7 +6,8 @@ import { startAppBehindFaultProxy, type AppBehindProxy, type TestApp } from '../
 import type { TestDatabase } from '../support/database.js';
 import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { EventListener, EVENTS_CHANNEL, type GateEvent } from '../../src/db/events.js';
+import { EventListener, EVENTS_CHANNEL } from '../../src/db/events.js';
+import type { GateEvent } from '../../src/domain/events.js';
 import { createLogger } from '../../src/logger.js';
 
 let env: AppBehindProxy;

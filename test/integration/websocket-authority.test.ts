@@ -9,7 +9,7 @@ import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { AgentRows, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
 import { startWsAgent, type WsAgent } from '../support/ws-agent.js';
 import { endsTunnel, type TunnelAuthority } from '../../src/proxy/tunnels.js';
-import type { GateEvent } from '../../src/db/events.js';
+import type { GateEvent } from '../../src/domain/events.js';
 
 let t: TestApp;
 /** A second replica on the same database. */

@@ -2,12 +2,8 @@
 // matrix, and properties over realistic timestamps (epoch milliseconds with microsecond fractions).
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import {
-  classifyAgent,
-  disconnectedSeconds,
-  type AgentTimes,
-  type Classification,
-} from '../../src/gate/classify.js';
+import { classifyAgent, disconnectedSeconds } from '../../src/gate/classify.js';
+import type { AgentTimes, Classification } from '../../src/domain/agent.js';
 
 const SEC = 1000;
 const MIN = 60 * SEC;

@@ -3,7 +3,7 @@
 // Reproduce a property failure with FC_SEED=<seed printed by the run>.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Classification } from '../../src/gate/classify.js';
+import type { Classification } from '../../src/domain/agent.js';
 import { decide, type CachedConnection, type Decision, type DecideInput, type RememberedFailure } from '../../src/gate/decide.js';
 
 const SEC = 1000;

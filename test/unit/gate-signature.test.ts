@@ -13,7 +13,7 @@ import {
   type SignedRequest,
 } from '../../src/auth/gate-signature.js';
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
-import { hashToken } from '../../src/auth/tokens.js';
+import { hashToken } from '../../src/domain/tokens.js';
 import { NonceCache } from '../../src/agent/nonce-cache.js';
 
 const NOW = 1_700_000_000_000;

@@ -4,10 +4,10 @@ import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardContext } from '../../src/proxy/headers.js';
 import { checkForwardPath, MAX_DECODE_ROUNDS, splitAgentParam } from '../../src/proxy/target-path.js';
-import { proxyTarget } from '../../src/proxy/proxy-route.js';
+import { proxyTarget } from '../../src/proxy/target-path.js';
 import { forwardedFor, trustProxyFrom } from '../../src/proxy/trust-proxy.js';
 import type { IncomingMessage } from 'node:http';
-import { ApiError } from '../../src/errors.js';
+import { ApiError } from '../../src/domain/errors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Headers

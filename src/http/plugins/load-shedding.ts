@@ -4,7 +4,7 @@
 // already waiting that long.
 import fp from 'fastify-plugin';
 import underPressure from '@fastify/under-pressure';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 
 export const MAX_EVENT_LOOP_DELAY_MS = 1_000;
 

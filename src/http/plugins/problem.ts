@@ -4,7 +4,7 @@ import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, type ErrorCode } from '../../errors.js';
+import { ApiError, type ErrorCode } from '../../domain/errors.js';
 import { isDatabaseUnavailable } from '../../db/failures.js';
 
 export function sendProblem(reply: FastifyReply, error: ApiError): FastifyReply {

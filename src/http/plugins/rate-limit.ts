@@ -4,7 +4,7 @@
 import rateLimit from '@fastify/rate-limit';
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync } from 'fastify';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 
 export interface ChatRateLimitOptions {
   perMinute: number;

@@ -1,6 +1,6 @@
 // Routes the workspace agent calls with its own token (SPEC 4.2).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 import { Type } from '@sinclair/typebox';
 import { NoContent, Time, Uuid, withProblems } from '../schemas.js';
 import { unexpiredSigningKeys } from '../../db/signing-keys-repo.js';

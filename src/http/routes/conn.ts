@@ -2,10 +2,10 @@
 // status without side effects. conn tokens (optionally owner-scoped) and admin tokens.
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 import { ownerScope } from '../../auth/principal.js';
 import { CallerGone, type Gate } from '../../gate/gate.js';
-import type { Classification } from '../../gate/classify.js';
+import type { Classification } from '../../domain/agent.js';
 import type { CurrentAgent } from '../../db/gate-read.js';
 import type { Metrics } from '../../metrics.js';
 import { AgentName, AgentStatus, NullableTime, Uuid, WorkspaceParams, withProblems } from '../schemas.js';

@@ -2,7 +2,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { sql } from 'kysely';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 import { pendingMigrations } from '../../db/migrate.js';
 import type { Lifecycle } from '../../lifecycle.js';
 import type { Metrics } from '../../metrics.js';

@@ -1,7 +1,7 @@
 // Control routes for API tokens (SPEC 4.3, admin tokens only).
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 import { NoContent, StoredText, TokenParams, Uuid, withProblems } from '../schemas.js';
 import { createApiToken, revokeApiToken } from '../../db/tokens-repo.js';
 import type { EventHub } from '../../event-hub.js';

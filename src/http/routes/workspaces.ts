@@ -1,7 +1,7 @@
 // Control routes for workspaces and builds (SPEC 4.3, admin tokens only).
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ApiError } from '../../errors.js';
+import { ApiError } from '../../domain/errors.js';
 import { AgentName, AgentStatus, NoContent, NullableTime, StoredText, Time, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
 import {
   createBuild,

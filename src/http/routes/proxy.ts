@@ -3,60 +3,20 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../errors.js';
-import { ownerScope } from '../auth/principal.js';
-import type { Config } from '../config.js';
-import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
-import type { Metrics } from '../metrics.js';
-import { callerSignal } from '../http/caller-signal.js';
-import { AgentName, Uuid } from '../http/schemas.js';
-import { checkForwardPath, splitAgentParam } from './target-path.js';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { forwardRequest, relayBody } from './forward.js';
-import { forwardedFor, type TrustProxy } from './trust-proxy.js';
-import type { WebSockets } from './websocket.js';
+import { ApiError } from '../../domain/errors.js';
+import { ownerScope } from '../../auth/principal.js';
+import type { Config } from '../../config.js';
+import { CallerGone, type Gate, type GateSuccess } from '../../gate/gate.js';
+import type { Metrics } from '../../metrics.js';
+import { callerSignal } from '../caller-signal.js';
+import { Uuid } from '../schemas.js';
+import { proxyTarget, type ProxyTarget } from '../../proxy/target-path.js';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../proxy/headers.js';
+import { forwardRequest, relayBody } from '../../proxy/forward.js';
+import { forwardedFor, type TrustProxy } from '../../proxy/trust-proxy.js';
+import type { WebSockets } from '../../proxy/websocket.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
-
-const AGENT_NAME = new RegExp(AgentName.pattern ?? '');
-const AGENT_NAME_MAX = AgentName.maxLength ?? 64;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export interface ProxyTarget {
-  workspaceId: string;
-  /** Path after `/workspaces/:id/conn`, starting with `/`. */
-  path: string;
-  /** Query to forward, `agent` removed, with its `?` or ''. */
-  query: string;
-  agentName: string | undefined;
-}
-
-/** Parses and checks the raw URL of a proxied request; throws INVALID_REQUEST. */
-export function proxyTarget(rawUrl: string, headerAgent: string | string[] | undefined): ProxyTarget {
-  // A fragment is never part of a request target (RFC 9112 3.2); forwarded, it would be signed
-  // and read differently by each server on the way.
-  if (rawUrl.includes('#')) throw new ApiError('INVALID_REQUEST', 'the request target contains a fragment (#)');
-  const q = rawUrl.indexOf('?');
-  const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
-  const rawQuery = q === -1 ? '' : rawUrl.slice(q + 1);
-  const segments = rawPath.split('/');
-  // ['', 'workspaces', '<id>', 'conn', ...rest]
-  const workspaceId = segments[2] ?? '';
-  // The HTTP route's schema checks this too; WebSocket upgrades come here without one.
-  if (!UUID.test(workspaceId)) throw new ApiError('INVALID_REQUEST', 'the workspace id is not a UUID');
-  const path = `/${segments.slice(4).join('/')}`;
-  const check = checkForwardPath(path);
-  if (!check.ok) throw new ApiError('INVALID_REQUEST', check.reason);
-  const split = splitAgentParam(rawQuery);
-  if (!split) throw new ApiError('INVALID_REQUEST', 'the query string is malformed');
-  const names = new Set(split.agents);
-  if (Array.isArray(headerAgent)) throw new ApiError('INVALID_REQUEST', 'x-agentgate-agent is given more than once');
-  if (headerAgent !== undefined) names.add(headerAgent);
-  if (names.size > 1) throw new ApiError('INVALID_REQUEST', 'the agent parameter and the x-agentgate-agent header name different agents');
-  const [agentName] = names;
-  if (agentName !== undefined && (agentName.length > AGENT_NAME_MAX || !AGENT_NAME.test(agentName))) throw new ApiError('INVALID_REQUEST', 'the agent name is malformed');
-  return { workspaceId, path, query: split.forwarded, agentName };
-}
 
 export interface ProxyRouteOptions {
   gate: Gate;
