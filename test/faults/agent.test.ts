@@ -16,7 +16,8 @@ import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gat
 import { buildAgentApp } from '../../src/agent/agent-app.js';
 import { GateKeyRing } from '../../src/agent/gate-keys.js';
 import { createLogger } from '../../src/logger.js';
-import { callsWithoutKeepAlive, eventually, expectNoLeak, snapshot, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
+import { callsWithoutKeepAlive, eventually, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
+import { expectNoLeak, snapshot } from '../support/leaks.js';
 
 const DB_TIMEOUT_MS = 1_000;
 const DIAL_TIMEOUT_MS = 1_500;

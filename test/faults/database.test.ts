@@ -7,7 +7,8 @@ import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, type AppBehindProxy, type Re
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { callsWithoutKeepAlive, eventually, expectNoLeak, poolThroughProxy, snapshot, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
+import { callsWithoutKeepAlive, eventually, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
+import { expectNoLeak, poolThroughProxy, snapshot } from '../support/leaks.js';
 
 const DB_TIMEOUT_MS = 800;
 const DIAL_TIMEOUT_MS = 500;

@@ -5,32 +5,17 @@ import http from 'node:http';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WebSocket, WebSocketServer } from 'ws';
+import { WebSocket } from 'ws';
 import { ENV_ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../support/app.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { startWsAgent, type WsAgent } from '../support/ws-agent.js';
 
 let t: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
-let agent: { address: string; close(): Promise<void> };
+let agent: WsAgent;
 let ws: Workspace;
 /** A second admin token: its slots are its own. */
 let other: string;
-
-async function startWsAgent() {
-  const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}'));
-  const wss = new WebSocketServer({ server });
-  wss.on('connection', (socket) => socket.on('error', () => undefined));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    address: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    close: async () => {
-      for (const client of wss.clients) client.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 beforeAll(async () => {
   t = await startTestApp({ env: { AGENTGATE_MAX_REQUESTS_PER_TOKEN: '2', AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: '1' }, maxEventLoopDelayMs: 60_000 });
