@@ -1,7 +1,8 @@
 // The gate's per-call read (SPEC 5 step 1): in one round trip, the workspace (existence, owner),
 // its latest build, the selected current agent with fresh timestamps, and the database's now().
-// A prepared statement: parsed and planned once per connection.
-import type { BoundedPool } from './bounded-pool.js';
+// Prepared statements: parsed and planned once per connection. Reads that arrive together share
+// one query (CurrentAgentReads), each still sent after its call arrived.
+import { DatabaseTimeoutError, type BoundedPool } from './bounded-pool.js';
 import { agentTimes, type AgentTimesRow } from './workspaces-repo.js';
 import type { AgentTimes } from '../domain/agent.js';
 
@@ -27,6 +28,30 @@ select w.owner_id,
      order by display_order, name collate "C" limit 1
   ) a on b.transition = 'start'
  where w.id = $1 and w.deleted_at is null`;
+
+// The same read for many (workspace, agent name) pairs at once; `i` says which pair a row answers.
+const READ_CURRENT_AGENTS = `
+select r.i::int4 as i, w.owner_id,
+       (extract(epoch from now()) * 1000)::float8 as now_ms,
+       b.id as build_id, b.transition,
+       exists (select 1 from workspace_agents x where x.build_id = b.id) as has_agents,
+       a.id as agent_id, a.name as agent_name, a.address,
+       (extract(epoch from a.created_at) * 1000)::float8 as created_ms,
+       (extract(epoch from a.first_connected_at) * 1000)::float8 as first_connected_ms,
+       (extract(epoch from a.last_connected_at) * 1000)::float8 as last_connected_ms,
+       (extract(epoch from a.disconnected_at) * 1000)::float8 as disconnected_ms,
+       a.connection_timeout_seconds
+  from unnest($1::uuid[], $2::text[]) with ordinality as r(workspace_id, agent_name, i)
+  join workspaces w on w.id = r.workspace_id and w.deleted_at is null
+  left join lateral (
+    select id, transition from workspace_builds
+     where workspace_id = w.id order by build_number desc limit 1
+  ) b on true
+  left join lateral (
+    select * from workspace_agents
+     where build_id = b.id and (r.agent_name is null or name = r.agent_name)
+     order by display_order, name collate "C" limit 1
+  ) a on b.transition = 'start'`;
 
 interface Row extends Partial<AgentTimesRow> {
   owner_id: string;
@@ -60,7 +85,10 @@ export async function readCurrentAgent(
   budgetMs?: number,
 ): Promise<AgentRead> {
   const rows = await pool.queryNamed<Row>('agentgate_read_current_agent', READ_CURRENT_AGENT, [workspaceId, agentName ?? null], budgetMs);
-  const row = rows[0];
+  return toRead(rows[0], agentName);
+}
+
+function toRead(row: Row | undefined, agentName: string | undefined): AgentRead {
   if (!row) return { kind: 'no_workspace' };
   const base = { ownerId: row.owner_id, nowMs: row.now_ms };
   if (row.build_id === null || row.agent_id === null || row.agent_name === null || row.address === null) {
@@ -78,4 +106,107 @@ export async function readCurrentAgent(
       ...agentTimes(row as AgentTimesRow),
     },
   };
+}
+
+interface Waiting {
+  workspaceId: string;
+  agentName: string | undefined;
+  /** performance.now() when the first of its callers asked: its budget runs from then. */
+  since: number;
+  callers: Array<{ resolve: (read: AgentRead) => void; reject: (error: unknown) => void }>;
+}
+
+export interface CurrentAgentReadsOptions {
+  /** Batches in flight at once; further reads wait for one to return and go in the next. */
+  maxInFlight?: number;
+  /** Pairs per query. */
+  maxBatch?: number;
+}
+
+/**
+ * Fresh reads of current agents, batched: reads that arrive while a batch is being prepared, or
+ * while every batch slot is busy, go together in one `= ANY`-style query, and identical reads
+ * (a hot workspace) share one row. Under light load a read goes alone at once (one turn of the
+ * event loop later). A read with less than the pool's full budget (the recheck after a dial)
+ * is not batched: its bound is its own.
+ */
+export class CurrentAgentReads {
+  readonly #pool: BoundedPool;
+  readonly #maxInFlight: number;
+  readonly #maxBatch: number;
+  #waiting = new Map<string, Waiting>();
+  #inFlight = 0;
+  #scheduled = false;
+
+  constructor(pool: BoundedPool, options: CurrentAgentReadsOptions = {}) {
+    this.#pool = pool;
+    // Fewer slots than pool connections: a batch is cheap, and the rest of the pool stays free
+    // for the control plane's writes and the token lookups.
+    this.#maxInFlight = options.maxInFlight ?? 4;
+    this.#maxBatch = options.maxBatch ?? 256;
+  }
+
+  read(workspaceId: string, agentName: string | undefined, budgetMs = this.#pool.timeoutMs): Promise<AgentRead> {
+    if (budgetMs < this.#pool.timeoutMs) return readCurrentAgent(this.#pool, workspaceId, agentName, budgetMs);
+    return new Promise((resolve, reject) => {
+      const key = agentName === undefined ? workspaceId : `${workspaceId}\u0000${agentName}`;
+      let waiting = this.#waiting.get(key);
+      if (!waiting) {
+        waiting = { workspaceId, agentName, since: performance.now(), callers: [] };
+        this.#waiting.set(key, waiting);
+      }
+      waiting.callers.push({ resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight >= this.#maxInFlight || this.#waiting.size === 0) return;
+    this.#scheduled = true;
+    // After the I/O phase: every request that arrived in it joins this batch.
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#send();
+    });
+  }
+
+  #send(): void {
+    if (this.#inFlight >= this.#maxInFlight || this.#waiting.size === 0) return;
+    const batch: Waiting[] = [];
+    for (const [key, waiting] of this.#waiting) {
+      batch.push(waiting);
+      this.#waiting.delete(key);
+      if (batch.length === this.#maxBatch) break;
+    }
+    // Each read keeps the budget it arrived with: the batch gets what its oldest member has left.
+    const oldest = Math.min(...batch.map((w) => w.since));
+    const budget = this.#pool.timeoutMs - (performance.now() - oldest);
+    this.#inFlight += 1;
+    this.#query(batch, budget)
+      .finally(() => {
+        this.#inFlight -= 1;
+        this.#schedule();
+      })
+      .catch(() => undefined);
+    this.#schedule();
+  }
+
+  async #query(batch: Waiting[], budgetMs: number): Promise<void> {
+    try {
+      if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, Math.round(budgetMs))} ms)`);
+      const rows = await this.#pool.queryNamed<Row & { i: number }>(
+        'agentgate_read_current_agents',
+        READ_CURRENT_AGENTS,
+        [batch.map((w) => w.workspaceId), batch.map((w) => w.agentName ?? null)],
+        budgetMs,
+      );
+      const byIndex = new Map(rows.map((row) => [row.i, row]));
+      batch.forEach((w, index) => {
+        const read = toRead(byIndex.get(index + 1), w.agentName);
+        for (const caller of w.callers) caller.resolve(read);
+      });
+    } catch (error) {
+      for (const w of batch) for (const caller of w.callers) caller.reject(error);
+    }
+  }
 }

@@ -9,7 +9,7 @@ import type { BoundedPool } from '../db/bounded-pool.js';
 import type { GateEvent } from '../domain/events.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { DatabaseTimeoutError } from '../db/bounded-pool.js';
-import { readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
+import { CurrentAgentReads, readCurrentAgent, type CurrentAgent } from '../db/gate-read.js';
 import { ApiError, type ProblemExtras } from '../domain/errors.js';
 import type { Metrics } from '../metrics.js';
 import { FAILURE_API_CODES, failureAnswer } from '../domain/failure-codes.js';
@@ -88,6 +88,8 @@ export class Gate {
   /** The last row read per (workspace, agent name): what a degraded answer reports. */
   readonly #lastReads: LRUCache<string, Snapshot>;
   readonly #pool: BoundedPool;
+  /** The fresh reads of every call; those that arrive together share a query. */
+  readonly #reads: CurrentAgentReads;
   readonly #config: Config;
   readonly #metrics: Metrics;
   readonly #logger: FastifyBaseLogger;
@@ -95,6 +97,7 @@ export class Gate {
   constructor(options: GateOptions) {
     const { config, metrics } = options;
     this.#pool = options.pool;
+    this.#reads = new CurrentAgentReads(options.pool);
     this.signingKey = options.signingKey;
     this.#config = config;
     this.#metrics = metrics;
@@ -230,7 +233,7 @@ export class Gate {
     let read;
     try {
       if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError('no time left in this call for the database');
-      read = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName, budgetMs);
+      read = await this.#reads.read(req.workspaceId, req.agentName, budgetMs);
     } catch (error) {
       if (!isDatabaseUnavailable(error)) throw error;
       throw new DatabaseUnreadable(error);
