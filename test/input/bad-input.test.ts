@@ -47,6 +47,15 @@ type Outcome = Answer | { kind: 'closed'; bytes: number; interimOnly: boolean } 
 // One or more complete 1xx responses and nothing else.
 const INTERIM_ONLY = /^(?:HTTP\/1\.1 1\d\d [^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n)+$/;
 
+/** A query value as the gate reads it: percent-decoded, `+` as a space; as sent when malformed. */
+function decodedOr(value: string): string {
+  try {
+    return decodeURIComponent(value.replaceAll('+', ' '));
+  } catch {
+    return value;
+  }
+}
+
 function header(answer: Answer, name: string): string | undefined {
   return answer.headers.get(name)?.[0];
 }
@@ -933,7 +942,9 @@ function request(spec: RouteSpec): fc.Arbitrary<Req> {
         const name = agentHeader.v.trim();
         parts.push(name === 'main' || name === 'second' ? part('valid') : agentHeader);
         const fromQuery = /[?&]agent=([^&]*)/.exec(q.q)?.[1];
-        if (fromQuery !== undefined && fromQuery !== name) parts.push(part('invalid', 'query and header name different agents'));
+        // The gate compares the decoded name: `ma%69n` is `main`.
+        const queried = fromQuery === undefined ? undefined : decodedOr(fromQuery);
+        if (queried !== undefined && queried !== name) parts.push(part('invalid', 'query and header name different agents'));
       }
       // The owner-scoped token sees only the proxied workspace's owner.
       if (spec.ownerScoped && auth.note === 'owner-scoped conn token' && !decoded(path.path).toLowerCase().includes(proxied.id)) {
