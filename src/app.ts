@@ -2,7 +2,7 @@
 // (database, signing key, token store, gate, event listener) and close them in reverse order.
 // The process entry (server.ts) and the tests both build it this way; nothing here listens.
 import { randomUUID } from 'node:crypto';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
@@ -11,6 +11,7 @@ import { ApiError } from './domain/errors.js';
 import { Problem } from './http/schemas.js';
 import problemPlugin, { answerClientError, answerFrameworkError, rawProblem, writeProblem } from './http/plugins/problem.js';
 import authPlugin from './http/plugins/auth.js';
+import requestLog from './http/plugins/request-log.js';
 import openapiPlugin from './http/plugins/openapi.js';
 import loadShedding from './http/plugins/load-shedding.js';
 import opsRoutes from './http/routes/ops.js';
@@ -66,6 +67,8 @@ export async function buildApp(options: AppOptions) {
     },
     // Draining answers with our own problem+json (below) rather than Fastify's plain 503.
     return503OnClosing: false,
+    // One line per request instead (http/plugins/request-log.ts).
+    logController: new LogController({ disableRequestLogging: true }),
     // Behind a configured reverse proxy, request.ip (logs, rate limits) is the client it names.
     trustProxy: config.trustProxy.length > 0 ? (address: string) => trust(address) : false,
     // Node would answer a missing Host with a bare 400 before the app sees the request; the
@@ -120,6 +123,7 @@ export async function buildApp(options: AppOptions) {
   app.addSchema(Problem);
 
   await app.register(problemPlugin);
+  await app.register(requestLog);
   await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
   await app.register(openapiPlugin);
   // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
@@ -144,10 +148,6 @@ export async function buildApp(options: AppOptions) {
   // keeps reading (and discarding) the body, as slowly as the caller cares to send it.
   app.addHook('onSend', async (request, reply) => {
     if (lifecycle.draining || (reply.statusCode >= 400 && !request.raw.complete)) reply.header('connection', 'close');
-  });
-  app.addHook('preHandler', async (request) => {
-    const params = request.params as { workspaceId?: string } | undefined;
-    if (params?.workspaceId) request.log = request.log.child({ workspaceId: params.workspaceId });
   });
 
   // An upgrade request is routed like any other request, so that it meets the same admission

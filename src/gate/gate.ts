@@ -175,7 +175,7 @@ export class Gate {
       if (lease) {
         lease.markBroken();
         lease.release();
-        req.log.info({ agentId: agent.id }, 'the agent was replaced while dialing; starting over');
+        req.log.info({ workspaceId: req.workspaceId, agentId: agent.id }, 'the agent was replaced while dialing; starting over');
       }
       if (dials >= 2 || remaining() <= 0) {
         throw new ApiError('WORKSPACE_CHANGED', 'the workspace changed during both dials of this call', {
@@ -283,7 +283,7 @@ export class Gate {
       const lease = visible ? this.#cache.acquire(last.agent.id) : undefined;
       if (last && lease) {
         req.log.warn(
-          { agentId: last.agent.id, err: (error.cause as Error).message },
+          { workspaceId: req.workspaceId, agentId: last.agent.id, err: (error.cause as Error).message },
           'database unreadable; serving the cached connection',
         );
         return {
@@ -335,7 +335,7 @@ export class Gate {
 
   async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<Lease> {
     const started = performance.now();
-    const log = req.log.child({ agentId: agent.id });
+    const log = req.log.child({ workspaceId: req.workspaceId, agentId: agent.id });
     try {
       const conn = await dialAgent(
         { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address },

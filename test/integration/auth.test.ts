@@ -846,7 +846,7 @@ describe('secrets', () => {
     );
     // The requests were logged (so the check below looks at real lines), their credentials not.
     expect(verbose.logs.some((line) => line.includes(workspaceId))).toBe(true);
-    expect(verbose.logs.some((line) => line.includes('request refused'))).toBe(true);
+    expect(verbose.logs.some((line) => line.includes('"code":"UNAUTHENTICATED"'))).toBe(true);
     for (const secret of [admin.token, tokens[0] ?? '', unknown, ENV_ADMIN_TOKEN]) {
       expect(secret.length).toBeGreaterThan(15);
       const leaks = verbose.logs.filter((line) => line.includes(secret));

@@ -7,6 +7,7 @@ import type { Access, Principal } from '../../auth/principal.js';
 import type { TokenStore } from '../../auth/token-store.js';
 import { authenticate } from '../../auth/authenticate.js';
 import type { TokenConcurrency } from '../../auth/token-concurrency.js';
+import { noteOutcome } from './request-log.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -52,7 +53,7 @@ export default fp<AuthOptions>(
       reply.raw.once('close', release);
       continueIfExpected(request, reply);
       if (principal.kind === 'agent') {
-        request.log = request.log.child({ agentId: principal.agentId, workspaceId: principal.workspaceId });
+        noteOutcome(request, { agentId: principal.agentId, workspaceId: principal.workspaceId });
       }
     });
   },

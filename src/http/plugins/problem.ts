@@ -6,6 +6,7 @@ import fp from 'fastify-plugin';
 import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError, type ErrorCode } from '../../domain/errors.js';
 import { isDatabaseUnavailable } from '../../db/failures.js';
+import { noteOutcome } from './request-log.js';
 
 export function sendProblem(reply: FastifyReply, error: ApiError): FastifyReply {
   const problem = error.toProblem();
@@ -17,7 +18,7 @@ export function sendProblem(reply: FastifyReply, error: ApiError): FastifyReply 
 /** Router errors (bad percent-encoding, overlong parameter) as problem+json: Fastify's `frameworkErrors`. */
 export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const apiError = toApiError(error);
-  request.log.info({ code: apiError.code, detail: apiError.detail, fastifyCode: error.code }, 'request refused');
+  noteOutcome(request, { code: apiError.code, detail: apiError.detail });
   void sendProblem(reply, apiError);
 }
 
@@ -92,14 +93,13 @@ export default fp(
   (app) => {
     app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
       const apiError = toApiError(error);
-      const log = { code: apiError.code, status: apiError.status };
-      if (apiError.code === 'INTERNAL') request.log.error({ ...log, err: error }, 'request failed');
-      else if (apiError.status >= 500) request.log.warn({ ...log, err: (error as Error).message }, 'request failed');
-      else request.log.info({ ...log, detail: apiError.detail }, 'request refused');
+      noteOutcome(request, { code: apiError.code, detail: apiError.detail });
+      // The request's own line says the rest; a failure of ours gets its stack too.
+      if (apiError.code === 'INTERNAL') request.log.error({ code: apiError.code, err: error }, 'request failed');
       return sendProblem(reply, apiError);
     });
     app.setNotFoundHandler((request, reply) => {
-      request.log.info({ code: 'NOT_FOUND' }, 'no such route');
+      noteOutcome(request, { code: 'NOT_FOUND' });
       return sendProblem(reply, new ApiError('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0] ?? ''}`));
     });
   },

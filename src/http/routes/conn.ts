@@ -10,6 +10,7 @@ import type { CurrentAgent } from '../../db/gate-read.js';
 import type { Metrics } from '../../metrics.js';
 import { AgentName, AgentStatus, NullableTime, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
 import { callerSignal } from '../caller-signal.js';
+import { logRequest, noteOutcome } from '../plugins/request-log.js';
 
 export const AgentQuery = Type.Object({ agent: Type.Optional(AgentName) }, { additionalProperties: false });
 
@@ -81,7 +82,7 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
         result.lease.release();
         metrics.connTotal.inc({ code: 'ok' });
         if (result.degraded) reply.header('x-agentgate-degraded', 'database');
-        request.log.debug({ agentId: result.agent.id, cached: result.cached, degraded: result.degraded }, 'connection ready');
+        noteOutcome(request, { agentId: result.agent.id, degraded: result.degraded || undefined });
         return {
           workspaceId,
           agent: presentAgent(result.agent, result.classification),
@@ -90,7 +91,8 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
       } catch (error) {
         if (error instanceof CallerGone) {
           metrics.connTotal.inc({ code: 'client_closed' });
-          request.log.info({ code: 'client_closed' }, 'the caller went away while waiting');
+          noteOutcome(request, { code: 'client_closed' });
+          logRequest(request, 499, reply.elapsedTime);
           reply.hijack();
           reply.raw.destroy();
           return;

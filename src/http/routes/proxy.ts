@@ -9,6 +9,7 @@ import type { Config } from '../../config.js';
 import { CallerGone, type Gate, type GateSuccess } from '../../gate/gate.js';
 import type { Metrics } from '../../metrics.js';
 import { callerSignal } from '../caller-signal.js';
+import { logRequest, noteOutcome } from '../plugins/request-log.js';
 import { Uuid } from '../schemas.js';
 import { proxyTarget, type ProxyTarget } from '../../proxy/target-path.js';
 import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../proxy/headers.js';
@@ -99,7 +100,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
       }
       const { lease } = gated;
       const conn = lease.conn;
-      request.log = request.log.child({ agentId: conn.agentId });
+      noteOutcome(request, { agentId: conn.agentId, degraded: gated.degraded || undefined });
       try {
         const path = `${conn.basePath}${target.path}${target.query}`;
         const method = request.method;
@@ -133,10 +134,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         }
         const outcome = await relayBody(forwarded, reply.raw);
         count(forwarded.statusCode, started);
-        request.log.info(
-          { status: forwarded.statusCode, outcome, ms: Math.round(performance.now() - started) },
-          outcome === 'complete' ? 'proxied' : 'proxied response broken off',
-        );
+        if (outcome !== 'complete') noteOutcome(request, { stream: outcome });
       } catch (error) {
         if (error instanceof ApiError && (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE')) {
           // The pool's sockets are suspect, or the agent refuses new ones; the next call dials
@@ -155,7 +153,8 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
     if (error instanceof CallerGone) {
       if (gatePhase) metrics.connTotal.inc({ code: 'client_closed' });
       count(499, started);
-      request.log.info({ code: 'client_closed' }, 'the caller went away');
+      noteOutcome(request, { code: 'client_closed' });
+      logRequest(request, 499, performance.now() - started);
       if (!reply.sent) reply.hijack();
       reply.raw.destroy();
       return;
