@@ -16,7 +16,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile, readFile, access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -88,11 +88,9 @@ async function packageVersion(name) {
 
 function nginxVersion() {
   if (!onPath('nginx')) return null;
-  try {
-    return execFileSync('nginx', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() || 'nginx';
-  } catch (error) {
-    return String(error.stderr ?? error.stdout ?? 'nginx').trim();
-  }
+  // `nginx -v` writes "nginx version: nginx/1.22.1" to stderr.
+  const { stdout, stderr } = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  return `${stdout}${stderr}`.trim().replace(/^nginx version: /, '') || 'nginx';
 }
 
 async function machine(serverUrl) {

@@ -44,6 +44,10 @@ export class Processes {
     this.pin = options.pin;
     this.logDir = options.logDir;
     this.children = new Set();
+    // Should this process die without its cleanup (an uncaught error), its servers go with it.
+    process.once('exit', () => {
+      for (const { child } of this.children) child.kill('SIGKILL');
+    });
   }
 
   /**
