@@ -1,7 +1,6 @@
 // Forwards one tool call through the agent's cached undici pool, streaming both ways with
 // backpressure, cancelling the agent's request the moment the caller goes away, and never
 // retrying (tool calls have side effects).
-import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
@@ -148,15 +147,35 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
 
 /**
  * Pipes the agent's response body to the caller. If either side breaks, the caller's response
- * is destroyed, so the caller sees an incomplete response, never a clean end.
+ * is destroyed, so the caller sees an incomplete response, never a clean end. (`pipe` and three
+ * listeners, not stream.pipeline: pipeline makes and aborts an AbortController per call, whose
+ * DOMException alone cost more than the rest of the relay.)
  */
-export async function relayBody(forwarded: Forwarded, res: ServerResponse): Promise<'complete' | 'broken'> {
-  try {
-    await pipeline(forwarded.body, res);
-    return 'complete';
-  } catch (error) {
-    forwarded.abort(error instanceof Error ? error : new Error('relay failed'));
-    res.destroy();
-    return 'broken';
-  }
+export function relayBody(forwarded: Forwarded, res: ServerResponse): Promise<'complete' | 'broken'> {
+  const body = forwarded.body;
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (outcome: 'complete' | 'broken', error?: Error) => {
+      if (settled) return;
+      settled = true;
+      // The error listeners stay: a stream destroyed below may still emit its error.
+      res.off('finish', onFinish);
+      res.off('close', onClose);
+      if (outcome === 'broken') {
+        body.unpipe(res);
+        forwarded.abort(error ?? new Error('relay failed'));
+        res.destroy();
+      }
+      resolve(outcome);
+    };
+    const onError = (error: Error) => settle('broken', error);
+    const onFinish = () => settle('complete');
+    // A close before the finish: the caller's connection went away mid-response.
+    const onClose = () => settle(res.writableFinished ? 'complete' : 'broken', new Error('the caller went away'));
+    body.on('error', onError);
+    res.on('error', onError);
+    res.once('finish', onFinish);
+    res.once('close', onClose);
+    body.pipe(res);
+  });
 }
