@@ -107,15 +107,28 @@ export interface Problem {
   disconnectedSeconds?: number;
 }
 
-/** An error that is meant to reach the caller as problem+json. */
+/**
+ * An error that is meant to reach the caller as problem+json. It is an answer, not a fault: it
+ * carries no stack (capturing one was the costliest part of a refusal), and it is logged by its
+ * code. An unexpected failure keeps its own error, with its stack, as the cause it is logged with.
+ */
 export class ApiError extends Error {
   override name = 'ApiError';
-  constructor(
-    readonly code: ErrorCode,
-    readonly detail: string,
-    readonly extras: ProblemExtras = {},
-  ) {
-    super(`${code}: ${detail}`);
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly extras: ProblemExtras;
+
+  constructor(code: ErrorCode, detail: string, extras: ProblemExtras = {}) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(`${code}: ${detail}`);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    this.code = code;
+    this.detail = detail;
+    this.extras = extras;
   }
 
   get status(): number {
