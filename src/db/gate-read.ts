@@ -6,30 +6,8 @@ import { DatabaseTimeoutError, type BoundedPool } from './bounded-pool.js';
 import { agentTimes, type AgentTimesRow } from './workspaces-repo.js';
 import type { AgentTimes } from '../domain/agent.js';
 
-const READ_CURRENT_AGENT = `
-select w.owner_id,
-       (extract(epoch from now()) * 1000)::float8 as now_ms,
-       b.id as build_id, b.transition,
-       exists (select 1 from workspace_agents x where x.build_id = b.id) as has_agents,
-       a.id as agent_id, a.name as agent_name, a.address,
-       (extract(epoch from a.created_at) * 1000)::float8 as created_ms,
-       (extract(epoch from a.first_connected_at) * 1000)::float8 as first_connected_ms,
-       (extract(epoch from a.last_connected_at) * 1000)::float8 as last_connected_ms,
-       (extract(epoch from a.disconnected_at) * 1000)::float8 as disconnected_ms,
-       a.connection_timeout_seconds
-  from workspaces w
-  left join lateral (
-    select id, transition from workspace_builds
-     where workspace_id = w.id order by build_number desc limit 1
-  ) b on true
-  left join lateral (
-    select * from workspace_agents
-     where build_id = b.id and ($2::text is null or name = $2)
-     order by display_order, name collate "C" limit 1
-  ) a on b.transition = 'start'
- where w.id = $1 and w.deleted_at is null`;
-
-// The same read for many (workspace, agent name) pairs at once; `i` says which pair a row answers.
+// The read for one or many (workspace, agent name) pairs at once; `i` says which pair a row
+// answers (a pair whose workspace does not exist, or is deleted, has no row).
 const READ_CURRENT_AGENTS = `
 select r.i::int4 as i, w.owner_id,
        (extract(epoch from now()) * 1000)::float8 as now_ms,
@@ -52,6 +30,8 @@ select r.i::int4 as i, w.owner_id,
      where build_id = b.id and (r.agent_name is null or name = r.agent_name)
      order by display_order, name collate "C" limit 1
   ) a on b.transition = 'start'`;
+
+const READ_NAME = 'agentgate_read_current_agents';
 
 interface Row extends Partial<AgentTimesRow> {
   owner_id: string;
@@ -84,7 +64,7 @@ export async function readCurrentAgent(
   agentName: string | undefined,
   budgetMs?: number,
 ): Promise<AgentRead> {
-  const rows = await pool.queryNamed<Row>('agentgate_read_current_agent', READ_CURRENT_AGENT, [workspaceId, agentName ?? null], budgetMs);
+  const rows = await pool.queryNamed<Row>(READ_NAME, READ_CURRENT_AGENTS, [[workspaceId], [agentName ?? null]], budgetMs);
   return toRead(rows[0], agentName);
 }
 
@@ -195,7 +175,7 @@ export class CurrentAgentReads {
     try {
       if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, Math.round(budgetMs))} ms)`);
       const rows = await this.#pool.queryNamed<Row & { i: number }>(
-        'agentgate_read_current_agents',
+        READ_NAME,
         READ_CURRENT_AGENTS,
         [batch.map((w) => w.workspaceId), batch.map((w) => w.agentName ?? null)],
         budgetMs,
