@@ -93,122 +93,138 @@ export async function buildApp(options: AppOptions) {
       answerClientError(logger, error, socket);
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  // No route serves CONNECT (NOT_FOUND, SPEC 4); unlistened, Node drops the socket unanswered.
-  app.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-    app.log.info({ code: 'NOT_FOUND', method: req.method }, 'no such route');
-    socket.on('error', () => undefined);
-    socket.end(rawProblem(new ApiError('NOT_FOUND', `no route for CONNECT ${req.url ?? ''}`)));
-  });
-  // Node answers an Expect other than 100-continue with a bare 417 unless this is listened for;
-  // such an expectation cannot be met, so it is a malformed header.
-  app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    writeProblem(res, new ApiError('INVALID_REQUEST', 'the Expect header is not supported (only 100-continue is)'));
-  });
+  // A start-up that fails half-way closes what the plugins registered so far opened.
+  try {
+    // No route serves CONNECT (NOT_FOUND, SPEC 4); unlistened, Node drops the socket unanswered.
+    app.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      app.log.info({ code: 'NOT_FOUND', method: req.method }, 'no such route');
+      socket.on('error', () => undefined);
+      socket.end(rawProblem(new ApiError('NOT_FOUND', `no route for CONNECT ${req.url ?? ''}`)));
+    });
+    // Node answers an Expect other than 100-continue with a bare 417 unless this is listened for;
+    // such an expectation cannot be met, so it is a malformed header.
+    app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+      writeProblem(res, new ApiError('INVALID_REQUEST', 'the Expect header is not supported (only 100-continue is)'));
+    });
 
-  // Expect: 100-continue is answered by the auth hook once the token is accepted (or at once on
-  // a public route), so an unauthenticated caller is never invited to send its body. Listening
-  // here stops Node from sending 100 Continue itself.
-  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
+    // Expect: 100-continue is answered by the auth hook once the token is accepted (or at once on
+    // a public route), so an unauthenticated caller is never invited to send its body. Listening
+    // here stops Node from sending 100 Continue itself.
+    app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
 
-  // Resources first, each closing itself; onClose runs in reverse, so the database goes last.
-  await app.register(metricsPlugin, { processMetrics: options.processMetrics });
-  await app.register(databasePlugin, { config });
-  await app.register(signingKeyPlugin, options.signingKey ?? {});
-  await app.register(tokensPlugin, { config });
-  await app.register(gatePlugin, { config });
-  await app.register(eventsPlugin);
-  await app.register(lifecyclePlugin);
-  const { lifecycle, metrics, gate, tokens, events } = app;
+    // Resources first, each closing itself; onClose runs in reverse, so the database goes last.
+    await app.register(metricsPlugin, { processMetrics: options.processMetrics });
+    await app.register(databasePlugin, { config });
+    await app.register(signingKeyPlugin, options.signingKey ?? {});
+    await app.register(tokensPlugin, { config });
+    await app.register(gatePlugin, { config });
+    await app.register(eventsPlugin);
+    await app.register(lifecyclePlugin);
+    const { lifecycle, metrics, gate, tokens, events } = app;
 
-  app.addSchema(Problem);
+    app.addSchema(Problem);
 
-  await app.register(problemPlugin);
-  await app.register(requestLog);
-  await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
-  await app.register(openapiPlugin);
-  // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
-      throw new ApiError('INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header');
-    }
-    const access = request.routeOptions.config.access;
-    if (lifecycle.draining && access !== undefined && access !== 'public') {
-      throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
-    }
-  });
-  // One count per token for HTTP requests and WebSocket upgrades alike (these bypass Fastify).
-  const concurrency = new TokenConcurrency({ requests: config.maxRequestsPerToken, websockets: config.maxWebSocketsPerToken });
-  app.decorate('concurrency', concurrency);
-  await app.register(authPlugin, { tokens, concurrency });
+    await app.register(problemPlugin);
+    await app.register(requestLog);
+    await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
+    await app.register(openapiPlugin);
+    // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
+    app.addHook('onRequest', async (request, reply) => {
+      reply.header('x-request-id', request.id);
+      if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) {
+        throw new ApiError('INVALID_REQUEST', 'an HTTP/1.1 request needs a Host header');
+      }
+      const access = request.routeOptions.config.access;
+      if (lifecycle.draining && access !== undefined && access !== 'public') {
+        throw new ApiError('SHUTTING_DOWN', 'agentgate is shutting down; retry on another replica');
+      }
+    });
+    // One count per token for HTTP requests and WebSocket upgrades alike (these bypass Fastify).
+    const concurrency = new TokenConcurrency({ requests: config.maxRequestsPerToken, websockets: config.maxWebSocketsPerToken });
+    app.decorate('concurrency', concurrency);
+    await app.register(authPlugin, { tokens, concurrency });
 
-  // While draining, every response closes its connection, so keep-alive sockets do not hold the
-  // shutdown open until the grace period ends.
-  // A refusal sent before its request's body was read closes the connection: otherwise Node
-  // keeps reading (and discarding) the body, as slowly as the caller cares to send it.
-  app.addHook('onSend', async (request, reply) => {
-    if (lifecycle.draining || (reply.statusCode >= 400 && !request.raw.complete)) reply.header('connection', 'close');
-  });
+    // While draining, every response closes its connection, so keep-alive sockets do not hold the
+    // shutdown open until the grace period ends.
+    // A refusal sent before its request's body was read closes the connection: otherwise Node
+    // keeps reading (and discarding) the body, as slowly as the caller cares to send it.
+    app.addHook('onSend', async (request, reply) => {
+      if (lifecycle.draining || (reply.statusCode >= 400 && !request.raw.complete)) reply.header('connection', 'close');
+    });
 
-  // An upgrade request is routed like any other request, so that it meets the same admission
-  // (draining, authentication, per-token caps, rate limit, load shedding): the proxy route turns
-  // a WebSocket one into a tunnel, other routes serve it as the plain request it also is.
-  const websockets = new WebSockets({
-    headersTimeoutMs: config.proxyHeadersTimeoutMs,
-    idleTimeoutMs: config.wsIdleTimeoutMs,
-    maxLifetimeMs: config.wsMaxLifetimeMs,
-    trust,
-    metrics,
-  });
-  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const res = websockets.accept(req, socket, head);
-    // Node stops parsing at an upgrade, so a body would never reach a route: a request that is
-    // not a WebSocket (h2c from `curl --http2`, say) and has one is refused rather than served
-    // without it.
-    const declared = req.headers['content-length'];
-    if (!isWebSocketUpgrade(req) && (req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0'))) {
-      app.log.info({ code: 'INVALID_REQUEST', upgrade: req.headers.upgrade }, 'upgrade with a body refused');
-      writeProblem(
-        res,
-        new ApiError('INVALID_REQUEST', 'a request with a body cannot ask for a protocol upgrade; send it without the Upgrade header'),
-      );
-      return;
-    }
-    app.routing(req, res);
-  });
+    // An upgrade request is routed like any other request, so that it meets the same admission
+    // (draining, authentication, per-token caps, rate limit, load shedding): the proxy route turns
+    // a WebSocket one into a tunnel, other routes serve it as the plain request it also is.
+    const websockets = new WebSockets({
+      headersTimeoutMs: config.proxyHeadersTimeoutMs,
+      idleTimeoutMs: config.wsIdleTimeoutMs,
+      maxLifetimeMs: config.wsMaxLifetimeMs,
+      trust,
+      metrics,
+    });
+    app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      let res: ServerResponse;
+      try {
+        res = websockets.accept(req, socket, head);
+      } catch (error) {
+        // An upgrade pipelined behind a request still being answered: its socket already
+        // carries that response (Node throws ERR_HTTP_SOCKET_ASSIGNED) and cannot take a
+        // second. Nobody pipelines an upgrade; the connection ends.
+        app.log.info({ code: 'INVALID_REQUEST', err: (error as Error).message }, 'pipelined upgrade refused');
+        socket.destroy();
+        return;
+      }
+      // Node stops parsing at an upgrade, so a body would never reach a route: a request that is
+      // not a WebSocket (h2c from `curl --http2`, say) and has one is refused rather than served
+      // without it.
+      const declared = req.headers['content-length'];
+      if (!isWebSocketUpgrade(req) && (req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0'))) {
+        app.log.info({ code: 'INVALID_REQUEST', upgrade: req.headers.upgrade }, 'upgrade with a body refused');
+        writeProblem(
+          res,
+          new ApiError('INVALID_REQUEST', 'a request with a body cannot ask for a protocol upgrade; send it without the Upgrade header'),
+        );
+        return;
+      }
+      app.routing(req, res);
+    });
 
-  await app.register(opsRoutes, { lifecycle, metrics });
-  await app.register(workspaceRoutes, { config, events });
-  await app.register(tokenRoutes, { events });
-  await app.register(agentRoutes, { events });
-  // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
-  await app.register(async (chat) => {
-    if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
-    await chat.register(connRoutes, { gate, metrics });
-    await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets });
-  });
+    await app.register(opsRoutes, { lifecycle, metrics });
+    await app.register(workspaceRoutes, { config, events });
+    await app.register(tokenRoutes, { events });
+    await app.register(agentRoutes, { events });
+    // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
+    await app.register(async (chat) => {
+      if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
+      await chat.register(connRoutes, { gate, metrics });
+      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets });
+    });
 
-  // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
-  // and onClose hooks run only after it.
-  app.addHook('preClose', async () => websockets.closeAll());
-  // A tunnel ends with its authority: transitions from this replica and, through NOTIFY, from
-  // the others. After a resync (notifications may have been lost) each one is read afresh.
-  events.onEvent((event) => {
-    const closed = websockets.tunnels.apply(event);
-    if (closed > 0) app.log.info({ tunnels: closed, reason: event.kind }, 'closed WebSocket tunnels whose authority ended');
-  });
-  events.onResync(() => {
-    void websockets.tunnels
-      .recheck(async ({ tokenId, agentId }) => {
-        const read = await readTunnelAuthority(app.db, tokenId === 'env' ? null : tokenId, agentId);
-        if (!read.tokenLive) return 'its token was revoked';
-        return read.agentCurrent ? undefined : 'its agent is no longer current';
-      })
-      .then((closed) => {
-        if (closed > 0) app.log.info({ tunnels: closed }, 'closed WebSocket tunnels whose authority ended while notifications were down');
-      });
-  });
-  return app;
+    // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
+    // and onClose hooks run only after it.
+    app.addHook('preClose', async () => websockets.closeAll());
+    // A tunnel ends with its authority: transitions from this replica and, through NOTIFY, from
+    // the others. After a resync (notifications may have been lost) each one is read afresh.
+    events.onEvent((event) => {
+      const closed = websockets.tunnels.apply(event);
+      if (closed > 0) app.log.info({ tunnels: closed, reason: event.kind }, 'closed WebSocket tunnels whose authority ended');
+    });
+    events.onResync(() => {
+      void websockets.tunnels
+        .recheck(async ({ tokenId, agentId }) => {
+          const read = await readTunnelAuthority(app.db, tokenId === 'env' ? null : tokenId, agentId);
+          if (!read.tokenLive) return 'its token was revoked';
+          return read.agentCurrent ? undefined : 'its agent is no longer current';
+        })
+        .then((closed) => {
+          if (closed > 0) app.log.info({ tunnels: closed }, 'closed WebSocket tunnels whose authority ended while notifications were down');
+        });
+    });
+    return app;
+  } catch (error) {
+    await app.close().catch(() => undefined);
+    throw error;
+  }
 }
 
 export type App = Awaited<ReturnType<typeof buildApp>>;

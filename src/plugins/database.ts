@@ -22,19 +22,24 @@ declare module 'fastify' {
 export default fp<{ config: Config }>(
   async (app, { config }) => {
     const runtime = await openDatabaseRuntime(config, app.log);
-    app.addHook('onClose', () => runtime.close());
     const { handle } = runtime;
     handle.pool.onQuery = app.metrics.observeQuery;
-    const applied = await withMigrationDatabase(handle.url, migrateUp);
-    if (applied.length > 0) app.log.info({ migrations: applied }, 'migrations applied');
     let generatedAdminToken: string | undefined;
-    if (config.adminToken === undefined) {
-      const created = await bootstrapAdminToken(handle.db);
-      if (created) {
-        generatedAdminToken = created.token;
-        app.log.info({ tokenId: created.id }, 'generated the first admin token (printed once on stdout)');
+    try {
+      const applied = await withMigrationDatabase(handle.url, migrateUp);
+      if (applied.length > 0) app.log.info({ migrations: applied }, 'migrations applied');
+      if (config.adminToken === undefined) {
+        const created = await bootstrapAdminToken(handle.db);
+        if (created) {
+          generatedAdminToken = created.token;
+          app.log.info({ tokenId: created.id }, 'generated the first admin token (printed once on stdout)');
+        }
       }
+    } catch (error) {
+      await runtime.close();
+      throw error;
     }
+    app.addHook('onClose', () => runtime.close());
     app.decorate('database', handle);
     app.decorate('db', handle.db);
     app.decorate('generatedAdminToken', generatedAdminToken);

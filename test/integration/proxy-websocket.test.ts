@@ -425,3 +425,21 @@ describe('upgrades the agent declines', () => {
     expect(r.body).toEqual({ error: 'no terminal here' });
   });
 });
+
+describe('an upgrade pipelined behind another request', () => {
+  it('ends that connection and nothing else: the process keeps serving', async () => {
+    const socket = net.connect(Number(new URL(t.url).port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('data', () => undefined);
+    socket.on('error', () => undefined);
+    // Both in one write: the upgrade arrives while the first request is still being answered.
+    socket.write(
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' +
+        `GET /workspaces/${randomUUID()}/conn/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nAuthorization: Bearer ${ENV_ADMIN_TOKEN}\r\n\r\n`,
+    );
+    await closed;
+    expect((await t.call('GET', '/healthz')).status).toBe(200);
+  });
+});
