@@ -45,12 +45,18 @@ export default fp<AuthOptions>(
       request.principal = principal;
       // A WebSocket upgrade holds a WebSocket slot until its socket closes, refused or not (the
       // response on an upgrade socket closes with it).
-      const upgrade = String(request.headers.upgrade ?? '').toLowerCase() === 'websocket';
+      // `upgrade` is set by Node's parser on a request that came through the server's upgrade
+      // event (not in Node's types); the header alone would let a plain request take a
+      // WebSocket slot instead of a request slot.
+      const upgrade =
+        (request.raw as { upgrade?: boolean }).upgrade === true && String(request.headers.upgrade ?? '').toLowerCase() === 'websocket';
       const release = concurrency.acquire(upgrade ? 'websocket' : 'request', principal);
       // A response's 'close' follows its 'finish', and comes alone when the connection dies
       // first; release frees the slot once, whichever comes.
       reply.raw.once('finish', release);
       reply.raw.once('close', release);
+      // The caller may have left while its token was looked up: that 'close' has been.
+      if (reply.raw.destroyed) release();
       continueIfExpected(request, reply);
       if (principal.kind === 'agent') {
         noteOutcome(request, { agentId: principal.agentId, workspaceId: principal.workspaceId });
