@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `agentgate` command: serve (default), migrate, token create, agent.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open, rm, rmdir } from 'node:fs/promises';
 import { constants as osConstants, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -182,6 +182,10 @@ async function token(args: string[]): Promise<number> {
 }
 
 async function agent(args: string[]): Promise<number> {
+  // First of all, so that no exit before it leaves the token on disk.
+  const handoff = process.env[TOKEN_HANDOFF_VARIABLE];
+  delete process.env[TOKEN_HANDOFF_VARIABLE];
+  const handedOff = handoff === undefined ? undefined : await takeHandedOffToken(handoff);
   const { values, positionals } = parse('agent', args, {
     gate: { type: 'string' },
     token: { type: 'string' },
@@ -194,13 +198,14 @@ async function agent(args: string[]): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`agent takes no arguments (got ${positionals.join(' ')})`, 'agent');
   const envToken = process.env[AGENT_TOKEN_VARIABLE];
   delete process.env[AGENT_TOKEN_VARIABLE];
-  const handoff = process.env[TOKEN_HANDOFF_VARIABLE];
-  delete process.env[TOKEN_HANDOFF_VARIABLE];
   for (const flag of ['gate', 'listen'] as const) {
     if (!values[flag]) throw new UsageError(`--${flag} is required`, 'agent');
   }
   if (values.token !== undefined && values['token-file'] !== undefined) throw new UsageError('give --token or --token-file, not both', 'agent');
-  const named = values.token !== undefined || values['token-file'] !== undefined || handoff !== undefined;
+  if (handedOff !== undefined && (values.token !== undefined || values['token-file'] !== undefined)) {
+    throw new UsageError(`${TOKEN_HANDOFF_VARIABLE} is set by the agent for itself, not beside --token or --token-file`, 'agent');
+  }
+  const named = values.token !== undefined || values['token-file'] !== undefined || handedOff !== undefined;
   if (!named && !envToken) throw new UsageError(`--token-file, --token or ${AGENT_TOKEN_VARIABLE} is required`, 'agent');
   let gate: URL;
   try {
@@ -223,7 +228,7 @@ async function agent(args: string[]): Promise<number> {
   // through /exec can read: the agent starts again without it.
   if (envToken !== undefined) return restartWithoutToken(args, named ? undefined : envToken);
   const agentToken =
-    handoff !== undefined ? await takeHandedOffToken(handoff)
+    handedOff !== undefined ? handedOff
     : values['token-file'] !== undefined ? await readTokenFile(values['token-file'])
     : (values.token ?? '');
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info').child({ component: 'agent' });
@@ -274,12 +279,20 @@ function restartWithoutToken(args: string[], token: string | undefined): Promise
     return superviseAgent(token === undefined ? args : [...args, '--token-file', '-'], token);
   }
   const env = { ...process.env };
+  let dir: string | undefined;
   if (token !== undefined) {
-    const file = path.join(mkdtempSync(path.join(tmpdir(), 'agentgate-token-')), 'token');
+    dir = mkdtempSync(path.join(tmpdir(), 'agentgate-token-'));
+    const file = path.join(dir, 'token');
     writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
     env[TOKEN_HANDOFF_VARIABLE] = file;
   }
-  return execve(process.execPath, [process.execPath, ...process.execArgv, script, 'agent', ...args], env);
+  try {
+    return execve(process.execPath, [process.execPath, ...process.execArgv, script, 'agent', ...args], env);
+  } catch (error) {
+    // Not replaced: the token must not stay behind.
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
 }
 
 /** Reads the token left by restartWithoutToken and removes it and its private directory. */

@@ -85,6 +85,8 @@ export class BoundedPool implements PostgresPool {
   /** A client, waiting at most `budgetMs` for one. */
   async connect(budgetMs = this.timeoutMs): Promise<PostgresPoolClient> {
     const started = performance.now();
+    // A call still running when shutdown closed the pool (its grace ran out).
+    if (this.pg.ending) throw new DatabaseUnavailableError('the database pool is closed: agentgate is shutting down');
     let client: pg.PoolClient;
     try {
       client = await this.#connectWithin(Math.min(budgetMs, this.timeoutMs));

@@ -93,7 +93,13 @@ export default fp(
   (app) => {
     app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
       const apiError = toApiError(error);
-      noteOutcome(request, { code: apiError.code, detail: apiError.detail });
+      noteOutcome(request, {
+        code: apiError.code,
+        detail: apiError.detail,
+        // Why a 5xx happened (a database timeout, a refused connection): the answer's detail
+        // is generic on purpose, the log line is not.
+        ...(apiError.status >= 500 && error !== apiError ? { cause: (error as Error).message } : {}),
+      });
       // The request's own line says the rest; a failure of ours gets its stack too.
       if (apiError.code === 'INTERNAL') request.log.error({ code: apiError.code, err: error }, 'request failed');
       return sendProblem(reply, apiError);

@@ -15,6 +15,8 @@ export interface Outcome {
   /** Why the request was refused, for codes that do not say it all. */
   detail?: string | undefined;
   degraded?: boolean | undefined;
+  /** The internal failure behind a 5xx answer. */
+  cause?: string | undefined;
   /** A proxied response cut off midway (`broken`), or complete. */
   stream?: string | undefined;
 }
@@ -47,6 +49,7 @@ export function logRequest(request: FastifyRequest, status: number, elapsedMs: n
       agentId: o?.agentId,
       code: o?.code,
       detail: o?.detail,
+      cause: o?.cause,
       degraded: o?.degraded,
       stream: o?.stream,
     },

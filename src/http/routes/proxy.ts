@@ -134,7 +134,11 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         }
         const outcome = await relayBody(forwarded, reply.raw);
         count(forwarded.statusCode, started);
-        if (outcome !== 'complete') noteOutcome(request, { stream: outcome });
+        if (outcome !== 'complete') {
+          // The response was destroyed: no onResponse, so its line is written here.
+          noteOutcome(request, { stream: outcome });
+          logRequest(request, forwarded.statusCode, performance.now() - started);
+        }
       } catch (error) {
         if (error instanceof ApiError && (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE')) {
           // The pool's sockets are suspect, or the agent refuses new ones; the next call dials
