@@ -43,6 +43,40 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly dialsInFlight = new Gauge({
+    name: 'agentgate_dials_in_flight',
+    help: 'Dials to agents in progress in this process',
+    registers: [this.registry],
+  });
+  readonly notifications = new Counter({
+    name: 'agentgate_notifications_total',
+    help: 'State-transition notifications received from PostgreSQL, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly listenReconnects = new Counter({
+    name: 'agentgate_listen_reconnects_total',
+    help: 'Times the LISTEN connection was opened again after losing it',
+    registers: [this.registry],
+  });
+  readonly degradedAnswers = new Counter({
+    name: 'agentgate_degraded_answers_total',
+    help: 'Calls served on a cached connection because the database could not be read',
+    registers: [this.registry],
+  });
+  readonly tokenLookups = new Counter({
+    name: 'agentgate_token_lookups_total',
+    help: 'Bearer token checks, by where the answer came from (env, cache, unknown_cache, database)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly refusals = new Counter({
+    name: 'agentgate_refusals_total',
+    help: 'Requests refused to protect the service, by code (OVERLOADED: load shedding or too many waiters on a dial; RATE_LIMITED: per-minute or per-token caps)',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

@@ -18,6 +18,8 @@ export interface TokenStoreOptions {
   /** How long an unknown token is answered without a read (0 turns this off). */
   unknownTtlMs?: number;
   maxUnknownEntries?: number;
+  /** Told where each answer came from (metrics). */
+  onLookup?: ((source: 'env' | 'cache' | 'unknown_cache' | 'database') => void) | undefined;
 }
 
 interface TokenRow {
@@ -39,7 +41,10 @@ export class TokenStore {
   /** Bumped when tokens are created, so a lookup that raced with a creation is not cached as unknown. */
   #unknownGeneration = 0;
 
+  readonly #onLookup: TokenStoreOptions['onLookup'];
+
   constructor(options: TokenStoreOptions) {
+    this.#onLookup = options.onLookup;
     this.#db = options.db;
     this.#adminHash = options.adminToken ? hashToken(options.adminToken) : undefined;
     this.#cache = new LRUCache<string, Principal>({
@@ -59,11 +64,22 @@ export class TokenStore {
   /** The principal of a token, or null when unknown or revoked. Throws on database failure. */
   async resolve(token: string): Promise<Principal | null> {
     const hash = hashToken(token);
-    if (this.#adminHash && sameHash(hash, this.#adminHash)) return { kind: 'admin', tokenId: 'env' };
+    const told = this.#onLookup;
+    if (this.#adminHash && sameHash(hash, this.#adminHash)) {
+      told?.('env');
+      return { kind: 'admin', tokenId: 'env' };
+    }
     const key = hash.toString('base64');
     const cached = this.#cache.get(key);
-    if (cached) return cached;
-    if (this.#unknown?.get(key)) return null;
+    if (cached) {
+      told?.('cache');
+      return cached;
+    }
+    if (this.#unknown?.get(key)) {
+      told?.('unknown_cache');
+      return null;
+    }
+    told?.('database');
     const generation = this.#generation;
     const unknownGeneration = this.#unknownGeneration;
     const principal = await this.#lookup(hash);

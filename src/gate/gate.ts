@@ -282,6 +282,7 @@ export class Gate {
       const visible = last && (req.ownerScope === null || last.ownerId === req.ownerScope);
       const lease = visible ? this.#cache.acquire(last.agent.id) : undefined;
       if (last && lease) {
+        this.#metrics.degradedAnswers.inc();
         req.log.warn(
           { workspaceId: req.workspaceId, agentId: last.agent.id, err: (error.cause as Error).message },
           'database unreadable; serving the cached connection',
@@ -336,6 +337,7 @@ export class Gate {
   async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<Lease> {
     const started = performance.now();
     const log = req.log.child({ workspaceId: req.workspaceId, agentId: agent.id });
+    this.#metrics.dialsInFlight.inc();
     try {
       const conn = await dialAgent(
         { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address },
@@ -356,6 +358,8 @@ export class Gate {
         log.warn({ code, err: (error as Error).message }, 'dial failed');
       }
       throw error;
+    } finally {
+      this.#metrics.dialsInFlight.dec();
     }
   }
 }

@@ -41,6 +41,13 @@ export function startEvents(url: string, tokens: TokenStore, gate: Gate, logger:
 export default fp(
   async (app) => {
     const { hub, listener } = startEvents(app.database.url, app.tokens, app.gate, app.log);
+    const { notifications, listenReconnects } = app.metrics;
+    listener.on('event', (event) => notifications.inc({ kind: event.kind }));
+    let connectedBefore = false;
+    listener.on('connected', () => {
+      if (connectedBefore) listenReconnects.inc();
+      connectedBefore = true;
+    });
     app.addHook('onClose', () => listener.close());
     app.decorate('events', hub);
     app.decorate('eventListener', listener);

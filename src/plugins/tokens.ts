@@ -11,7 +11,11 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    app.decorate('tokens', new TokenStore({ db: app.database.db, adminToken: config.adminToken }));
+    const { tokenLookups } = app.metrics;
+    app.decorate(
+      'tokens',
+      new TokenStore({ db: app.database.db, adminToken: config.adminToken, onLookup: (source) => tokenLookups.inc({ source }) }),
+    );
   },
-  { name: 'agentgate-tokens', dependencies: ['agentgate-database'] },
+  { name: 'agentgate-tokens', dependencies: ['agentgate-database', 'agentgate-metrics'] },
 );
