@@ -345,6 +345,17 @@ function safeAgentPath(url: string): boolean {
   });
 }
 
+/** Waits (bounded) until the rows stay as they are across two reads 50 ms apart. */
+async function settled(last: string): Promise<void> {
+  const until = performance.now() + 2_000;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 50)); // a pause between two reads is the check
+    const now = await snapshot();
+    if (now === last || performance.now() > until) return;
+    last = now;
+  }
+}
+
 /** What the answers were, per property: printed so that a run shows what it exercised. */
 let tallies = new Map<string, number>();
 function tally(key: string): void {
@@ -366,6 +377,9 @@ async function check(req: Req): Promise<Outcome> {
     // the app then closes rather than write a second response on the socket.
     if (!halfCloses(req) || (outcome.bytes > 0 && !outcome.interimOnly)) throw new Error(`connection closed after ${outcome.bytes} bytes, without a complete answer, for ${why()}`);
     if (after !== before) throw new Error(`rows changed by a request cut short: ${why()}`);
+    // The server may still be working on what it read of it; the next request's before-and-
+    // after must not see that work land.
+    await settled(after);
     return outcome;
   }
   const { status } = outcome;
