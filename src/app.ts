@@ -125,7 +125,7 @@ export async function buildApp(options: AppOptions) {
     app.addSchema(Problem);
 
     await app.register(problemPlugin);
-    await app.register(requestLog);
+    await app.register(requestLog, { metrics });
     await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
     await app.register(openapiPlugin);
     // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
@@ -144,11 +144,6 @@ export async function buildApp(options: AppOptions) {
     app.decorate('concurrency', concurrency);
     await app.register(authPlugin, { tokens, concurrency });
 
-    // Refusals that protect the service, whichever hook or route made them.
-    app.addHook('onResponse', async (request) => {
-      const code = request.outcome?.code;
-      if (code === 'OVERLOADED' || code === 'RATE_LIMITED') metrics.refusals.inc({ code });
-    });
     // While draining, every response closes its connection, so keep-alive sockets do not hold the
     // shutdown open until the grace period ends.
     // A refusal sent before its request's body was read closes the connection: otherwise Node

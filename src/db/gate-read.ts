@@ -159,8 +159,8 @@ export class CurrentAgentReads {
       if (batch.length === this.#maxBatch) break;
     }
     // Each read keeps the budget it arrived with: the batch gets what its oldest member has left.
-    const oldest = Math.min(...batch.map((w) => w.since));
-    const budget = this.#pool.timeoutMs - (performance.now() - oldest);
+    // The map keeps arrival order: the first read taken is the oldest.
+    const budget = this.#pool.timeoutMs - (performance.now() - batch[0]!.since);
     this.#inFlight += 1;
     this.#query(batch, budget)
       .finally(() => {

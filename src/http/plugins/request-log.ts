@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin';
 import type { FastifyRequest } from 'fastify';
 import { urlForLog } from '../../logger.js';
+import type { Metrics } from '../../metrics.js';
 
 export interface Outcome {
   workspaceId?: string | undefined;
@@ -57,10 +58,16 @@ export function logRequest(request: FastifyRequest, status: number, elapsedMs: n
   );
 }
 
-export default fp(
-  (app) => {
+export default fp<{ metrics: Metrics }>(
+  (app, { metrics }) => {
     app.decorateRequest('outcome', null);
-    app.addHook('onResponse', async (request, reply) => logRequest(request, reply.statusCode, reply.elapsedTime));
+    app.addHook('onResponse', async (request, reply) => {
+      logRequest(request, reply.statusCode, reply.elapsedTime);
+      // Refusals that protect the service, whichever hook or route made them: counted here, on
+      // the one hook every answered request already passes, rather than on a second one.
+      const code = request.outcome?.code;
+      if (code === 'OVERLOADED' || code === 'RATE_LIMITED') metrics.refusals.inc({ code });
+    });
   },
   { name: 'agentgate-request-log' },
 );
