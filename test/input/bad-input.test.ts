@@ -790,13 +790,31 @@ const contentType = fc.oneof(
 function plainJson(bytes: Buffer): boolean {
   // Fastify's JSON parser skips a leading byte-order mark, as JSON.parse does not.
   const text = bytes.toString('utf8').replace(/^\ufeff/, '');
-  if (/__proto__|constructor/.test(text)) return false;
+  let value: unknown;
   try {
-    JSON.parse(text);
-    return true;
+    value = JSON.parse(text);
   } catch {
     return false;
   }
+  return !poisoned(value);
+}
+
+/**
+ * What Fastify's parser refuses as poisoning: a `__proto__` key, or a `constructor` object with a
+ * `prototype` key, at any depth (walked with a stack: the generator nests deeper than recursion goes).
+ */
+function poisoned(root: unknown): boolean {
+  const stack = [root];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value !== 'object' || value === null) continue;
+    for (const [key, inner] of Object.entries(value)) {
+      if (key === '__proto__') return true;
+      if (key === 'constructor' && typeof inner === 'object' && inner !== null && Object.hasOwn(inner, 'prototype')) return true;
+      stack.push(inner);
+    }
+  }
+  return false;
 }
 
 /** Body, content-type and framing for a route that takes `kind` of body. */
