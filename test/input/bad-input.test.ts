@@ -900,12 +900,13 @@ const ROUTES: RouteSpec[] = [
     ownerScoped: true,
     path: fc
       .tuple(
-        fc.oneof({ weight: 6, arbitrary: fc.constant({ id: '', ...part('valid') }) }, { weight: 1, arbitrary: workspaceId(readIds) }),
+        // No id: the proxied workspace's (an empty string is one of the malformed ids).
+        fc.oneof({ weight: 6, arbitrary: fc.constant({ id: undefined as string | undefined, ...part('valid') }) }, { weight: 1, arbitrary: workspaceId(readIds) }),
         fc.array(forwardSegment, { minLength: 1, maxLength: 3 }),
         fc.boolean(),
       )
       .map(([ws, segments, slash]) => ({
-        path: `/workspaces/${ws.id || proxied.id}/conn/${segments.map((s) => s.s).join('/')}${slash ? '/' : ''}`,
+        path: `/workspaces/${ws.id ?? proxied.id}/conn/${segments.map((s) => s.s).join('/')}${slash ? '/' : ''}`,
         ...part(worst(ws.validity, ...segments.map((s) => s.validity)), [ws.note, ...segments.map((s) => s.note)].filter(Boolean).join(', ') || undefined),
       })),
   },
