@@ -60,6 +60,8 @@ export interface TestAppOptions {
   /** Signing key lifetime and refresh interval (tests of key expiry shorten them). */
   keyLifetimeMs?: number;
   keyRefreshMs?: number;
+  /** Node's default process metrics (CPU, memory, event loop, GC), as `serve` exports them. Off by default. */
+  processMetrics?: boolean;
 }
 
 /** A body as JSON when it is JSON, otherwise undefined (an agent's own answer, say). */
@@ -93,7 +95,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     config,
     logger,
     maxEventLoopDelayMs: options.maxEventLoopDelayMs,
-    processMetrics: false,
+    processMetrics: options.processMetrics ?? false,
     signingKey: { lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs },
   });
   // Tests count on notifications from the start.
