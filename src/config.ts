@@ -47,9 +47,20 @@ export const ConfigSchema = Type.Object({
   ),
   AGENTGATE_MAX_REQUESTS_PER_TOKEN: Type.Integer({ default: 256, minimum: 1, maximum: 1_000_000, description: 'a count' }),
   AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: Type.Integer({ default: 64, minimum: 1, maximum: 1_000_000, description: 'a count' }),
+  // OpenTelemetry's own names: tracing is on when either endpoint is set.
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(Type.String({ minLength: 1, description: 'an http:// or https:// URL' })),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Type.Optional(Type.String({ minLength: 1, description: 'an http:// or https:// URL' })),
+  OTEL_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1, description: 'a service name' })),
 });
 
 type RawConfig = Static<typeof ConfigSchema>;
+
+export interface TracingConfig {
+  /** Where spans are sent (OTLP over HTTP); undefined: tracing is off. */
+  readonly endpoint: string | undefined;
+  /** OTEL_SERVICE_NAME; undefined: `agentgate` (or a service.name in OTEL_RESOURCE_ATTRIBUTES). */
+  readonly serviceName: string | undefined;
+}
 
 export interface Config {
   readonly databaseUrl: string | undefined;
@@ -78,6 +89,7 @@ export interface Config {
   readonly trustProxy: readonly string[];
   readonly maxRequestsPerToken: number;
   readonly maxWebSocketsPerToken: number;
+  readonly tracing: TracingConfig;
 }
 
 /** A configuration error: its message is the one line printed before exiting. */
@@ -163,7 +175,31 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: Object.freeze(trustProxy),
     maxRequestsPerToken: raw.AGENTGATE_MAX_REQUESTS_PER_TOKEN,
     maxWebSocketsPerToken: raw.AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN,
+    tracing: Object.freeze({ endpoint: tracesEndpoint(raw), serviceName: raw.OTEL_SERVICE_NAME }),
   });
+}
+
+/**
+ * The URL spans are posted to, as the OpenTelemetry SDK derives it: the traces endpoint as
+ * given, or else `v1/traces` under the general one.
+ */
+function tracesEndpoint(raw: RawConfig): string | undefined {
+  const specific = raw.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  const general = raw.OTEL_EXPORTER_OTLP_ENDPOINT;
+  for (const [name, value] of [['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', specific], ['OTEL_EXPORTER_OTLP_ENDPOINT', general]] as const) {
+    if (value === undefined) continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+    // The value may carry credentials in its userinfo: name the variable, never echo it.
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new ConfigError(`invalid ${name}: must be an http:// or https:// URL`);
+  }
+  if (specific !== undefined) return new URL(specific).toString();
+  if (general !== undefined) return `${general.endsWith('/') ? general : `${general}/`}v1/traces`;
+  return undefined;
 }
 
 /** `10.0.0.1, 192.168.0.0/16, ::1` → its entries, each an IP address or a CIDR range. */

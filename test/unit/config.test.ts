@@ -31,6 +31,7 @@ const DEFAULTS: Config = {
   trustProxy: [],
   maxRequestsPerToken: 256,
   maxWebSocketsPerToken: 64,
+  tracing: { endpoint: undefined, serviceName: undefined },
 };
 
 const VARIABLES = [
@@ -57,6 +58,9 @@ const VARIABLES = [
   'AGENTGATE_TRUST_PROXY',
   'AGENTGATE_MAX_REQUESTS_PER_TOKEN',
   'AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  'OTEL_SERVICE_NAME',
 ];
 
 /** Runs loadConfig and returns the ConfigError it must throw. */
@@ -147,6 +151,8 @@ describe('loadConfig: defaults and overrides', () => {
       AGENTGATE_TRUST_PROXY: '10.0.0.1, 192.168.0.0/16,::1,fd00::/8',
       AGENTGATE_MAX_REQUESTS_PER_TOKEN: '8',
       AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: '2',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://collector.internal:4318/custom/traces',
+      OTEL_SERVICE_NAME: 'gate-eu-1',
     });
     expect(c).toStrictEqual({
       databaseUrl: 'postgres://gate:pw@db.internal:5433/agentgate',
@@ -172,8 +178,10 @@ describe('loadConfig: defaults and overrides', () => {
       trustProxy: ['10.0.0.1', '192.168.0.0/16', '::1', 'fd00::/8'],
       maxRequestsPerToken: 8,
       maxWebSocketsPerToken: 2,
+      tracing: { endpoint: 'https://collector.internal:4318/custom/traces', serviceName: 'gate-eu-1' },
     });
     expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.tracing)).toBe(true);
     expect(Object.isFrozen(c.trustProxy)).toBe(true);
   });
 
@@ -195,6 +203,29 @@ describe('loadConfig: defaults and overrides', () => {
   it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])('accepts LOG_LEVEL=%s', (level) => {
     expect(loadConfig({ LOG_LEVEL: level }).logLevel).toBe(level);
   });
+
+  it.each([
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }, 'http://127.0.0.1:4318/v1/traces'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/base/' }, 'http://collector:4318/base/v1/traces'],
+    [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://collector/x' }, 'https://collector/x'],
+    [{ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://collector' }, 'https://collector/'],
+    [{ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://general:4318', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://specific:4318/t' }, 'http://specific:4318/t'],
+  ])('derives the traces endpoint from %j as the OpenTelemetry SDK does', (env, endpoint) => {
+    expect(loadConfig(env).tracing.endpoint).toBe(endpoint);
+  });
+
+  it.each([['OTEL_EXPORTER_OTLP_ENDPOINT'], ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']])(
+    '%s that is not an http(s) URL is named, its value never echoed',
+    (name) => {
+      for (const value of ['grpc://user:hunter2-pw@collector:4317', 'collector:4318', 'user:hunter2-pw@collector']) {
+        const error = configError({ [name]: value });
+        expectOneLine(error.message);
+        expect(error.message).toContain(name);
+        expect(error.message).not.toContain('hunter2-pw');
+        expect(error.message).not.toContain('collector');
+      }
+    },
+  );
 
   it('accepts an admin token of exactly 16 characters', () => {
     expect(loadConfig({ AGENTGATE_ADMIN_TOKEN: '0123456789abcdef' }).adminToken).toBe('0123456789abcdef');
