@@ -6,14 +6,14 @@
 //   gate      the decision flow, dials, the connection cache
 //   auth      tokens, principals, the gate's signing key
 //   db        repositories, the pool, migrations, notifications
-//   base      config, logger, metrics, lifecycle, event hub
+//   base      config, logger, metrics, lifecycle, event hub, tracing/
 //   domain    agent times and status, events, error codes, token formats: imports nothing
 //
 // The reference agent (agent/) is a program of its own: it may use http's plugins, auth's
 // signature checks, base and domain, never the gate's internals.
 const LAYERS = {
   domain: '^src/domain/',
-  base: '^src/(config|logger|metrics|lifecycle|event-hub)[.]ts$',
+  base: '^src/((config|logger|metrics|lifecycle|event-hub)[.]ts$|tracing/)',
   db: '^src/db/',
   auth: '^src/auth/',
   gate: '^src/gate/',
