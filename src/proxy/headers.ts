@@ -1,7 +1,8 @@
 // Header rules of the proxy (pure): hop-by-hop headers never cross in either direction; the
-// caller's credentials and any x-agentgate-* header never reach the agent; forwarding headers
-// and the gate's signature are set by the gate alone.
+// caller's credentials and any x-agentgate-* header never reach the agent; forwarding headers,
+// the W3C trace context and the gate's signature are set by the gate alone.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { callerTraceHeaders, type TraceHeaders } from '../tracing/trace-context.js';
 
 // RFC 9110 section 7.6.1 and the usual proxy extras.
 export const HOP_BY_HOP = new Set([
@@ -54,6 +55,9 @@ const CALLER_ONLY = new Set([
   'x-request-id',
   'content-length',
   'expect',
+  // Set below: the gate's own trace context, or the caller's when well-formed.
+  'traceparent',
+  'tracestate',
   ...CLIENT_IDENTITY,
 ]);
 
@@ -79,6 +83,12 @@ export interface ForwardContext {
   signature: string;
   /** The body length when known; otherwise the body is sent chunked. */
   contentLength?: number | undefined;
+  /**
+   * The gate's own trace context for this request (tracing on: its proxy span). Absent, the
+   * caller's `traceparent` and `tracestate` pass unchanged, and only when well-formed.
+   * Not signed (see auth/gate-signature.ts).
+   */
+  trace?: TraceHeaders | undefined;
 }
 
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: ForwardContext): Record<string, string | string[]> {
@@ -94,6 +104,11 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   out['x-forwarded-proto'] = ctx.proto;
   if (ctx.host) out['x-forwarded-host'] = ctx.host;
   out['x-request-id'] = ctx.requestId;
+  const trace = ctx.trace ?? callerTraceHeaders(incoming.traceparent, incoming.tracestate);
+  if (trace) {
+    out.traceparent = trace.traceparent;
+    if (trace.tracestate !== undefined) out.tracestate = trace.tracestate;
+  }
   out['x-agentgate-auth'] = ctx.signature;
   if (ctx.contentLength !== undefined) out['content-length'] = String(ctx.contentLength);
   return out;

@@ -44,7 +44,9 @@ const CLIENT_IDENTITY = [
 ];
 /** Other names the caller must not control on the agent side. */
 const CALLER_CONTROLLED = ['host', 'content-length', 'expect', ...CLIENT_IDENTITY];
-const RESERVED = new Set([...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED]);
+/** W3C trace context: checked (or replaced by the gate's own), never copied blindly. */
+const TRACE_CONTEXT = ['traceparent', 'tracestate'];
+const RESERVED = new Set([...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED, ...TRACE_CONTEXT]);
 
 /** The same name in a random mix of upper and lower case. */
 const mixedCase = (name: string) =>
@@ -199,6 +201,39 @@ describe('upstreamRequestHeaders', () => {
       'x-agentgate-auth': 'v2.sig',
       'x-kept': 'yes',
     });
+  });
+});
+
+describe('upstreamRequestHeaders: W3C trace context', () => {
+  const ctx: ForwardContext = { clientIp: '10.0.0.7', proto: 'http', host: undefined, requestId: 'rid', signature: 'v2.sig' };
+  const caller = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const gate = '00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01';
+
+  it('tracing off: the caller’s well-formed traceparent and tracestate pass unchanged', () => {
+    const out = upstreamRequestHeaders({ traceparent: caller, tracestate: 'rojo=1,congo=2' }, ctx);
+    expect(out.traceparent).toBe(caller);
+    expect(out.tracestate).toBe('rojo=1,congo=2');
+  });
+
+  it('tracing off: a malformed traceparent is dropped with its tracestate; a malformed tracestate alone', () => {
+    for (const bad of ['00-xyz', caller.toUpperCase(), `${caller}, ${caller}`]) {
+      const out = upstreamRequestHeaders({ TraceParent: bad, tracestate: 'rojo=1' }, ctx);
+      expect(out).not.toHaveProperty('traceparent');
+      expect(out).not.toHaveProperty('tracestate');
+      expect(Object.keys(out).map((k) => k.toLowerCase())).not.toContain('traceparent');
+    }
+    const out = upstreamRequestHeaders({ traceparent: caller, tracestate: 'Rojo=1' }, ctx);
+    expect(out.traceparent).toBe(caller);
+    expect(out).not.toHaveProperty('tracestate');
+    expect(upstreamRequestHeaders({ tracestate: 'rojo=1' }, ctx)).not.toHaveProperty('tracestate');
+  });
+
+  it('tracing on: the gate’s own context replaces the caller’s, whatever the caller sent', () => {
+    const out = upstreamRequestHeaders({ traceparent: caller, tracestate: 'rojo=1' }, { ...ctx, trace: { traceparent: gate } });
+    expect(out.traceparent).toBe(gate);
+    expect(out).not.toHaveProperty('tracestate');
+    const both = upstreamRequestHeaders({ traceparent: 'junk' }, { ...ctx, trace: { traceparent: gate, tracestate: 'rojo=1' } });
+    expect(both).toMatchObject({ traceparent: gate, tracestate: 'rojo=1' });
   });
 });
 
