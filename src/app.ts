@@ -33,6 +33,8 @@ import tokensPlugin from './plugins/tokens.js';
 import gatePlugin from './plugins/gate.js';
 import eventsPlugin from './plugins/events.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
+import tracingPlugin, { type TracingPluginOptions } from './plugins/tracing.js';
+import serverSpan from './http/plugins/server-span.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -50,6 +52,8 @@ export interface AppOptions {
   /** Node's default process metrics (tests, running several apps in one process, turn them off). */
   processMetrics?: boolean | undefined;
   signingKey?: SigningKeyPluginOptions | undefined;
+  /** Tracing through a provider of the caller's (tests), instead of what the configuration says. */
+  tracing?: TracingPluginOptions | undefined;
 }
 
 // Incoming request ids are kept only when they are short and plain, so logs stay parseable.
@@ -112,7 +116,9 @@ export async function buildApp(options: AppOptions) {
     // here stops Node from sending 100 Continue itself.
     app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
 
-    // Resources first, each closing itself; onClose runs in reverse, so the database goes last.
+    // Resources first, each closing itself; onClose runs in reverse, so the database goes last
+    // but for tracing, whose spans of the shutdown itself are flushed after everything else.
+    await app.register(tracingPlugin, { ...options.tracing, config });
     await app.register(metricsPlugin, { processMetrics: options.processMetrics });
     await app.register(databasePlugin, { config });
     await app.register(signingKeyPlugin, options.signingKey ?? {});
@@ -120,12 +126,14 @@ export async function buildApp(options: AppOptions) {
     await app.register(gatePlugin, { config });
     await app.register(eventsPlugin);
     await app.register(lifecyclePlugin);
-    const { lifecycle, metrics, gate, tokens, events } = app;
+    const { lifecycle, metrics, gate, tokens, events, tracing } = app;
 
     app.addSchema(Problem);
 
     await app.register(problemPlugin);
     await app.register(requestLog, { metrics });
+    // Before every other onRequest hook, so that the server span covers admission too.
+    await app.register(serverSpan, { tracing });
     await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
     await app.register(openapiPlugin);
     // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
@@ -161,6 +169,7 @@ export async function buildApp(options: AppOptions) {
       maxLifetimeMs: config.wsMaxLifetimeMs,
       trust,
       metrics,
+      tracing,
     });
     app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       let res: ServerResponse;
@@ -197,7 +206,7 @@ export async function buildApp(options: AppOptions) {
     await app.register(async (chat) => {
       if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
       await chat.register(connRoutes, { gate, metrics });
-      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets });
+      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing });
     });
 
     // preClose, not onClose: the server's close waits for every socket, upgraded ones included,

@@ -2,6 +2,7 @@
 // its latest build, the selected current agent with fresh timestamps, and the database's now().
 // Prepared statements: parsed and planned once per connection. Reads that arrive together share
 // one query (CurrentAgentReads), each still sent after its call arrived.
+import type { Span } from '@opentelemetry/api';
 import { DatabaseTimeoutError, type BoundedPool } from './bounded-pool.js';
 import { agentTimes, type AgentTimesRow } from './workspaces-repo.js';
 import type { AgentTimes } from '../domain/agent.js';
@@ -93,7 +94,7 @@ interface Waiting {
   agentName: string | undefined;
   /** performance.now() when the first of its callers asked: its budget runs from then. */
   since: number;
-  callers: Array<{ resolve: (read: AgentRead) => void; reject: (error: unknown) => void }>;
+  callers: Array<{ resolve: (read: AgentRead) => void; reject: (error: unknown) => void; span: Span | undefined }>;
 }
 
 export interface CurrentAgentReadsOptions {
@@ -126,8 +127,15 @@ export class CurrentAgentReads {
     this.#maxBatch = options.maxBatch ?? 256;
   }
 
-  read(workspaceId: string, agentName: string | undefined, budgetMs = this.#pool.timeoutMs): Promise<AgentRead> {
-    if (budgetMs < this.#pool.timeoutMs) return readCurrentAgent(this.#pool, workspaceId, agentName, budgetMs);
+  /**
+   * `span` (tracing on): this call's read span, told the size of the batch that served it and,
+   * as an event, when that batch's query was sent; its owner ends it.
+   */
+  read(workspaceId: string, agentName: string | undefined, budgetMs = this.#pool.timeoutMs, span?: Span): Promise<AgentRead> {
+    if (budgetMs < this.#pool.timeoutMs) {
+      span?.setAttribute(BATCH_SIZE, 1);
+      return readCurrentAgent(this.#pool, workspaceId, agentName, budgetMs);
+    }
     return new Promise((resolve, reject) => {
       const key = agentName === undefined ? workspaceId : `${workspaceId}\u0000${agentName}`;
       let waiting = this.#waiting.get(key);
@@ -135,7 +143,7 @@ export class CurrentAgentReads {
         waiting = { workspaceId, agentName, since: performance.now(), callers: [] };
         this.#waiting.set(key, waiting);
       }
-      waiting.callers.push({ resolve, reject });
+      waiting.callers.push({ resolve, reject, span });
       this.#schedule();
     });
   }
@@ -160,9 +168,10 @@ export class CurrentAgentReads {
     }
     // Each read keeps the budget it arrived with: the batch gets what its oldest member has left.
     // The map keeps arrival order: the first read taken is the oldest.
-    const budget = this.#pool.timeoutMs - (performance.now() - batch[0]!.since);
+    const now = performance.now();
+    const budget = this.#pool.timeoutMs - (now - batch[0]!.since);
     this.#inFlight += 1;
-    this.#query(batch, budget)
+    this.#query(batch, budget, now)
       .finally(() => {
         this.#inFlight -= 1;
         this.#schedule();
@@ -171,7 +180,7 @@ export class CurrentAgentReads {
     this.#schedule();
   }
 
-  async #query(batch: Waiting[], budgetMs: number): Promise<void> {
+  async #query(batch: Waiting[], budgetMs: number, sentAt: number): Promise<void> {
     try {
       if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, Math.round(budgetMs))} ms)`);
       const rows = await this.#pool.queryNamed<Row & { i: number }>(
@@ -183,10 +192,30 @@ export class CurrentAgentReads {
       const byIndex = new Map(rows.map((row) => [row.i, row]));
       batch.forEach((w, index) => {
         const read = toRead(byIndex.get(index + 1), w.agentName);
-        for (const caller of w.callers) caller.resolve(read);
+        for (const caller of w.callers) {
+          if (caller.span) noteBatch(caller.span, batch.length, w.callers.length, sentAt);
+          caller.resolve(read);
+        }
       });
     } catch (error) {
-      for (const w of batch) for (const caller of w.callers) caller.reject(error);
+      for (const w of batch) {
+        for (const caller of w.callers) {
+          if (caller.span) noteBatch(caller.span, batch.length, w.callers.length, sentAt);
+          caller.reject(error);
+        }
+      }
     }
   }
+}
+
+const BATCH_SIZE = 'agentgate.db.batch.size';
+
+/**
+ * What a traced read learns of the batch that served it: how many (workspace, agent name) pairs
+ * the query read, how many calls shared this one's row, and when the query was sent (a
+ * performance.now() time, which the SDK takes as such): the span's time before it is the wait.
+ */
+function noteBatch(span: Span, size: number, sharing: number, sentAt: number): void {
+  span.setAttributes({ [BATCH_SIZE]: size, 'agentgate.db.batch.sharing': sharing });
+  span.addEvent('agentgate.db.query_sent', undefined, sentAt);
 }

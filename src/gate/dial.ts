@@ -5,6 +5,7 @@ import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { AgentConnection, type AgentTarget, type ConnectionOptions } from './agent-connection.js';
 import type { FailureCode } from '../domain/failure-codes.js';
 import { isTlsRefusal } from './connector.js';
+import type { TraceHeaders } from '../tracing/trace-context.js';
 
 /** Abort reason: the dial's own timeout fired. */
 export class DialTimeout extends Error {
@@ -49,6 +50,8 @@ export interface DialOptions extends ConnectionOptions {
   timeoutMs: number;
   /** Aborted (with DialAbandoned) when nobody waits any more. */
   signal: AbortSignal;
+  /** The dial's trace context, sent with the health check (tracing on). */
+  trace?: TraceHeaders | undefined;
 }
 
 export async function dialAgent(target: AgentTarget, options: DialOptions): Promise<AgentConnection> {
@@ -66,7 +69,7 @@ export async function dialAgent(target: AgentTarget, options: DialOptions): Prom
     const response = await conn.pool.request({
       method: 'GET',
       path,
-      headers: { [SIGNATURE_HEADER]: conn.sign('GET', path) },
+      headers: options.trace ? { [SIGNATURE_HEADER]: conn.sign('GET', path), ...options.trace } : { [SIGNATURE_HEADER]: conn.sign('GET', path) },
       signal: controller.signal,
       // The dial's own timer is its bound; the pool's headers timeout is for proxied calls and
       // would otherwise cut a dial short as "unreachable" when it is the shorter of the two.

@@ -3,6 +3,7 @@
 // bounded, failures remembered, rebuilds noticed, and a database outage survived on a live
 // cached connection.
 import { LRUCache } from 'lru-cache';
+import { SpanKind, trace, type Context, type Span } from '@opentelemetry/api';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
 import type { BoundedPool } from '../db/bounded-pool.js';
@@ -22,6 +23,7 @@ import { FailedDials } from './failed-dials.js';
 import { connectionPolicy, type ConnectionPolicy } from './agent-connection.js';
 import { decide, type RememberedFailure } from './decide.js';
 import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from './shared-dials.js';
+import { ATTR, TRACING_OFF, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
 
 export { CallerGone };
 
@@ -38,6 +40,11 @@ export interface GateRequest {
    * bounded by the dial bound plus twice the database bound from then (SPEC 5 step 9).
    */
   startedAt?: number;
+  /**
+   * The trace the call belongs to (the request's server span) when tracing is on: the gate's
+   * spans are made under it. Null or absent: none is made.
+   */
+  trace?: Context | null | undefined;
 }
 
 export interface GateSuccess {
@@ -73,6 +80,7 @@ export interface GateOptions {
   logger: FastifyBaseLogger;
   /** This process's signing key: every request to an agent carries its signature. */
   signingKey: GateSigningKey;
+  tracing?: Tracing | undefined;
 }
 
 export class Gate {
@@ -93,6 +101,7 @@ export class Gate {
   readonly #config: Config;
   readonly #metrics: Metrics;
   readonly #logger: FastifyBaseLogger;
+  readonly #tracing: Tracing;
 
   constructor(options: GateOptions) {
     const { config, metrics } = options;
@@ -102,6 +111,7 @@ export class Gate {
     this.#config = config;
     this.#metrics = metrics;
     this.#logger = options.logger;
+    this.#tracing = options.tracing ?? TRACING_OFF;
     this.#failed = new FailedDials(config.dialBackoffMs);
     this.#connectionPolicy = connectionPolicy(config);
     this.#lastReads = new LRUCache({ max: Math.max(1000, config.maxConns) });
@@ -129,7 +139,41 @@ export class Gate {
   }
 
   /** Ensures a live connection to the workspace's current agent; see SPEC section 5. */
-  async connect(req: GateRequest): Promise<GateSuccess> {
+  connect(req: GateRequest): Promise<GateSuccess> {
+    if (!this.#tracing.enabled || !req.trace) return this.#connect(req);
+    return this.#tracedConnect(req, req.trace);
+  }
+
+  /** connect() inside an `agentgate.gate` span: the decision, its outcome and what it rested on. */
+  async #tracedConnect(req: GateRequest, parent: Context): Promise<GateSuccess> {
+    const span = this.#tracing.tracer.startSpan(
+      'agentgate.gate',
+      {
+        attributes: {
+          [ATTR.workspaceId]: req.workspaceId,
+          ...(req.agentName === undefined ? {} : { [ATTR.agentName]: req.agentName }),
+        },
+      },
+      parent,
+    );
+    try {
+      const success = await this.#connect({ ...req, trace: trace.setSpan(parent, span) });
+      span.setAttributes({ [ATTR.agentId]: success.agent.id, [ATTR.cached]: success.cached, [ATTR.degraded]: success.degraded });
+      endSpan(span, { code: 'ok' });
+      return success;
+    } catch (error) {
+      if (error instanceof ApiError) {
+        const { agentId, agentStatus } = error.extras;
+        if (agentId !== undefined) span.setAttribute(ATTR.agentId, agentId);
+        if (agentStatus !== undefined) span.setAttribute('agentgate.agent.status', agentStatus);
+      }
+      span.setAttribute(ATTR.degraded, false);
+      endSpan(span, failureOutcome(error));
+      throw error;
+    }
+  }
+
+  async #connect(req: GateRequest): Promise<GateSuccess> {
     const deadline = (req.startedAt ?? performance.now()) + this.#config.dialTimeoutMs + 2 * this.#config.dbTimeoutMs;
     const remaining = () => deadline - performance.now();
     let dials = 0;
@@ -219,10 +263,14 @@ export class Gate {
   /** One more read after a dial; a database failure or an exhausted budget keeps the dial. */
   async #stillCurrent(req: GateRequest, agentId: string, budgetMs: number): Promise<boolean> {
     if (budgetMs < this.#pool.minBudgetMs) return true;
+    const span = req.trace ? this.#readSpan(req.trace, true) : undefined;
     try {
+      span?.setAttribute(DB_BATCH_SIZE, 1);
       const again = await readCurrentAgent(this.#pool, req.workspaceId, req.agentName, budgetMs);
+      if (span) endRead(span, again.kind);
       return again.kind === 'agent' && again.agent.id === agentId;
     } catch (error) {
+      if (span) endReadFailed(span, error);
       if (!isDatabaseUnavailable(error)) throw error;
       // The dial just succeeded against the agent we read; keep it.
       return true;
@@ -231,13 +279,16 @@ export class Gate {
 
   async #read(req: Omit<GateRequest, 'signal' | 'log'>, budgetMs = this.#config.dbTimeoutMs): Promise<Snapshot> {
     let read;
+    const span = req.trace ? this.#readSpan(req.trace, false) : undefined;
     try {
       if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError('no time left in this call for the database');
-      read = await this.#reads.read(req.workspaceId, req.agentName, budgetMs);
+      read = await this.#reads.read(req.workspaceId, req.agentName, budgetMs, span);
     } catch (error) {
+      if (span) endReadFailed(span, error);
       if (!isDatabaseUnavailable(error)) throw error;
       throw new DatabaseUnreadable(error);
     }
+    if (span) endRead(span, read.kind);
     const where = { workspaceId: req.workspaceId };
     const key = readKey(req);
     if (read.kind !== 'agent' || this.#lastReads.get(key)?.agent.id !== read.agent.id) {
@@ -262,6 +313,18 @@ export class Gate {
     };
     this.#lastReads.set(key, snapshot);
     return snapshot;
+  }
+
+  /**
+   * An `agentgate.db.read` span: one per call, from its arrival to its answer, so a read that
+   * waited for a batch shows its wait (CurrentAgentReads adds the batch size and when it was sent).
+   */
+  #readSpan(parent: Context, recheck: boolean): Span {
+    return this.#tracing.tracer.startSpan(
+      'agentgate.db.read',
+      { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'agentgate.db.recheck': recheck } },
+      parent,
+    );
   }
 
   /** Drops the snapshot of a key and closes the connection to the agent it named. */
@@ -308,40 +371,46 @@ export class Gate {
    * joined was to another address than the one this call read: the caller then starts over.
    */
   async #dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras, budgetMs: number): Promise<Lease | undefined> {
+    // One span per call that needed a dial, started or joined; the dial's own health probe
+    // carries the trace of the call that started it.
+    const span = req.trace
+      ? this.#tracing.tracer.startSpan('agentgate.dial', { kind: SpanKind.CLIENT, attributes: { [ATTR.agentId]: agent.id } }, req.trace)
+      : undefined;
     // The dial is shared: it always gets its full bound, never the remainder of whichever call
     // started it; each call stops waiting at its own deadline instead.
     const timeoutMs = this.#config.dialTimeoutMs;
     let lease: Lease;
     try {
-      ({ value: lease } = await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs)));
+      let joined: boolean;
+      ({ value: lease, joined } = await this.#dials.join(agent.id, req.signal, budgetMs, (signal) => this.#dialAndCache(req, agent, signal, timeoutMs, span)));
+      span?.setAttribute(DIAL_JOINED, joined);
     } catch (error) {
-      if (error instanceof CallerGone) throw error;
-      // This call's own budget ran out: its answer alone, not the agent's, so not remembered.
-      if (error instanceof WaitExpired) throw failureAnswer(error.code, error.message, extras);
-      // Too many callers already wait on this agent's dial: shed this one at once (OVERLOADED,
-      // not an AGENT_* code: nothing is known about the agent yet, and nothing is remembered).
-      if (error instanceof TooManyWaiters) throw failureAnswer(error.code, error.message, { ...extras, retryAfter: 1 });
-      if (error instanceof DialFailure) {
-        const code = FAILURE_API_CODES[error.code];
-        // A dial is cancelled only once every caller has left: this one too.
-        if (code === null) throw new CallerGone('the caller went away');
-        throw new ApiError(code, error.message, extras);
+      const answer = dialAnswer(error, extras);
+      if (span) {
+        span.setAttribute(DIAL_RESULT, dialResult(error));
+        endSpan(span, failureOutcome(answer));
       }
-      throw error;
+      throw answer;
     }
-    if (lease.conn.target.address === agent.address) return lease;
+    const current = lease.conn.target.address === agent.address;
+    if (span) {
+      // `superseded`: the dial joined was to an address this call did not read; it starts over.
+      span.setAttribute(DIAL_RESULT, current ? 'ok' : 'superseded');
+      endSpan(span, { code: 'ok' });
+    }
+    if (current) return lease;
     lease.release();
     return undefined;
   }
 
-  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number): Promise<Lease> {
+  async #dialAndCache(req: GateRequest, agent: CurrentAgent, signal: AbortSignal, timeoutMs: number, span: Span | undefined): Promise<Lease> {
     const started = performance.now();
     const log = req.log.child({ workspaceId: req.workspaceId, agentId: agent.id });
     this.#metrics.dialsInFlight.inc();
     try {
       const conn = await dialAgent(
         { agentId: agent.id, workspaceId: req.workspaceId, buildId: agent.buildId, address: agent.address },
-        { ...this.#connectionPolicy, timeoutMs, signingKey: this.signingKey, signal },
+        { ...this.#connectionPolicy, timeoutMs, signingKey: this.signingKey, signal, trace: span && this.#tracing.headersFor(span) },
       );
       this.#metrics.dialSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
       this.#failed.forget(agent.id);
@@ -362,6 +431,48 @@ export class Gate {
       this.#metrics.dialsInFlight.dec();
     }
   }
+}
+
+/**
+ * What a failed wait for a dial answers: the call's own budget ran out (not the agent's failure,
+ * so not remembered), too many callers wait already (shed at once: OVERLOADED, since nothing is
+ * known of the agent yet), the dial failed, or the caller left.
+ */
+function dialAnswer(error: unknown, extras: ProblemExtras): unknown {
+  if (error instanceof CallerGone) return error;
+  if (error instanceof WaitExpired) return failureAnswer(error.code, error.message, extras);
+  if (error instanceof TooManyWaiters) return failureAnswer(error.code, error.message, { ...extras, retryAfter: 1 });
+  if (error instanceof DialFailure) {
+    const code = FAILURE_API_CODES[error.code];
+    // A dial is cancelled only once every caller has left: this one too.
+    if (code === null) return new CallerGone('the caller went away');
+    return new ApiError(code, error.message, extras);
+  }
+  return error;
+}
+
+const DIAL_RESULT = 'agentgate.dial.result';
+const DIAL_JOINED = 'agentgate.dial.joined';
+const DB_BATCH_SIZE = 'agentgate.db.batch.size';
+
+/** The dial span's result, in the words of agentgate_dial_seconds{result} (and this call's own). */
+function dialResult(error: unknown): string {
+  if (error instanceof CallerGone) return 'client_closed';
+  if (error instanceof WaitExpired) return 'wait_expired';
+  if (error instanceof TooManyWaiters) return 'shed';
+  if (error instanceof DialFailure) return error.outcome === 'cancelled' ? 'client_closed' : error.outcome;
+  return 'error';
+}
+
+function endRead(span: Span, kind: string): void {
+  span.setAttribute('agentgate.db.result', kind);
+  endSpan(span, { code: 'ok' });
+}
+
+function endReadFailed(span: Span, error: unknown): void {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string') span.setAttribute('error.type', code);
+  endSpan(span, isDatabaseUnavailable(error) ? { code: 'DATABASE_UNAVAILABLE', status: 503 } : failureOutcome(error));
 }
 
 const databaseUnavailable = (workspaceId: string) =>

@@ -12,9 +12,16 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
-    const gate = new Gate({ pool: app.database.pool, config, metrics: app.metrics, logger: app.log, signingKey: app.signingKey });
+    const gate = new Gate({
+      pool: app.database.pool,
+      config,
+      metrics: app.metrics,
+      logger: app.log,
+      signingKey: app.signingKey,
+      tracing: app.tracing,
+    });
     app.addHook('onClose', () => gate.close());
     app.decorate('gate', gate);
   },
-  { name: 'agentgate-gate', dependencies: ['agentgate-database', 'agentgate-metrics', 'agentgate-signing-key'] },
+  { name: 'agentgate-gate', dependencies: ['agentgate-database', 'agentgate-metrics', 'agentgate-signing-key', 'agentgate-tracing'] },
 );

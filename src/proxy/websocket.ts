@@ -17,6 +17,8 @@ import { createConnector, neverConnected } from '../gate/connector.js';
 import { failureAnswer } from '../domain/failure-codes.js';
 import { Tunnels } from './tunnels.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
+import { SpanKind } from '@opentelemetry/api';
+import { ATTR, TRACING_OFF, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
 
 /** A request that asks to become a WebSocket (any route; the proxy route is the one that can). */
 export function isWebSocketUpgrade(req: IncomingMessage): boolean {
@@ -32,6 +34,7 @@ export interface WebSocketProxyOptions {
   /** The reverse proxies whose forwarding headers are believed. */
   trust: TrustProxy;
   metrics: Metrics;
+  tracing?: Tracing | undefined;
 }
 
 type UpgradeAnswer =
@@ -122,7 +125,11 @@ export class WebSockets {
   readonly #pending = new WeakMap<IncomingMessage, { socket: Duplex; head: Buffer }>();
   readonly #sockets = new Set<Duplex>();
 
-  constructor(private readonly options: WebSocketProxyOptions) {}
+  readonly #tracing: Tracing;
+
+  constructor(private readonly options: WebSocketProxyOptions) {
+    this.#tracing = options.tracing ?? TRACING_OFF;
+  }
 
   /**
    * Takes an upgrade request from the server's `upgrade` event and gives back a response on its
@@ -164,20 +171,40 @@ export class WebSockets {
     const log = request.log;
     const conn = gated.lease.conn;
     let release: (() => void) | undefined = () => gated.lease.release();
+    // The upgrade request to the agent, until its answer (a tunnel's life is the server span's).
+    const span = request.traceContext
+      ? this.#tracing.tracer.startSpan(
+          'agentgate.proxy',
+          { kind: SpanKind.CLIENT, attributes: { 'http.request.method': 'GET', [ATTR.agentId]: conn.agentId, 'agentgate.websocket': true } },
+          request.traceContext,
+        )
+      : undefined;
     try {
       const path = `${conn.basePath}${t.path}`;
       const headers = upstreamRequestHeaders(request.headers, {
         ...forwardedFor(request.raw, this.options.trust),
         requestId: request.id,
         signature: conn.sign('GET', path),
+        trace: span && this.#tracing.headersFor(span),
       });
-      const answer = await sendUpgrade({
-        conn,
-        path,
-        headers: { ...headers, connection: 'Upgrade', upgrade: String(request.headers.upgrade ?? 'websocket') },
-        signal: t.signal,
-        headersTimeoutMs: this.options.headersTimeoutMs,
-      });
+      let answer: UpgradeAnswer;
+      try {
+        answer = await sendUpgrade({
+          conn,
+          path,
+          headers: { ...headers, connection: 'Upgrade', upgrade: String(request.headers.upgrade ?? 'websocket') },
+          signal: t.signal,
+          headersTimeoutMs: this.options.headersTimeoutMs,
+        });
+      } catch (error) {
+        if (span) endSpan(span, failureOutcome(error));
+        throw error;
+      }
+      if (span) {
+        const status = answer.kind === 'upgrade' ? 101 : (answer.response.statusCode ?? 502);
+        span.setAttribute('http.response.status_code', status);
+        endSpan(span, { code: 'ok', status });
+      }
       reply.hijack();
       if (answer.kind === 'response') {
         // The agent declined the upgrade: its answer passes through, as for any proxied call.

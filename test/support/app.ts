@@ -11,6 +11,7 @@ import type { Gate } from '../../src/gate/gate.js';
 import type { KeyPublisher } from '../../src/auth/key-publisher.js';
 import type { EventsRuntime } from '../../src/plugins/events.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
+import type { TracingPluginOptions } from '../../src/plugins/tracing.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 
@@ -62,6 +63,8 @@ export interface TestAppOptions {
   keyRefreshMs?: number;
   /** Node's default process metrics (CPU, memory, event loop, GC), as `serve` exports them. Off by default. */
   processMetrics?: boolean;
+  /** Spans to this provider (an in-memory exporter's, say) rather than none. */
+  tracing?: TracingPluginOptions;
 }
 
 /** A body as JSON when it is JSON, otherwise undefined (an agent's own answer, say). */
@@ -97,6 +100,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     maxEventLoopDelayMs: options.maxEventLoopDelayMs,
     processMetrics: options.processMetrics ?? false,
     signingKey: { lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs },
+    tracing: options.tracing,
   });
   // Tests count on notifications from the start.
   if (!app.eventListener.connected) await new Promise<void>((resolve) => app.eventListener.once('connected', resolve));

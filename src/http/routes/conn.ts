@@ -77,6 +77,7 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
           signal: callerSignal(reply),
           log: request.log,
           startedAt: performance.now() - reply.elapsedTime,
+          trace: request.traceContext,
         });
         const conn = result.lease.conn;
         result.lease.release();
@@ -117,7 +118,12 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
     },
     async (request) => {
       const { workspaceId } = request.params;
-      const read = await gate.status({ workspaceId, agentName: request.query.agent, ownerScope: ownerScope(request.principal!) });
+      const read = await gate.status({
+        workspaceId,
+        agentName: request.query.agent,
+        ownerScope: ownerScope(request.principal!),
+        trace: request.traceContext,
+      });
       return { workspaceId, agent: presentAgent(read.agent, read.classification) };
     },
   );

@@ -3,6 +3,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { SpanKind, type Span } from '@opentelemetry/api';
 import { ApiError } from '../../domain/errors.js';
 import { ownerScope } from '../../auth/principal.js';
 import type { Config } from '../../config.js';
@@ -16,6 +17,7 @@ import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../proxy/h
 import { forwardRequest, relayBody } from '../../proxy/forward.js';
 import { forwardedFor, type TrustProxy } from '../../proxy/trust-proxy.js';
 import type { WebSockets } from '../../proxy/websocket.js';
+import { ATTR, endSpan, failureOutcome, type Tracing } from '../../tracing/tracing.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
 
@@ -26,9 +28,10 @@ export interface ProxyRouteOptions {
   trust: TrustProxy;
   /** Upgrade requests accepted from the server: this route turns them into tunnels. */
   websockets: WebSockets;
+  tracing: Tracing;
 }
 
-const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust, websockets }) => {
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust, websockets, tracing }) => {
   // Bodies are streamed to the agent as they arrive, never parsed nor buffered here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -77,6 +80,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           signal,
           log: request.log,
           startedAt: started - reply.elapsedTime,
+          trace: request.traceContext,
         });
       } catch (error) {
         return onFailure(error, request, reply, started, true);
@@ -101,9 +105,17 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
       const { lease } = gated;
       const conn = lease.conn;
       noteOutcome(request, { agentId: conn.agentId, degraded: gated.degraded || undefined });
+      const method = request.method;
+      // The call to the agent, from its request to the last byte of its response body.
+      const span: Span | undefined = request.traceContext
+        ? tracing.tracer.startSpan(
+            'agentgate.proxy',
+            { kind: SpanKind.CLIENT, attributes: { 'http.request.method': method, [ATTR.agentId]: conn.agentId } },
+            request.traceContext,
+          )
+        : undefined;
       try {
         const path = `${conn.basePath}${target.path}${target.query}`;
-        const method = request.method;
         const hasBody = request.headers['transfer-encoding'] !== undefined || (Number.isFinite(declared) && declared > 0);
         const forwarded = await forwardRequest({
           conn,
@@ -114,6 +126,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
             requestId: request.id,
             signature: conn.sign(method, path),
             contentLength: Number.isFinite(declared) ? declared : undefined,
+            trace: span && tracing.headersFor(span),
           }),
           body: hasBody ? request.raw : undefined,
           bodyLimit: config.bodyLimitBytes,
@@ -134,12 +147,17 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         }
         const outcome = await relayBody(forwarded, reply.raw);
         count(forwarded.statusCode, started);
+        if (span) {
+          span.setAttributes({ 'http.response.status_code': forwarded.statusCode, 'agentgate.proxy.stream': outcome });
+          endSpan(span, { code: 'ok', status: forwarded.statusCode });
+        }
         if (outcome !== 'complete') {
           // The response was destroyed: no onResponse, so its line is written here.
           noteOutcome(request, { stream: outcome });
           logRequest(request, forwarded.statusCode, performance.now() - started);
         }
       } catch (error) {
+        if (span) endSpan(span, failureOutcome(error));
         if (error instanceof ApiError && (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE')) {
           // The pool's sockets are suspect, or the agent refuses new ones; the next call dials
           // afresh (unless one already did).
