@@ -4,6 +4,13 @@
 // Only the gate process holding the private key can sign; the agent id in the signed string
 // keeps a request for one agent from being accepted by another. Pure functions: keys, clock
 // and nonce are the caller's.
+//
+// Headers and body are not signed, the W3C trace context (`traceparent`, `tracestate`) the gate
+// sends included, on purpose: it only says which trace the agent's spans join and decides nothing
+// on the agent, which treats it as untrusted input as W3C asks of every receiver. A replay cannot
+// carry another one, since a replayed request is refused (nonce seen, time window); and whoever
+// can rewrite a request in flight can rewrite its body as well, which only TLS to the agent
+// prevents. Signing it would protect nothing more, and would tie every agent's check to it.
 import { createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 
 export const SIGNATURE_HEADER = 'x-agentgate-auth';
