@@ -11,6 +11,10 @@
 //
 // The reference agent (agent/) is a program of its own: it may use http's plugins, auth's
 // signature checks, base and domain, never the gate's internals.
+//
+// The client (client/, published as `agentgate/client`) is a library for chat servers: it may
+// import domain and nothing else, no package and no Node module, so that importing it pulls in
+// neither Fastify nor pg and it runs on the global fetch alone.
 const LAYERS = {
   domain: '^src/domain/',
   base: '^src/((config|logger|metrics|lifecycle|event-hub)[.]ts$|tracing/)',
@@ -20,6 +24,7 @@ const LAYERS = {
   proxy: '^src/proxy/',
   http: '^src/http/',
   agent: '^src/agent/',
+  client: '^src/client/',
 };
 
 /** `layer` may import only from itself and `allowed` (anything outside src/ is not checked). */
@@ -41,6 +46,14 @@ module.exports = {
     only('proxy', ['gate', 'auth', 'db', 'base', 'domain']),
     only('http', ['proxy', 'gate', 'auth', 'db', 'base', 'domain']),
     only('agent', ['http', 'auth', 'base', 'domain']),
+    only('client', ['domain']),
+    {
+      name: 'client-imports-no-package',
+      comment: 'agentgate/client ships without dependencies: no package, no Node module (it runs on the global fetch)',
+      severity: 'error',
+      from: { path: LAYERS.client },
+      to: { dependencyTypes: ['npm', 'npm-dev', 'npm-optional', 'npm-peer', 'npm-bundled', 'npm-no-pkg', 'npm-unknown', 'core'] },
+    },
     {
       name: 'no-circular',
       comment: 'a cycle makes two modules one; break it by moving what both need lower',

@@ -1,0 +1,253 @@
+// The client of a chat server: `conn`, `agent`, proxied tool calls and WebSockets, over Node's
+// global fetch and WebSocket, with the gate's refusals thrown as typed errors.
+import { errorFromAnswer, isAgentAnswer, isProblemContentType, unexpectedAnswer, type CallContext } from './answers.js';
+import { AgentgateError } from './errors.js';
+import { ROUTES, routePath, type AgentResponse, type ConnResponse } from './types.js';
+
+/** The part of the standard WebSocket the client uses; the object handed back is the real one. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  close(code?: number, reason?: string): void;
+  // why: the standard listener types (Event, MessageEvent) are not in Node 20's types; any
+  // WebSocket implementation's own listener signature must be assignable here.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  addEventListener(type: string, listener: (event: any) => void, options?: { once?: boolean }): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as addEventListener
+  removeEventListener(type: string, listener: (event: any) => void): void;
+}
+
+/** A WebSocket class taking Node's (undici's) init: `new WebSocket(url, { protocols, headers })`. */
+export type WebSocketClass<W extends WebSocketLike = WebSocketLike> = new (
+  url: string,
+  init: { protocols?: string | string[]; headers: Record<string, string> },
+) => W;
+
+export interface ClientOptions<W extends WebSocketLike = WebSocketLike> {
+  /** agentgate's URL, e.g. `http://agentgate:8080` (a path prefix is kept). */
+  baseUrl: string | URL;
+  /** A token of scope `conn` (or `admin`); sent as `Authorization: Bearer`, never logged. */
+  token: string;
+  /** Defaults to the global fetch. */
+  fetch?: typeof fetch | undefined;
+  /** Defaults to the global WebSocket (Node 22 and later). */
+  WebSocket?: WebSocketClass<W> | undefined;
+}
+
+export interface CallOptions {
+  /** A current agent by name; without it, the workspace's first agent. */
+  agent?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface ConnResult extends ConnResponse {
+  /** The gate answered from a cached connection because its database could not be read. */
+  degraded: boolean;
+}
+
+export type AgentResult = AgentResponse;
+
+/** A request body: anything fetch takes, a web ReadableStream, or a Node stream (any async iterable of bytes). */
+export type ProxyBody = RequestInit['body'] | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+
+export interface ProxyRequestInit extends Omit<RequestInit, 'body' | 'duplex' | 'signal' | 'redirect'> {
+  body?: ProxyBody;
+  agent?: string | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface WebSocketOptions extends CallOptions {
+  protocols?: string | string[] | undefined;
+}
+
+/** The agent selection header of the proxy route (SPEC 2); the gate removes it before forwarding. */
+const AGENT_HEADER = 'x-agentgate-agent';
+
+export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
+  readonly baseUrl: string;
+  // Private fields stay out of util.inspect, JSON and errors: the token is never shown.
+  readonly #token: string;
+  readonly #fetch: typeof fetch;
+  readonly #WebSocket: WebSocketClass<W> | undefined;
+
+  constructor(options: ClientOptions<W>) {
+    if (typeof options.token !== 'string' || options.token === '') throw new TypeError('agentgate/client: a token is required');
+    const fetchImpl = options.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== 'function') throw new TypeError('agentgate/client: no fetch: pass one as createClient({ fetch })');
+    this.baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#fetch = fetchImpl;
+    this.#WebSocket = options.WebSocket;
+  }
+
+  /** `POST /workspaces/:id/conn`: a live connection to the agent, dialed or cached, or the gate's typed error. */
+  async conn(workspaceId: string, options: CallOptions = {}): Promise<ConnResult> {
+    const { response, body } = await this.#json<ConnResponse>(ROUTES.conn.method, ROUTES.conn.path, workspaceId, options);
+    return { ...body, degraded: response.headers.has('x-agentgate-degraded') };
+  }
+
+  /** `GET /workspaces/:id/agent`: the agent's status, without dialing. */
+  async agent(workspaceId: string, options: CallOptions = {}): Promise<AgentResult> {
+    const { body } = await this.#json<AgentResponse>(ROUTES.agent.method, ROUTES.agent.path, workspaceId, options);
+    return body;
+  }
+
+  /**
+   * A tool call proxied to `<agent address>/<path>`. The agent's answer, whatever its status, is
+   * returned as the Response (its body a stream); the gate's own refusals are thrown as typed
+   * errors. Redirects are not followed: an agent's 3xx is its answer.
+   */
+  async request(workspaceId: string, path: string, init: ProxyRequestInit = {}): Promise<Response> {
+    const { agent, signal, body, headers: given, ...rest } = init;
+    const method = (rest.method ?? 'GET').toUpperCase();
+    const call: CallContext = { method, proxied: true, workspaceId };
+    const headers = this.#headers(given);
+    if (agent !== undefined) headers.set(AGENT_HEADER, agent);
+    const url = this.baseUrl + routePath(ROUTES.proxy.path, workspaceId, path.replace(/^\//, ''));
+    const hasBody = body !== undefined && body !== null;
+    const response = await this.#send(
+      url,
+      {
+        ...rest,
+        method,
+        headers,
+        signal: signal ?? null,
+        redirect: 'manual',
+        // A stream body needs half duplex in Node's fetch; it is harmless for the others.
+        ...(hasBody ? { body: body as RequestInit['body'], duplex: 'half' as const } : {}),
+      },
+      call,
+      signal,
+    );
+    if (isAgentAnswer(response.headers)) return response;
+    if (response.ok && !isProblemContentType(response.headers.get('content-type'))) return response;
+    const text = await this.#text(response, call, signal);
+    throw errorFromAnswer({ status: response.status, headers: response.headers, text }, call, Date.now());
+  }
+
+  /**
+   * A WebSocket to `<agent address>/<path>` through the gate, open. The gate is asked first with
+   * `conn()`, so its refusals arrive as typed errors (the standard WebSocket tells nothing of a
+   * refused upgrade); an upgrade that fails after that rejects with `UPGRADE_FAILED`.
+   */
+  async websocket(workspaceId: string, path: string, options: WebSocketOptions = {}): Promise<W> {
+    const Ctor = this.#WebSocket ?? (globalThis as unknown as { WebSocket?: WebSocketClass<W> }).WebSocket;
+    if (Ctor === undefined) {
+      const version = (globalThis as { process?: { version?: string } }).process?.version ?? 'unknown';
+      throw new Error(
+        `agentgate/client: WebSocket needs Node 22 or later, where it is built in (this is Node ${version}); ` +
+          'or pass a WebSocket class, such as undici’s, as createClient({ WebSocket })',
+      );
+    }
+    const { signal } = options;
+    await this.conn(workspaceId, { agent: options.agent, signal });
+    const url = (this.baseUrl + routePath(ROUTES.proxy.path, workspaceId, path.replace(/^\//, ''))).replace(/^http/, 'ws');
+    const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
+    if (options.agent !== undefined) headers[AGENT_HEADER] = options.agent;
+    signal?.throwIfAborted();
+    const socket = new Ctor(url, { headers, ...(options.protocols === undefined ? {} : { protocols: options.protocols }) });
+    await new Promise<void>((resolve, reject) => {
+      const done = () => {
+        socket.removeEventListener('open', onOpen);
+        socket.removeEventListener('error', onFail);
+        socket.removeEventListener('close', onFail);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onOpen = () => {
+        done();
+        resolve();
+      };
+      const onFail = () => {
+        done();
+        reject(
+          new AgentgateError({
+            code: 'UPGRADE_FAILED',
+            status: 0,
+            detail: 'the WebSocket upgrade failed after the gate accepted the call: the agent refused it or went away',
+            workspaceId,
+            method: 'GET',
+            proxied: true,
+          }),
+        );
+      };
+      const onAbort = () => {
+        done();
+        socket.close();
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- an abort surfaces as the signal's own reason, as with fetch
+        reject(signal!.reason);
+      };
+      socket.addEventListener('open', onOpen);
+      socket.addEventListener('error', onFail);
+      socket.addEventListener('close', onFail);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    return socket;
+  }
+
+  #headers(given?: ConstructorParameters<typeof Headers>[0]): Headers {
+    const headers = new Headers(given);
+    headers.set('authorization', `Bearer ${this.#token}`);
+    return headers;
+  }
+
+  async #json<T>(method: string, route: string, workspaceId: string, options: CallOptions): Promise<{ response: Response; body: T }> {
+    const { signal } = options;
+    const call: CallContext = { method, proxied: false, workspaceId };
+    const query = options.agent === undefined ? '' : `?agent=${encodeURIComponent(options.agent)}`;
+    const headers = this.#headers({ accept: 'application/json' });
+    const response = await this.#send(
+      this.baseUrl + routePath(route, workspaceId) + query,
+      { method, headers, signal: signal ?? null, redirect: 'manual' },
+      call,
+      signal,
+    );
+    const text = await this.#text(response, call, signal);
+    if (response.status !== 200) throw errorFromAnswer({ status: response.status, headers: response.headers, text }, call, Date.now());
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    if (typeof body !== 'object' || body === null || typeof (body as { agent?: unknown }).agent !== 'object') {
+      throw unexpectedAnswer(response, call, Date.now(), `HTTP ${response.status} from ${method} ${route} is not the documented JSON body`);
+    }
+    return { response, body: body as T };
+  }
+
+  /** fetch, with an abort surfacing as the signal's reason and no answer as `GATE_UNREACHABLE`. */
+  async #send(url: string, init: RequestInit, call: CallContext, signal: AbortSignal | undefined): Promise<Response> {
+    try {
+      return await this.#fetch(url, init);
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw unreachable(error, call);
+    }
+  }
+
+  async #text(response: Response, call: CallContext, signal: AbortSignal | undefined): Promise<string> {
+    try {
+      return await response.text();
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw unreachable(error, call);
+    }
+  }
+}
+
+function unreachable(error: unknown, call: CallContext): AgentgateError {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : String((error as Error)?.message ?? error);
+  return new AgentgateError({
+    code: 'GATE_UNREACHABLE',
+    status: 0,
+    detail: `no answer from agentgate (${why})`,
+    cause: error,
+    workspaceId: call.workspaceId,
+    method: call.method,
+    proxied: call.proxied,
+  });
+}
+
+export function createClient<W extends WebSocketLike = WebSocketLike>(options: ClientOptions<W>): AgentgateClient<W> {
+  return new AgentgateClient(options);
+}

@@ -1,0 +1,40 @@
+// `agentgate/client`: a typed client for chat servers (ESM, no dependency beyond the global
+// fetch and WebSocket). It imports nothing of the server but the shared catalogue of src/domain.
+export {
+  AgentgateClient,
+  createClient,
+  type AgentResult,
+  type CallOptions,
+  type ClientOptions,
+  type ConnResult,
+  type ProxyBody,
+  type ProxyRequestInit,
+  type WebSocketClass,
+  type WebSocketLike,
+  type WebSocketOptions,
+} from './client.js';
+export * from './errors.js';
+export { isAgentAnswer, parseRetryAfter, UPSTREAM_HEADER } from './answers.js';
+export { withRetry, type AttemptContext, type RetryOptions } from './retry.js';
+export {
+  backoffMs,
+  DEFAULT_RETRY_POLICY,
+  IDEMPOTENT_METHODS,
+  retryDecision,
+  safeToRepeat,
+  type RetryDecision,
+  type RetryPolicy,
+} from './retry-policy.js';
+export {
+  AGENT_STATUSES,
+  PROBLEM_KEYS,
+  PROXY_METHODS,
+  RESPONSE_KEYS,
+  ROUTES,
+  type AgentInfo,
+  type AgentResponse,
+  type AgentStatus,
+  type ConnectionInfo,
+  type ConnResponse,
+} from './types.js';
+export { ERROR_CATALOGUE, type ErrorCode, type Problem } from '../domain/errors.js';
