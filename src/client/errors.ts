@@ -1,33 +1,12 @@
 // The client's errors: one class per code of the catalogue (SPEC section 6), all extending
 // AgentgateError, and the reading of a gate's answer into one of them. The classes are checked
 // against the catalogue at the type level, so a new code without its class does not compile.
+import { CLIENT_ERROR_CODES, TRANSIENT_STATUSES, type ClientCodeEntry, type ClientErrorCode } from '../domain/client-codes.js';
+import { errorClassName, type ErrorClassName } from '../domain/error-names.js';
 import { ERROR_CATALOGUE, type ErrorCode } from '../domain/errors.js';
 
-/**
- * Codes the client gives on its own, for answers that are not the gate's problem+json:
- * - `UNEXPECTED_RESPONSE`: an answer the gate did not write as a problem (a proxy or load
- *   balancer in between answering HTML or an empty 502, a body that is not the documented JSON).
- *   Retryable when its status is 429, 502, 503 or 504, as such intermediaries mean it.
- * - `GATE_UNREACHABLE`: no answer at all (connection refused or reset, DNS, TLS). Retryable, but
- *   a proxied request may have reached the agent before the connection broke.
- * - `UPGRADE_FAILED`: a WebSocket upgrade failed after the gate had accepted the call; the
- *   standard WebSocket says nothing of why (the agent declined, or went away). Not retryable.
- */
-export const CLIENT_ERROR_CODES = {
-  UNEXPECTED_RESPONSE: {
-    hint: 'agentgate answered in an unexpected way, perhaps through a proxy in between; try again shortly.',
-  },
-  GATE_UNREACHABLE: {
-    retryable: true,
-    hint: 'agentgate could not be reached just now; try again shortly.',
-  },
-  UPGRADE_FAILED: {
-    retryable: false,
-    hint: 'The workspace agent did not accept the connection; check that the workspace runs and that the tool supports it.',
-  },
-} as const satisfies Record<string, { hint: string; retryable?: boolean }>;
-
-export type ClientErrorCode = keyof typeof CLIENT_ERROR_CODES;
+export { CLIENT_ERROR_CODES, type ClientErrorCode } from '../domain/client-codes.js';
+export { errorClassName, type ErrorClassName } from '../domain/error-names.js';
 
 /** What an AgentgateError is built from: a problem's members and what the response said around it. */
 export interface AgentgateErrorInit {
@@ -52,9 +31,6 @@ export interface AgentgateErrorInit {
   proxied?: boolean | undefined;
   cause?: unknown;
 }
-
-/** Statuses that an intermediary uses for "try again" (for answers that are not the gate's). */
-const TRANSIENT_STATUSES = new Set([429, 502, 503, 504]);
 
 function catalogueEntry(code: string): { status: number; retryable: boolean; title: string; hint?: string } | undefined {
   return Object.hasOwn(ERROR_CATALOGUE, code) ? ERROR_CATALOGUE[code as ErrorCode] : undefined;
@@ -89,7 +65,7 @@ export class AgentgateError extends Error {
   constructor(init: AgentgateErrorInit) {
     super(`${init.code}: ${init.detail}`, init.cause === undefined ? undefined : { cause: init.cause });
     const known = catalogueEntry(init.code);
-    const client: { hint: string; retryable?: boolean } | undefined = Object.hasOwn(CLIENT_ERROR_CODES, init.code)
+    const client: ClientCodeEntry | undefined = Object.hasOwn(CLIENT_ERROR_CODES, init.code)
       ? CLIENT_ERROR_CODES[init.code as ClientErrorCode]
       : undefined;
     this.name = 'AgentgateError';
@@ -111,25 +87,10 @@ export class AgentgateError extends Error {
   }
 }
 
-/** `AGENT_DISCONNECTED` → `AgentDisconnected`. */
-type Pascal<S extends string> = S extends `${infer Head}_${infer Rest}` ? `${Capitalize<Lowercase<Head>>}${Pascal<Rest>}` : Capitalize<Lowercase<S>>;
-
-/** The name of a code's class: `AGENT_DISCONNECTED` → `AgentDisconnectedError`. */
-export type ErrorClassName<C extends string> = `${Pascal<C>}Error`;
-
 /** The class of one catalogue code: its instances carry that code. */
 export interface ErrorClass<C extends ErrorCode> {
   new (init: Omit<AgentgateErrorInit, 'code'>): AgentgateError & { readonly code: C; readonly name: ErrorClassName<C> };
   readonly code: C;
-}
-
-/** The class name of a code, as the type `ErrorClassName` spells it. */
-export function errorClassName<C extends string>(code: C): ErrorClassName<C> {
-  const pascal = code
-    .split('_')
-    .map((word) => word.charAt(0).toUpperCase() + word.slice(1).toLowerCase())
-    .join('');
-  return `${pascal}Error` as ErrorClassName<C>;
 }
 
 function coded<C extends ErrorCode>(code: C) {

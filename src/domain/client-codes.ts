@@ -1,0 +1,49 @@
+// Codes the TypeScript client (agentgate/client) gives on its own, for answers that are not the
+// gate's problem+json. They never reuse a catalogue code (a test checks it).
+
+/** Statuses an intermediary uses for "try again", for answers that are not the gate's. */
+export const TRANSIENT_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
+
+export interface ClientCodeEntry {
+  /** The error's status: the answer's, or 0 when there was none. */
+  status: 'of the answer' | 0;
+  /** Unset: retryable when the status is one of TRANSIENT_STATUSES. */
+  retryable?: boolean;
+  hint: string;
+  meaning: string;
+  chatServer: string;
+}
+
+export const CLIENT_ERROR_CODES = {
+  UNEXPECTED_RESPONSE: {
+    status: 'of the answer',
+    hint: 'agentgate answered in an unexpected way, perhaps through a proxy in between; try again shortly.',
+    meaning:
+      'An answer agentgate did not write as a problem: a proxy or load balancer in between answering HTML or an empty 502, ' +
+      'or a success whose body is not the documented JSON. On a proxied call: an answer other than a 2xx, without ' +
+      '`x-agentgate-upstream: agent`, that is not a problem+json with a `code`.',
+    chatServer:
+      'Retry the transient ones (429, 502, 503, 504) as the helper does; otherwise check what stands between the chat server ' +
+      'and agentgate (it must pass `x-agentgate-upstream` through).',
+  },
+  GATE_UNREACHABLE: {
+    status: 0,
+    retryable: true,
+    hint: 'agentgate could not be reached just now; try again shortly.',
+    meaning:
+      'No answer at all: the connection to agentgate was refused or reset, or DNS or TLS failed. A proxied request may have ' +
+      'reached the agent before the connection broke.',
+    chatServer: 'Retry `conn()` and `agent()`, and proxied requests only when idempotent; check the base URL if it lasts.',
+  },
+  UPGRADE_FAILED: {
+    status: 0,
+    retryable: false,
+    hint: 'The workspace agent did not accept the connection; check that the workspace runs and that the tool supports it.',
+    meaning:
+      'A WebSocket upgrade failed after the gate had accepted the call (the client calls `conn()` first, so the gate’s own ' +
+      'refusals arrive as their codes): the agent declined the upgrade or went away. The standard WebSocket does not say which.',
+    chatServer: 'Relay the hint; `agent()` tells whether the agent is still connected.',
+  },
+} as const satisfies Record<string, ClientCodeEntry>;
+
+export type ClientErrorCode = keyof typeof CLIENT_ERROR_CODES;
