@@ -208,7 +208,8 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
     } catch {
       body = undefined;
     }
-    if (typeof body !== 'object' || body === null || typeof (body as { agent?: unknown }).agent !== 'object') {
+    const agent = (body as { agent?: unknown } | null)?.agent;
+    if (typeof body !== 'object' || body === null || typeof agent !== 'object' || agent === null) {
       throw unexpectedAnswer(response, call, Date.now(), `HTTP ${response.status} from ${method} ${route} is not the documented JSON body`);
     }
     return { response, body: body as T };

@@ -136,11 +136,16 @@ describe('conn and agent', () => {
 });
 
 describe('something in between that is not the gate', () => {
+  const LOGIN_PAGE_WS = '00000000-0000-4000-8000-000000000000';
   let lb: http.Server;
   let lbUrl: string;
   beforeAll(async () => {
     // A load balancer whose backend is down: HTML, no problem, no upstream header.
-    lb = http.createServer((_req, res) => res.writeHead(502, { 'content-type': 'text/html' }).end('<html><h1>502 Bad Gateway</h1></html>'));
+    // A login page answered with a 200 for one workspace id.
+    lb = http.createServer((req, res) => {
+      if (req.url?.includes(LOGIN_PAGE_WS)) res.writeHead(200, { 'content-type': 'text/html' }).end('<html>sign in</html>');
+      else res.writeHead(502, { 'content-type': 'text/html' }).end('<html><h1>502 Bad Gateway</h1></html>');
+    });
     await new Promise<void>((resolve) => lb.listen(0, '127.0.0.1', resolve));
     lbUrl = `http://127.0.0.1:${(lb.address() as net.AddressInfo).port}`;
   });
@@ -154,6 +159,12 @@ describe('something in between that is not the gate', () => {
       expect(error).toMatchObject({ code: 'UNEXPECTED_RESPONSE', status: 502, retryable: true });
       expect(error.hint).toMatch(/./);
     }
+  });
+
+  it('a 200 that is not the documented JSON is UNEXPECTED_RESPONSE, not a success', async () => {
+    const behind = createClient({ baseUrl: lbUrl, token });
+    const error = (await rejection(behind.conn(LOGIN_PAGE_WS))) as AgentgateError;
+    expect(error).toMatchObject({ code: 'UNEXPECTED_RESPONSE', status: 200, retryable: false });
   });
 });
 
