@@ -44,6 +44,8 @@ export class ConnCache implements CachedConnections {
   readonly #lru: LRUCache<string, Entry>;
   readonly #onSizeChange: (size: number) => void;
   readonly #sweeper: NodeJS.Timeout;
+  /** Entries with at least one lease. Tracked here because the cache's own walks skip stale entries. */
+  readonly #leased = new Set<Entry>();
 
   constructor(options: ConnCacheOptions) {
     this.#onSizeChange = options.onSizeChange ?? (() => undefined);
@@ -61,12 +63,26 @@ export class ConnCache implements CachedConnections {
     this.#sweeper.unref();
   }
 
-  /** Connections in use (a long stream, a WebSocket) count as used; idle ones are closed. */
+  /**
+   * Connections in use (a long stream, a WebSocket) count as used; idle ones are closed. A sweep
+   * that runs late (the event loop lagged past the idle time) still keeps the leased ones: they
+   * are refreshed even when already stale, before the stale ones are purged.
+   */
   #sweep(): void {
-    // Keys first: get() reorders the list that entries() walks.
-    const inUse = [...this.#lru.entries()].filter(([, entry]) => entry.leases > 0).map(([agentId]) => agentId);
-    for (const agentId of inUse) this.#lru.get(agentId);
+    for (const entry of this.#leased) this.#hold(entry);
     this.#lru.purgeStale();
+  }
+
+  /** Restarts a leased entry's idle clock, stale or not, if it is still the agent's entry. */
+  #hold(entry: Entry): void {
+    const agentId = entry.conn.agentId;
+    if (this.#lru.peek(agentId, { allowStale: true }) === entry) this.#lru.set(agentId, entry);
+  }
+
+  /** The agent's entry when a lease holds it, however long since its clock last restarted. */
+  #leasedEntry(agentId: string): Entry | undefined {
+    const entry = this.#lru.peek(agentId, { allowStale: true });
+    return entry !== undefined && entry.leases > 0 ? entry : undefined;
   }
 
   get size(): number {
@@ -75,6 +91,8 @@ export class ConnCache implements CachedConnections {
 
   /** A lease on the agent's live connection, counting as use; undefined when none is cached. */
   acquire(agentId: string): Lease | undefined {
+    const held = this.#leasedEntry(agentId);
+    if (held) this.#hold(held);
     const entry = this.#lru.get(agentId);
     if (!entry) return undefined;
     if (entry.conn.closed) {
@@ -93,11 +111,11 @@ export class ConnCache implements CachedConnections {
   }
 
   has(agentId: string): boolean {
-    return this.#lru.has(agentId);
+    return this.#lru.has(agentId) || this.#leasedEntry(agentId) !== undefined;
   }
 
   peek(agentId: string): AgentConnection | undefined {
-    const conn = this.#lru.peek(agentId)?.conn;
+    const conn = (this.#lru.peek(agentId) ?? this.#leasedEntry(agentId))?.conn;
     return conn && !conn.closed ? conn : undefined;
   }
 
@@ -107,7 +125,7 @@ export class ConnCache implements CachedConnections {
 
   /** Evicts the agent's entry only if it still holds `conn` (a newer dial may have replaced it). */
   evictIf(agentId: string, conn: AgentConnection): boolean {
-    return this.#lru.peek(agentId)?.conn === conn && this.#lru.delete(agentId);
+    return this.#lru.peek(agentId, { allowStale: true })?.conn === conn && this.#lru.delete(agentId);
   }
 
   /** Evicts every connection to an agent of the workspace; returns how many. */
@@ -127,11 +145,13 @@ export class ConnCache implements CachedConnections {
     clearInterval(this.#sweeper);
     const conns = [...this.#lru.values()].map((e) => e.conn);
     this.#lru.clear();
+    this.#leased.clear();
     await Promise.all(conns.map((c) => c.close()));
   }
 
   #lease(entry: Entry): Lease {
     entry.leases += 1;
+    this.#leased.add(entry);
     let released = false;
     return {
       conn: entry.conn,
@@ -139,7 +159,9 @@ export class ConnCache implements CachedConnections {
         if (released) return;
         released = true;
         entry.leases -= 1;
-        if (entry.retired && entry.leases === 0) void entry.conn.close();
+        if (entry.leases > 0) return;
+        this.#leased.delete(entry);
+        if (entry.retired) void entry.conn.close();
       },
       markBroken: () => {
         this.evictIf(entry.conn.agentId, entry.conn);

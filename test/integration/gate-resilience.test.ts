@@ -153,6 +153,36 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     }
   });
 
+  it('a leased connection stays cached when the event loop lags past the idle time and the sweep runs late', async () => {
+    const [a, b] = [await agent(), await agent()];
+    const cache = new ConnCache({ max: 10, idleMs: 50 });
+    try {
+      const held = await dialed(a);
+      const lease = cache.add(held);
+      const idle = await dialed(b);
+      cache.add(idle).release();
+      // A busy machine: no timer runs for three idle periods, so every entry is stale when the
+      // loop comes back, whichever runs first of the sweep and the calls below.
+      const until = performance.now() + 150;
+      while (performance.now() < until);
+      expect(cache.has(held.agentId)).toBe(true);
+      expect(cache.peek(held.agentId)).toBe(held);
+      expect(cache.has(idle.agentId)).toBe(false); // idle: expired as it should be
+      const second = cache.acquire(held.agentId);
+      expect(second?.conn).toBe(held);
+      await sleep(120); // late or not, the sweeps keep it
+      expect(cache.has(held.agentId)).toBe(true);
+      expect(held.closed).toBe(false);
+      second?.release();
+      lease.release();
+      await eventually(() => !cache.has(held.agentId));
+      await allClosed(a);
+      expect(held.closed).toBe(true);
+    } finally {
+      await cache.close();
+    }
+  });
+
   // SPEC 5 step 10 under load: tool calls proxied through the gate hold their connection (a
   // lease) while the events that evict connections happen, each through the route that causes
   // it in production: rebuilds (POST /workspaces/:id/builds), goodbyes and reconnects (the
