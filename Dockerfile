@@ -1,10 +1,14 @@
-# syntax=docker/dockerfile:1
-#
 # agentgate container image.
 #
 #   docker build -t agentgate .
-#   docker run --init -p 8080:8080 -v agentgate-data:/data agentgate
+#   docker run --init --read-only --tmpfs /tmp -p 8080:8080 -v agentgate-data:/data agentgate
 #
+# No `# syntax=` line: BuildKit would fetch that frontend image from a registry before building,
+# which fails where none is reachable, and nothing here needs more than the built-in frontend.
+# The root filesystem can be read-only: the service writes only to /data (the embedded
+# database) and /tmp (the embedded PostgreSQL's socket and lock file, without which it does not
+# start; the reference agent's token hand-over), so give /tmp a tmpfs. `npm run test:container`
+# builds the image and runs it that way, on Node 22 (LTS; the suite runs on Node 20 and 24 in CI).
 # Without DATABASE_URL the service runs an embedded PostgreSQL in /data. Those binaries are
 # linked against glibc, so the image is Debian-based (not Alpine), and PostgreSQL refuses to
 # run as root, so the service runs as the unprivileged `node` user of the official image.

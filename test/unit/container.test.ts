@@ -427,6 +427,17 @@ const composeChecks: Record<string, Check<unknown>> = {
       : `ports: ${JSON.stringify(ports)}`;
   },
 
+  // As npm run test:container runs the image: the service writes nowhere but /data and /tmp.
+  'agentgate and the reference agent have a read-only root filesystem and a /tmp tmpfs': (doc) => {
+    const wrong = ['agentgate', 'reference-agent'].filter((name) => {
+      const svc = at(doc, 'services', name);
+      const tmpfs = at(svc, 'tmpfs');
+      const mounts = Array.isArray(tmpfs) ? tmpfs : [tmpfs];
+      return at(svc, 'read_only') !== true || !mounts.some((m) => typeof m === 'string' && m.split(':')[0] === '/tmp');
+    });
+    return wrong.length === 0 ? undefined : `not read-only with a /tmp tmpfs: ${wrong.join(', ')}`;
+  },
+
   'agentgate listens on HOST=0.0.0.0': (doc) => {
     const host = serviceEnv(at(doc, 'services', 'agentgate')).HOST;
     return host === '0.0.0.0' ? undefined : `HOST is ${host ?? 'unset'}`;
@@ -656,6 +667,7 @@ describe('docker-compose.yml', () => {
   const DEPENDS = 'agentgate waits for a healthy postgres';
   const PORT = 'agentgate publishes port 8080';
   const URL_MATCHES = 'agentgate DATABASE_URL points at the postgres service and its database';
+  const READ_ONLY = 'agentgate and the reference agent have a read-only root filesystem and a /tmp tmpfs';
   const mutations: { what: string; check: string; mutate: (doc: Doc) => void }[] = [
     { what: 'depends_on as a plain list', check: DEPENDS, mutate: (d) => (service(d, 'agentgate').depends_on = ['postgres']) },
     {
@@ -690,6 +702,8 @@ describe('docker-compose.yml', () => {
       mutate: (d) => (agentgateEnv(d).AGENTGATE_ADMIN_TOKEN = '${AGENTGATE_ADMIN_TOKEN:-short}'),
     },
     { what: 'HOST on loopback', check: 'agentgate listens on HOST=0.0.0.0', mutate: (d) => (agentgateEnv(d).HOST = '127.0.0.1') },
+    { what: 'a writable root filesystem', check: READ_ONLY, mutate: (d) => delete service(d, 'agentgate').read_only },
+    { what: 'a reference agent without a /tmp tmpfs', check: READ_ONLY, mutate: (d) => (service(d, 'reference-agent').tmpfs = ['/scratch']) },
     {
       what: 'a healthcheck on /readyz',
       check: 'agentgate has a healthcheck requesting /healthz',
