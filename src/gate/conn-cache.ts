@@ -130,6 +130,9 @@ export class ConnCache implements CachedConnections {
 
   /** Evicts every connection to an agent of the workspace; returns how many. */
   evictWorkspace(workspaceId: string, except?: (conn: AgentConnection) => boolean): number {
+    // A sweep first: the walk below skips stale entries, and a leased one that went stale while
+    // the event loop lagged must be evicted too, not refreshed by the next sweep.
+    this.#sweep();
     let evicted = 0;
     for (const [agentId, entry] of this.#lru.entries()) {
       if (entry.conn.target.workspaceId === workspaceId && !except?.(entry.conn)) {
@@ -143,7 +146,8 @@ export class ConnCache implements CachedConnections {
   /** Closes every connection (shutdown): in-flight requests on them finish first. */
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
-    const conns = [...this.#lru.values()].map((e) => e.conn);
+    // dump(), unlike values(), includes stale entries: every connection is closed and awaited.
+    const conns = this.#lru.dump().map(([, { value }]) => value.conn);
     this.#lru.clear();
     this.#leased.clear();
     await Promise.all(conns.map((c) => c.close()));

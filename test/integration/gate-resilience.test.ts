@@ -183,6 +183,38 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     }
   });
 
+  it('a leased connection gone stale while the event loop lagged is still evicted with its workspace, and closed on shutdown', async () => {
+    const [a, b] = [await agent(), await agent()];
+    const cache = new ConnCache({ max: 10, idleMs: 50 });
+    const held = await dialed(a);
+    const other = await dialed(b);
+    const lease = cache.add(held);
+    const otherLease = cache.add(other);
+    try {
+      const until = performance.now() + 150;
+      while (performance.now() < until);
+      // Both stale, both leased: the workspace's entry goes, the other stays.
+      expect(cache.evictWorkspace(held.target.workspaceId)).toBe(1);
+      expect(cache.has(held.agentId)).toBe(false);
+      await sleep(120); // no sweep brings it back
+      expect(cache.has(held.agentId)).toBe(false);
+      expect(held.closed).toBe(false); // still leased
+      lease.release();
+      await eventually(() => held.closed);
+      // Shutdown while the other entry is stale again: it is closed and awaited too.
+      const until2 = performance.now() + 150;
+      while (performance.now() < until2);
+      otherLease.release();
+      await cache.close();
+      expect(other.closed).toBe(true);
+      await allClosed(b);
+    } finally {
+      lease.release();
+      otherLease.release();
+      await cache.close();
+    }
+  });
+
   // SPEC 5 step 10 under load: tool calls proxied through the gate hold their connection (a
   // lease) while the events that evict connections happen, each through the route that causes
   // it in production: rebuilds (POST /workspaces/:id/builds), goodbyes and reconnects (the
