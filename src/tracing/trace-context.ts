@@ -1,6 +1,7 @@
 // W3C Trace Context headers (https://www.w3.org/TR/trace-context/) as the gate forwards them when
-// it does not trace itself: the caller's `traceparent` and `tracestate` pass through unchanged,
-// so the agent's spans join the caller's trace, but only when well-formed. Pure; no OpenTelemetry.
+// it does not trace itself: the caller's `traceparent` and `tracestate` pass through, so the
+// agent's spans join the caller's trace, but only when well-formed (a later version of
+// `traceparent` is rewritten as version 00). Pure; no OpenTelemetry.
 
 export interface TraceHeaders {
   traceparent: string;
@@ -48,7 +49,10 @@ export function isTracestate(value: string): boolean {
  */
 export function callerTraceHeaders(traceparent: unknown, tracestate: unknown): TraceHeaders | undefined {
   if (typeof traceparent !== 'string' || !isTraceparent(traceparent)) return undefined;
+  // A later version is forwarded as the version this gate speaks (W3C 3.2.4): its first four
+  // fields, as version 00, so that nothing the gate has not understood (of any length) crosses.
+  const parent = traceparent.startsWith('00-') ? traceparent : `00-${traceparent.slice(3, 55)}`;
   // Node joins repeated tracestate headers with ", ", which is the list they make together.
   const state = Array.isArray(tracestate) ? tracestate.join(',') : tracestate;
-  return typeof state === 'string' && state !== '' && isTracestate(state) ? { traceparent, tracestate: state } : { traceparent };
+  return typeof state === 'string' && state !== '' && isTracestate(state) ? { traceparent: parent, tracestate: state } : { traceparent: parent };
 }

@@ -77,6 +77,13 @@ describe('callerTraceHeaders', () => {
     expect(callerTraceHeaders([VALID, VALID], 'a=1')).toBeUndefined();
   });
 
+  it('forwards a later version as version 00, without the fields it does not understand', () => {
+    const later = `cc-${VALID.slice(3)}-what\tnext-${'x'.repeat(4000)}`;
+    expect(isTraceparent(later)).toBe(true);
+    expect(callerTraceHeaders(later, 'a=1')).toEqual({ traceparent: VALID, tracestate: 'a=1' });
+    expect(callerTraceHeaders(`01-${VALID.slice(3)}`, undefined)).toEqual({ traceparent: VALID });
+  });
+
   it('never yields a tracestate key without a value (headers are spread into requests as they are)', () => {
     fc.assert(
       fc.property(fc.oneof(fc.constant(VALID), fc.string()), fc.option(fc.string(), { nil: undefined }), (parent, state) => {
