@@ -180,15 +180,15 @@ export class WebSockets {
         )
       : undefined;
     try {
-      const path = `${conn.basePath}${t.path}`;
-      const headers = upstreamRequestHeaders(request.headers, {
-        ...forwardedFor(request.raw, this.options.trust),
-        requestId: request.id,
-        signature: conn.sign('GET', path),
-        trace: span && this.#tracing.headersFor(span),
-      });
       let answer: UpgradeAnswer;
       try {
+        const path = `${conn.basePath}${t.path}`;
+        const headers = upstreamRequestHeaders(request.headers, {
+          ...forwardedFor(request.raw, this.options.trust),
+          requestId: request.id,
+          signature: conn.sign('GET', path),
+          trace: span && this.#tracing.headersFor(span),
+        });
         answer = await sendUpgrade({
           conn,
           path,
