@@ -44,8 +44,8 @@ Creates an API token and prints it once on stdout (only its SHA-256 is stored).
   agent: `usage: agentgate agent --gate <url> (--token-file <path>|-) --listen <host:port> [--root <dir>] [--heartbeat-ms <ms>]
 
 Runs the reference workspace agent: heartbeats to the gate, serves GET /health and tool
-endpoints (POST /exec, POST /exec/stream, GET/PUT /files) that accept only requests signed by
-the gate, and says goodbye on SIGTERM/SIGINT.
+endpoints (POST /exec, POST /exec/stream, GET/PUT /files, and MCP at POST /mcp) that accept
+only requests signed by the gate, and says goodbye on SIGTERM/SIGINT.
   --gate <url>          agentgate's base URL
   --token-file <path>   a file holding this agent's token (from POST /workspaces/:id/builds);
                         refused unless only its owner may read it (chmod 600). "-" reads the

@@ -1,10 +1,7 @@
 // The reference agent's HTTP service: `GET /health` (open) and tool endpoints that accept only
-// requests the gate signed for this agent (signature v2, SPEC 4.1): exec, streaming exec, files.
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+// requests the gate signed for this agent (signature v2, SPEC 4.1): exec, streaming exec, files, MCP.
+import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -15,8 +12,9 @@ import { parseGateSignature, SIGNATURE_HEADER, verifyGateSignature, withinWindow
 import type { GateKeySource } from './gate-keys.js';
 import { NonceCache } from './nonce-cache.js';
 import { callerSignal } from '../http/caller-signal.js';
-import { OutsideRoot, resolveInRoot } from './confine.js';
 import { runProcess, type RunOptions } from './run-process.js';
+import { directory, readableFile, writableFile, writeAtomically } from './files.js';
+import { execEnv, registerMcp } from './agent-mcp.js';
 
 export interface AgentAppOptions {
   /** The gate's signing keys and this agent's id. */
@@ -58,17 +56,10 @@ const REFUSED: Record<Exclude<SignatureCheck, 'ok'>, string> = {
   replayed: 'the gate signature was replayed (its nonce was already used)',
 };
 
-function confined(error: unknown): never {
-  if (error instanceof OutsideRoot) throw new ApiError('FORBIDDEN', error.message);
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') throw new ApiError('NOT_FOUND', 'no such file or directory');
-  if (code === 'ENOTDIR' || code === 'EISDIR') throw new ApiError('INVALID_REQUEST', 'not a regular file');
-  throw error;
-}
-
 export async function buildAgentApp(options: AgentAppOptions) {
   const nonces = options.nonces ?? new NonceCache();
   const maxOutput = options.maxOutputBytes ?? 1024 * 1024;
+  const maxUpload = options.maxUploadBytes ?? 100 * 1024 * 1024;
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: 2 * 1024 * 1024,
@@ -110,23 +101,7 @@ export async function buildAgentApp(options: AgentAppOptions) {
 
   app.get('/health', () => ({ status: 'ok' }));
 
-  const execEnv = (extra: Record<string, string> | undefined): Record<string, string> => ({
-    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
-    HOME: options.root,
-    LANG: process.env.LANG ?? 'C.UTF-8',
-    ...extra,
-  });
-
-  const execCwd = async (cwd: string | undefined) => {
-    try {
-      const dir = await resolveInRoot(options.root, cwd ?? '.');
-      if (!(await stat(dir)).isDirectory()) throw new ApiError('INVALID_REQUEST', 'cwd is not a directory');
-      return dir;
-    } catch (error) {
-      if (error instanceof ApiError) throw error;
-      return confined(error);
-    }
-  };
+  const execCwd = (cwd: string | undefined) => directory(options.root, cwd ?? '.', 'cwd');
 
   /** Runs an exec request's command, killed when the caller goes away. */
   const execute = (body: Static<typeof ExecBody>, cwd: string, reply: FastifyReply, onOutput?: RunOptions['onOutput']) =>
@@ -134,7 +109,7 @@ export async function buildAgentApp(options: AgentAppOptions) {
       command: body.command,
       args: body.args,
       cwd,
-      env: execEnv(body.env),
+      env: execEnv(options.root, body.env),
       stdin: body.stdin,
       timeoutMs: body.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS,
       maxOutputBytes: maxOutput,
@@ -185,57 +160,20 @@ export async function buildAgentApp(options: AgentAppOptions) {
     files.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
     files.get('/files', { schema: { querystring: FilesQuery } }, async (request, reply) => {
-      let file: string;
-      try {
-        file = await resolveInRoot(options.root, request.query.path);
-        const info = await stat(file);
-        if (!info.isFile()) throw new ApiError('INVALID_REQUEST', 'not a regular file');
-        reply.header('content-length', String(info.size));
-      } catch (error) {
-        if (error instanceof ApiError) throw error;
-        return confined(error);
-      }
+      const { file, size } = await readableFile(options.root, request.query.path);
+      reply.header('content-length', String(size));
       return reply.type('application/octet-stream').send(createReadStream(file));
     });
 
     files.put('/files', { schema: { querystring: FilesQuery } }, async (request, reply) => {
-      let file: string;
-      try {
-        file = await resolveInRoot(options.root, request.query.path, { mayNotExist: true });
-        // The root itself, or any directory, is not a file to replace.
-        if (file === options.root || (await stat(file).catch(() => undefined))?.isDirectory()) {
-          throw new ApiError('INVALID_REQUEST', 'the path names a directory');
-        }
-      } catch (error) {
-        if (error instanceof ApiError) throw error;
-        return confined(error);
-      }
-      const limit = options.maxUploadBytes ?? 100 * 1024 * 1024;
-      if (Number(request.headers['content-length'] ?? 0) > limit) throw new ApiError('PAYLOAD_TOO_LARGE', `files are limited to ${limit} bytes`);
-      // Write beside the target and rename, so readers never see half a file.
-      const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.part`);
-      let written = 0;
-      try {
-        await pipeline(
-          request.raw,
-          async function* (source: AsyncIterable<Buffer>) {
-            for await (const chunk of source) {
-              written += chunk.length;
-              if (written > limit) throw new ApiError('PAYLOAD_TOO_LARGE', `files are limited to ${limit} bytes`);
-              yield chunk;
-            }
-          },
-          createWriteStream(temp, { flags: 'wx', mode: 0o644 }),
-        );
-        await rename(temp, file);
-      } catch (error) {
-        await rm(temp, { force: true });
-        if (error instanceof ApiError) throw error;
-        return confined(error);
-      }
+      const file = await writableFile(options.root, request.query.path);
+      if (Number(request.headers['content-length'] ?? 0) > maxUpload) throw new ApiError('PAYLOAD_TOO_LARGE', `files are limited to ${maxUpload} bytes`);
+      const written = await writeAtomically(file, request.raw, maxUpload);
       return reply.code(200).send({ path: path.relative(options.root, file), bytes: written });
     });
   });
+
+  await app.register(registerMcp, { root: options.root, maxOutputBytes: maxOutput, maxUploadBytes: maxUpload, logger: options.logger });
 
   return app;
 }

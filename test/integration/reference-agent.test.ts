@@ -12,6 +12,7 @@ import { Writable } from 'node:stream';
 import { buildAgentApp } from '../../src/agent/agent-app.js';
 import { createLogger } from '../../src/logger.js';
 import { eventually } from '../support/eventually.js';
+import { readPid, running } from '../support/pids.js';
 import { SIGNATURE_HEADER } from '../../src/auth/gate-signature.js';
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import type { GateKeySource } from '../../src/agent/gate-keys.js';
@@ -96,37 +97,6 @@ async function expectProblem(res: Response, status: number, code: string): Promi
 
 const exec = (body: unknown, options: SendOptions = {}) => send('POST', '/exec', { ...options, body });
 const filePath = (p: string) => `/files?path=${encodeURIComponent(p)}`;
-
-/**
- * Whether a process still runs. A killed orphan can linger as a zombie until whatever adopted
- * it reaps it; a zombie runs nothing, so it counts as gone.
- */
-async function running(pid: number): Promise<boolean> {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return !/^\d+ \(.*\) Z /.test(stat);
-  } catch {
-    return false; // gone between the two checks
-  }
-}
-
-async function readPid(file: string): Promise<number> {
-  let pid = NaN;
-  await eventually(
-    async () => {
-      pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
-      return Number.isInteger(pid) && pid > 0;
-    },
-    5_000,
-    `a pid in ${file}`,
-  );
-  return pid;
-}
 
 const spawned: number[] = [];
 afterEach(async () => {

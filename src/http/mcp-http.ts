@@ -1,0 +1,65 @@
+// MCP's Streamable HTTP transport (stateless) on a Fastify route, shared by the gate's front door
+// and the reference agent's /mcp: the body parsed here (so that malformed JSON is a JSON-RPC
+// parse error, not a problem+json), one transport per request handed the raw request and
+// response, and the 405 a stateless server gives to GET (no server-initiated stream) and DELETE
+// (no session to end).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+
+/** The body of a POST that is not JSON at all. */
+export const UNPARSABLE = Symbol('unparsable JSON');
+
+/** JSON-RPC's own error codes (the spec's, not the SDK's enum, which also holds MCP's). */
+export const JSONRPC_PARSE_ERROR = -32700;
+export const JSONRPC_INVALID_REQUEST = -32600;
+
+/**
+ * Parses every POST body of this plugin's routes as JSON, whatever its declared type (the
+ * transport checks the type itself and answers 415), keeping a failure as UNPARSABLE. The body
+ * limit is Fastify's (413 problem+json beyond it).
+ */
+export function parseMcpBodies(app: FastifyInstance): void {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body: Buffer, done) => {
+    try {
+      done(null, JSON.parse(body.toString('utf8')) as unknown);
+    } catch {
+      done(null, UNPARSABLE);
+    }
+  });
+}
+
+/** A JSON-RPC error response without an id (the request could not be read), on a bare response. */
+export function jsonRpcError(reply: FastifyReply, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null });
+  reply.hijack();
+  reply.raw.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
+  reply.raw.end(body);
+}
+
+/** GET and DELETE on a stateless endpoint: 405, as the transport's specification allows. */
+export function methodNotAllowed(reply: FastifyReply, what: string): void {
+  jsonRpcError(reply, 405, -32000, `Method not allowed: ${what}`, { allow: 'POST' });
+}
+
+/**
+ * Serves one POST with a fresh stateless transport connected to `server`. The response is the
+ * transport's from here on (the reply is hijacked). When the response closes, before or after
+ * it completed, the transport and the server close too, which aborts the signal of every
+ * request still being handled: a caller that goes away cancels its call.
+ */
+export async function serveMcpPost(request: FastifyRequest, reply: FastifyReply, server: McpServer | Server, body: unknown): Promise<void> {
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+  await server.connect(transport);
+  reply.hijack();
+  const res = reply.raw;
+  const close = () => {
+    void transport.close().catch(() => undefined);
+    void server.close().catch(() => undefined);
+  };
+  if (res.destroyed) close();
+  else res.once('close', close);
+  await transport.handleRequest(request.raw, res, body);
+}
