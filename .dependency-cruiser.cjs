@@ -2,6 +2,7 @@
 //
 //   app       app.ts, server.ts, cli.ts, demo.ts, runtime.ts, plugins/  (assembles the rest)
 //   http      routes and request-pipeline plugins
+//   mcp       the MCP front door: a server per request, and a client of the agents' /mcp
 //   proxy     forwarding a call over a gate connection, WebSocket tunnels
 //   gate      the decision flow, dials, the connection cache
 //   auth      tokens, principals, the gate's signing key
@@ -23,6 +24,7 @@ const LAYERS = {
   gate: '^src/gate/',
   proxy: '^src/proxy/',
   http: '^src/http/',
+  mcp: '^src/mcp/',
   agent: '^src/agent/',
   client: '^src/client/',
 };
@@ -44,7 +46,8 @@ module.exports = {
     only('auth', ['db', 'base', 'domain']),
     only('gate', ['auth', 'db', 'base', 'domain']),
     only('proxy', ['gate', 'auth', 'db', 'base', 'domain']),
-    only('http', ['proxy', 'gate', 'auth', 'db', 'base', 'domain']),
+    only('mcp', ['proxy', 'gate', 'auth', 'db', 'base', 'domain']),
+    only('http', ['mcp', 'proxy', 'gate', 'auth', 'db', 'base', 'domain']),
     only('agent', ['http', 'auth', 'base', 'domain']),
     only('client', ['domain']),
     {

@@ -20,6 +20,11 @@ import tokenRoutes from './http/routes/tokens.js';
 import agentRoutes from './http/routes/agent.js';
 import connRoutes from './http/routes/conn.js';
 import proxyRoutes from './http/routes/proxy.js';
+import mcpRoutes from './http/routes/mcp.js';
+import { FrontDoor } from './mcp/front-door.js';
+import { RunningCalls } from './mcp/calls.js';
+import { ToolLists } from './mcp/tool-lists.js';
+import { sharedSchemaValidator } from './http/mcp-http.js';
 import { readTunnelAuthority } from './db/tunnel-authority.js';
 import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -202,11 +207,21 @@ export async function buildApp(options: AppOptions) {
     await app.register(workspaceRoutes, { config, events });
     await app.register(tokenRoutes, { events });
     await app.register(agentRoutes, { events });
+    // The MCP front door's calls in flight end when their agent says goodbye or is replaced,
+    // wherever the transition was written (SPEC 11).
+    const mcpCalls = new RunningCalls();
+    const frontDoor = new FrontDoor({ gate, config, metrics, calls: mcpCalls, lists: new ToolLists(), validator: sharedSchemaValidator() });
+    events.onEvent((event) => {
+      const ended = mcpCalls.apply(event);
+      if (ended > 0) app.log.info({ calls: ended, reason: event.kind }, 'ended MCP calls whose agent went away');
+    });
+
     // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.
     await app.register(async (chat) => {
       if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
       await chat.register(connRoutes, { gate, metrics });
       await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing });
+      await chat.register(mcpRoutes, { gate, metrics, frontDoor });
     });
 
     // preClose, not onClose: the server's close waits for every socket, upgraded ones included,

@@ -43,6 +43,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly mcpRequests = new Counter({
+    name: 'agentgate_mcp_requests_total',
+    help: 'JSON-RPC requests to the MCP front door, by method (initialize, ping, tools/list, tools/call, other) and outcome (ok; tool_error: the agent answered isError; a gate code: refused or failed, served as an isError result or a stale list; rpc_error; cancelled; client_closed; invalid)',
+    labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly dialsInFlight = new Gauge({
     name: 'agentgate_dials_in_flight',
     help: 'Dials to agents in progress in this process',

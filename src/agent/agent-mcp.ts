@@ -12,7 +12,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError } from '../domain/errors.js';
-import { UNPARSABLE, JSONRPC_PARSE_ERROR, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../http/mcp-http.js';
+import { UNPARSABLE, JSONRPC_PARSE_ERROR, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost, sharedSchemaValidator } from '../http/mcp-http.js';
 import { directory, readableFile, writableFile, writeAtomically, fileError } from './files.js';
 import { runProcess, type RunResult } from './run-process.js';
 
@@ -81,7 +81,7 @@ function describeExit(result: RunResult): string {
 /** A server with the agent's four tools, for one request. */
 function toolServer(options: AgentMcpOptions, log: FastifyBaseLogger): McpServer {
   const { root, maxOutputBytes } = options;
-  const server = new McpServer({ name: 'agentgate-reference-agent', version: '0.1.0' });
+  const server = new McpServer({ name: 'agentgate-reference-agent', version: '0.1.0' }, { jsonSchemaValidator: sharedSchemaValidator() });
 
   server.registerTool(
     'exec',
@@ -245,10 +245,7 @@ function outputAsProgress(extra: Extra, progressToken: string | number, limit: n
 export const registerMcp: FastifyPluginAsync<AgentMcpOptions> = async (app, options) => {
   parseMcpBodies(app);
   app.post('/mcp', async (request, reply) => {
-    if (request.body === UNPARSABLE || request.body === undefined) {
-      jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
-      return;
-    }
+    if (request.body === UNPARSABLE || request.body === undefined) return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
     await serveMcpPost(request, reply, toolServer(options, request.log), request.body);
   });
   app.get('/mcp', async (_request, reply) => methodNotAllowed(reply, 'this server is stateless and opens no stream on GET'));

@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 
 /** The body of a POST that is not JSON at all. */
 export const UNPARSABLE = Symbol('unparsable JSON');
@@ -31,28 +33,53 @@ export function parseMcpBodies(app: FastifyInstance): void {
   });
 }
 
-/** A JSON-RPC error response without an id (the request could not be read), on a bare response. */
-export function jsonRpcError(reply: FastifyReply, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null });
-  reply.hijack();
-  reply.raw.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
-  reply.raw.end(body);
+/** A JSON-RPC error response without an id (the request could not be read). */
+export function jsonRpcError(reply: FastifyReply, status: number, code: number, message: string, headers: Record<string, string> = {}): FastifyReply {
+  return reply
+    .code(status)
+    .headers(headers)
+    .type('application/json')
+    .send(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
 }
 
 /** GET and DELETE on a stateless endpoint: 405, as the transport's specification allows. */
-export function methodNotAllowed(reply: FastifyReply, what: string): void {
-  jsonRpcError(reply, 405, -32000, `Method not allowed: ${what}`, { allow: 'POST' });
+export function methodNotAllowed(reply: FastifyReply, what: string): FastifyReply {
+  return jsonRpcError(reply, 405, -32000, `Method not allowed: ${what}`, { allow: 'POST' });
+}
+
+let validator: AjvJsonSchemaValidator | undefined;
+
+/**
+ * One JSON Schema validator for every per-request server: each server would otherwise compile
+ * its own (about a millisecond per request).
+ */
+export function sharedSchemaValidator(): AjvJsonSchemaValidator {
+  return (validator ??= new AjvJsonSchemaValidator());
 }
 
 /**
  * Serves one POST with a fresh stateless transport connected to `server`. The response is the
  * transport's from here on (the reply is hijacked). When the response closes, before or after
  * it completed, the transport and the server close too, which aborts the signal of every
- * request still being handled: a caller that goes away cancels its call.
+ * request still being handled: a caller that goes away cancels its call. `observe` sees every
+ * message the server sends.
  */
-export async function serveMcpPost(request: FastifyRequest, reply: FastifyReply, server: McpServer | Server, body: unknown): Promise<void> {
+export async function serveMcpPost(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  server: McpServer | Server,
+  body: unknown,
+  observe?: (message: JSONRPCMessage) => void,
+): Promise<void> {
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
   await server.connect(transport);
+  if (observe) {
+    const send = transport.send.bind(transport);
+    transport.send = (message, options) => {
+      observe(message);
+      return send(message, options);
+    };
+  }
   reply.hijack();
   const res = reply.raw;
   const close = () => {

@@ -2,7 +2,7 @@
 // backpressure, cancelling the agent's request the moment the caller goes away, and never
 // retrying (tool calls have side effects).
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { neverConnected } from '../gate/connector.js';
@@ -43,8 +43,8 @@ export interface ForwardOptions {
   /** Path and query as sent to the agent (base path included). */
   path: string;
   headers: Record<string, string | string[]>;
-  /** The caller's request, streamed as the body when it has one. */
-  body: IncomingMessage | undefined;
+  /** The caller's request (or a body of the gate's own), streamed as the body when there is one. */
+  body: Readable | undefined;
   bodyLimit: number;
   headersTimeoutMs: number;
   /** Aborted when the caller goes away. */

@@ -20,6 +20,9 @@ export interface Outcome {
   cause?: string | undefined;
   /** A proxied response cut off midway (`broken`), or complete. */
   stream?: string | undefined;
+  /** The MCP methods of the request's JSON-RPC messages, and what each came to (comma-separated). */
+  mcpMethod?: string | undefined;
+  mcpOutcome?: string | undefined;
 }
 
 declare module 'fastify' {
@@ -53,6 +56,8 @@ export function logRequest(request: FastifyRequest, status: number, elapsedMs: n
       cause: o?.cause,
       degraded: o?.degraded,
       stream: o?.stream,
+      mcpMethod: o?.mcpMethod,
+      mcpOutcome: o?.mcpOutcome,
     },
     'request',
   );

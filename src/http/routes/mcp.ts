@@ -1,0 +1,208 @@
+// `/workspaces/:workspaceId/mcp` (SPEC 11): the workspace's MCP endpoint, Streamable HTTP in
+// stateless mode (any replica answers any request). The same admission as POST .../conn (token,
+// owner scoping, `?agent=`, rate limit, load shedding); what fails before MCP parsing is
+// problem+json, a body that is not JSON is a JSON-RPC parse error, and the rest is the front
+// door's (src/mcp/front-door.ts). GET and DELETE are 405: a stateless server opens no stream
+// and has no session to end.
+import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { ApiError } from '../../domain/errors.js';
+import { ownerScope, type Principal } from '../../auth/principal.js';
+import { CallerGone, type Gate } from '../../gate/gate.js';
+import type { Metrics } from '../../metrics.js';
+import { idKey, isToolMethod, methodLabel, type FrontDoor, type McpExchange } from '../../mcp/front-door.js';
+import { callerSignal } from '../caller-signal.js';
+import { logRequest, noteOutcome } from '../plugins/request-log.js';
+import { JSONRPC_PARSE_ERROR, UNPARSABLE, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
+import { WorkspaceParams, withProblems } from '../schemas.js';
+import { AgentQuery } from './conn.js';
+
+export interface McpRouteOptions {
+  gate: Gate;
+  frontDoor: FrontDoor;
+  metrics: Metrics;
+}
+
+/** Refusals that mean the endpoint itself does not exist for this token: a plain 404. */
+const NOT_VISIBLE = new Set(['WORKSPACE_NOT_FOUND', 'AGENT_NOT_FOUND']);
+
+interface RequestMessage {
+  method: string;
+  id: RequestId;
+}
+
+function isRequest(message: unknown): message is RequestMessage {
+  if (typeof message !== 'object' || message === null) return false;
+  const m = message as { jsonrpc?: unknown; method?: unknown; id?: unknown };
+  return m.jsonrpc === '2.0' && typeof m.method === 'string' && (typeof m.id === 'string' || (typeof m.id === 'number' && Number.isInteger(m.id)));
+}
+
+function cancelOf(message: unknown): { requestId: RequestId; reason: string } | undefined {
+  if (typeof message !== 'object' || message === null) return undefined;
+  const m = message as { jsonrpc?: unknown; method?: unknown; id?: unknown; params?: { requestId?: unknown; reason?: unknown } };
+  if (m.jsonrpc !== '2.0' || m.method !== 'notifications/cancelled' || m.id !== undefined) return undefined;
+  const requestId = m.params?.requestId;
+  if (typeof requestId !== 'string' && typeof requestId !== 'number') return undefined;
+  return { requestId, reason: typeof m.params?.reason === 'string' ? m.params.reason : '' };
+}
+
+const tokenKey = (p: Principal) => (p.kind === 'agent' ? `agent:${p.agentId}` : `${p.kind}:${p.tokenId}`);
+
+const McpBody = Type.Unknown({
+  description: 'A JSON-RPC message of the Model Context Protocol (or a batch of them). Sent with Accept: application/json, text/event-stream.',
+});
+const McpStream = Type.String({
+  description:
+    'text/event-stream of JSON-RPC messages: the progress notifications of the request, then its response. A refused ' +
+    'or failed tools/call is a result with isError and _meta["agentgate/error"]; tools/list of a refused agent is its ' +
+    'last list with _meta["agentgate/stale"].',
+});
+const JsonRpcError = Type.Object(
+  { jsonrpc: Type.Literal('2.0'), error: Type.Object({ code: Type.Integer(), message: Type.String() }), id: Type.Null() },
+  { description: 'JSON-RPC error' },
+);
+
+const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate, frontDoor, metrics }) => {
+  parseMcpBodies(app);
+  const url = '/workspaces/:workspaceId/mcp';
+
+  app.post(
+    url,
+    {
+      config: { access: 'conn' },
+      schema: {
+        tags: ['chat'],
+        summary: "The workspace's MCP endpoint (Streamable HTTP, stateless)",
+        description:
+          'agentgate answers initialize and ping itself; tools/list and tools/call go to the current agent’s /mcp ' +
+          'through the same gate as POST .../conn, on every request. Errors before MCP parsing are problem+json; a body ' +
+          'that is not JSON, or not JSON-RPC, is a 400 with a JSON-RPC error (`{"jsonrpc": "2.0", "error": {"code", "message"}, "id": null}`).',
+        params: WorkspaceParams,
+        querystring: AgentQuery,
+        body: McpBody,
+        response: withProblems({ 200: McpStream, 202: Type.Null({ description: 'notifications only: accepted' }) }),
+      },
+    },
+    async (request, reply) => {
+      const started = performance.now() - reply.elapsedTime;
+      const body: unknown = request.body;
+      if (body === UNPARSABLE || body === undefined) {
+        metrics.mcpRequests.inc({ method: 'invalid', outcome: 'invalid' });
+        noteOutcome(request, { mcpOutcome: 'invalid' });
+        return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
+      }
+      const principal = request.principal!;
+      const agentName = request.query.agent;
+      const exchange = frontDoor.exchange({
+        workspaceId: request.params.workspaceId,
+        agentName,
+        ownerScope: ownerScope(principal),
+        tokenKey: tokenKey(principal),
+        endpointKey: `${request.params.workspaceId}?agent=${agentName ?? ''}`,
+        callerSignal: callerSignal(reply),
+        log: request.log,
+        startedAt: started,
+      });
+      const messages: unknown[] = Array.isArray(body) ? body : [body];
+      const requests = messages.filter(isRequest);
+      for (const message of messages) {
+        const cancel = cancelOf(message);
+        if (cancel) exchange.cancel(cancel.requestId, cancel.reason);
+      }
+
+      try {
+        const only = !Array.isArray(body) && requests.length === 1 ? requests[0] : undefined;
+        if (only && isToolMethod(only.method)) {
+          // The gate first, before the transport: a workspace the token cannot see is a 404 like
+          // on every other route, and the dial starts at once.
+          const acquired = await exchange.tool(only.id, only.method).acquire();
+          if (acquired.kind === 'refused' && NOT_VISIBLE.has(acquired.error.code)) throw acquired.error;
+        } else if (requests.length > 0) {
+          await checkVisible(gate, exchange);
+        }
+      } catch (error) {
+        exchange.dispose();
+        for (const r of requests) exchange.note(r.id, r.method, error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL');
+        count(request, exchange, requests, 'invalid');
+        if (error instanceof CallerGone) {
+          logRequest(request, 499, reply.elapsedTime);
+          reply.hijack();
+          reply.raw.destroy();
+          return;
+        }
+        throw error;
+      }
+
+      reply.raw.setHeader('x-request-id', request.id);
+      const res = reply.raw;
+      res.once('close', () => {
+        exchange.dispose();
+        // No answer to a request: the caller left first, or the transport refused the HTTP
+        // request (a wrong Accept or content type, messages that are not JSON-RPC).
+        count(request, exchange, requests, res.writableFinished && res.statusCode >= 400 ? 'invalid' : 'client_closed');
+        logRequest(request, res.writableFinished ? res.statusCode : 499, performance.now() - started);
+      });
+      await serveMcpPost(request, reply, exchange.server(), body, (message: JSONRPCMessage) => {
+        if (!('id' in message) || 'method' in message) return;
+        const r = requests.find((candidate) => candidate.id === message.id);
+        if (r && !exchange.outcomes.has(idKey(r.id))) exchange.note(r.id, r.method, 'error' in message ? 'rpc_error' : 'ok');
+      });
+    },
+  );
+
+  /**
+   * Counts each request of the exchange once, and notes them for the log line; a request with no
+   * outcome of its own came to `unanswered`.
+   */
+  function count(request: FastifyRequest, exchange: McpExchange, requests: RequestMessage[], unanswered: string): void {
+    const methods: string[] = [];
+    const outcomes: string[] = [];
+    for (const r of requests) {
+      const noted = exchange.outcomes.get(idKey(r.id)) ?? { method: methodLabel(r.method), outcome: unanswered };
+      metrics.mcpRequests.inc(noted);
+      methods.push(noted.method);
+      outcomes.push(noted.outcome);
+    }
+    if (requests.length === 0 && unanswered === 'invalid') {
+      // Messages the transport refused to read (not JSON-RPC, a batch too large...).
+      metrics.mcpRequests.inc({ method: 'invalid', outcome: 'invalid' });
+      outcomes.push('invalid');
+    }
+    noteOutcome(request, { mcpMethod: methods.join(',') || undefined, mcpOutcome: outcomes.join(',') || undefined });
+  }
+
+  const notAllowed = async (request: FastifyRequest, reply: FastifyReply, what: string) => {
+    noteOutcome(request, { mcpOutcome: 'method_not_allowed' });
+    return methodNotAllowed(reply, what);
+  };
+  const refusedSchema = (summary: string) => ({
+    tags: ['chat'],
+    summary,
+    params: WorkspaceParams,
+    querystring: AgentQuery,
+    response: withProblems({ 405: JsonRpcError }),
+  });
+  app.get(url, { config: { access: 'conn' }, schema: refusedSchema('405: a stateless MCP server opens no stream on GET') }, (request, reply) =>
+    notAllowed(request, reply, 'this MCP endpoint is stateless and opens no stream on GET; POST requests'),
+  );
+  app.delete(url, { config: { access: 'conn' }, schema: refusedSchema('405: a stateless MCP server has no session to end') }, (request, reply) =>
+    notAllowed(request, reply, 'this MCP endpoint is stateless and has no session to end'),
+  );
+};
+
+/** A 404 for a workspace or agent the token cannot see; other states are the front door's to tell. */
+async function checkVisible(gate: Gate, exchange: McpExchange): Promise<void> {
+  const { endpoint } = exchange;
+  try {
+    await gate.status({ workspaceId: endpoint.workspaceId, agentName: endpoint.agentName, ownerScope: endpoint.ownerScope });
+  } catch (error) {
+    // A stopped workspace, or a database that cannot be read: initialize and ping are still
+    // answered (a client's session never breaks over the agent's state), tool requests learn why.
+    if (error instanceof ApiError && NOT_VISIBLE.has(error.code)) throw error;
+    if (!(error instanceof ApiError)) throw error;
+  }
+}
+
+export default mcpRoutes;

@@ -1,0 +1,344 @@
+// The MCP front door (SPEC 11): agentgate is the MCP server a client talks to, one stateless
+// server per HTTP request. initialize and ping are answered here, whatever the agent's state;
+// tools/list and tools/call go through the gate (fresh read, strong and weak signals, shared
+// bounded dials) to the agent's /mcp on every request. A refusal, or an agent that cannot
+// answer, is a tool result the model can read (results.ts), never a transport error; while the
+// agent is refused, tools/list serves its last list, marked stale.
+import type { FastifyBaseLogger } from 'fastify';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
+import {
+  CallToolRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ErrorCode,
+  type CallToolResult,
+  type JSONRPCNotification,
+  type ListToolsResult,
+  type RequestId,
+  type ServerNotification,
+  type ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import { ApiError, type ProblemExtras } from '../domain/errors.js';
+import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
+import { disconnectedSeconds } from '../gate/classify.js';
+import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
+import { AgentGone, CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
+import { errorMeta, errorResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
+import type { ToolLists } from './tool-lists.js';
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+export type ToolMethod = 'tools/list' | 'tools/call';
+
+/** The methods counted by name in agentgate_mcp_requests_total; others count as `other`. */
+const COUNTED_METHODS = new Set(['initialize', 'ping', 'tools/list', 'tools/call']);
+export const methodLabel = (method: string): string => (COUNTED_METHODS.has(method) ? method : 'other');
+
+export const isToolMethod = (method: unknown): method is ToolMethod => method === 'tools/list' || method === 'tools/call';
+
+const INSTRUCTIONS =
+  "The tools are those of the workspace's agent, reached through agentgate on every call. When the agent " +
+  'cannot run a tool (stopped, disconnected, unreachable), the result has isError set and its text says what ' +
+  'happened and what to do; _meta["agentgate/error"] carries the code.';
+
+export interface FrontDoorOptions {
+  gate: Gate;
+  config: Config;
+  metrics: Metrics;
+  calls: RunningCalls;
+  lists: ToolLists;
+  validator: jsonSchemaValidator;
+}
+
+/** Who calls which endpoint, for one HTTP request. */
+export interface Endpoint {
+  workspaceId: string;
+  agentName: string | undefined;
+  ownerScope: string | null;
+  /** The token, as cancellation scope. */
+  tokenKey: string;
+  /** The endpoint's path and query, as cancellation scope. */
+  endpointKey: string;
+  /** Aborted when the caller's HTTP request goes away. */
+  callerSignal: AbortSignal;
+  log: FastifyBaseLogger;
+  /** When the HTTP request began (performance.now() time): the gate's bound counts from it. */
+  startedAt: number;
+}
+
+export class FrontDoor {
+  constructor(readonly options: FrontDoorOptions) {}
+
+  /** The state of one HTTP request's exchange. */
+  exchange(endpoint: Endpoint): McpExchange {
+    return new McpExchange(this.options, endpoint);
+  }
+}
+
+/** Abort reason inside an exchange whose HTTP request ended. */
+const callerGone = () => new CallerGone('the caller went away');
+
+/**
+ * One HTTP request's messages: the tool requests it carries (acquired through the gate before
+ * the transport parses the body when there is exactly one, so that a workspace the token cannot
+ * see is a plain 404), the cancels it carries, its server, and what each request came to.
+ */
+export class McpExchange {
+  readonly #tools = new Map<string, ToolRequest>();
+  /** Outcome per request id, for the metric and the log line. */
+  readonly outcomes = new Map<string, { method: string; outcome: string }>();
+  #server: McpServer | undefined;
+
+  constructor(
+    private readonly options: FrontDoorOptions,
+    readonly endpoint: Endpoint,
+  ) {}
+
+  /** The tool request with this id, made on first use. */
+  tool(id: RequestId, method: ToolMethod): ToolRequest {
+    const key = idKey(id);
+    let tool = this.#tools.get(key);
+    if (!tool) {
+      tool = new ToolRequest(this.options, this, id, method);
+      this.#tools.set(key, tool);
+    }
+    return tool;
+  }
+
+  /** Applies a `notifications/cancelled` to the running calls of the same token and endpoint. */
+  cancel(requestId: RequestId, reason: string): void {
+    const result = this.options.calls.cancel(cancelKey(this.endpoint.tokenKey, this.endpoint.endpointKey, requestId), reason);
+    if (result === 'ambiguous') {
+      this.endpoint.log.info({ requestId }, 'notifications/cancelled matches several running calls of this token; none cancelled');
+    }
+  }
+
+  note(id: RequestId, method: string, outcome: string): void {
+    this.outcomes.set(idKey(id), { method: methodLabel(method), outcome });
+  }
+
+  /** The server for this request's transport. */
+  server(): McpServer {
+    if (this.#server) return this.#server;
+    const mcp = new McpServer(
+      { name: 'agentgate', version: '0.1.0' },
+      { instructions: INSTRUCTIONS, jsonSchemaValidator: this.options.validator },
+    );
+    const server = mcp.server;
+    server.registerCapabilities({ tools: {} });
+    server.setRequestHandler(ListToolsRequestSchema, (request, extra) => this.tool(extra.requestId, 'tools/list').list(request.params, extra));
+    server.setRequestHandler(CallToolRequestSchema, (request, extra) => this.tool(extra.requestId, 'tools/call').call(request.params, extra));
+    this.#server = mcp;
+    return mcp;
+  }
+
+  /** Stops answering: the responses still owed are not sent, and the response ends. */
+  endResponse(): void {
+    void this.#server?.close().catch(() => undefined);
+  }
+
+  /** The exchange is over: leases and registrations still held are let go. */
+  dispose(): void {
+    for (const tool of this.#tools.values()) tool.dispose();
+  }
+}
+
+/** A request id as a map key: the number 1 and the string "1" are two ids. */
+export const idKey = (id: RequestId) => `${typeof id}:${String(id)}`;
+
+type Acquired = { kind: 'lease'; success: GateSuccess } | { kind: 'refused'; error: ApiError };
+
+/** One tools/list or tools/call: the gate, then the agent. */
+export class ToolRequest {
+  readonly #running: RunningCall;
+  /** The caller left, cancelled, or the agent went away. */
+  readonly #signal: AbortSignal;
+  #acquired: Promise<Acquired> | undefined;
+  #lease: GateSuccess['lease'] | undefined;
+  #disposed = false;
+
+  constructor(
+    private readonly options: FrontDoorOptions,
+    private readonly exchange: McpExchange,
+    readonly id: RequestId,
+    readonly method: ToolMethod,
+  ) {
+    const { endpoint } = exchange;
+    this.#running = options.calls.open(cancelKey(endpoint.tokenKey, endpoint.endpointKey, id));
+    this.#signal = AbortSignal.any([endpoint.callerSignal, this.#running.signal]);
+  }
+
+  /**
+   * The gate's decision for this request (once): a lease, or the refusal as an ApiError.
+   * Throws CallerGone when the caller left or cancelled first.
+   */
+  acquire(): Promise<Acquired> {
+    this.#acquired ??= this.#acquire();
+    return this.#acquired;
+  }
+
+  async #acquire(): Promise<Acquired> {
+    const { endpoint } = this.exchange;
+    try {
+      const success = await this.options.gate.connect({
+        workspaceId: endpoint.workspaceId,
+        agentName: endpoint.agentName,
+        ownerScope: endpoint.ownerScope,
+        signal: this.#signal,
+        log: endpoint.log,
+        startedAt: endpoint.startedAt,
+      });
+      this.options.metrics.connTotal.inc({ code: 'ok' });
+      if (this.#disposed) {
+        success.lease.release();
+        throw callerGone();
+      }
+      this.#lease = success.lease;
+      this.#running.setTarget({ workspaceId: endpoint.workspaceId, agentId: success.agent.id, buildId: success.agent.buildId });
+      return { kind: 'lease', success };
+    } catch (error) {
+      if (error instanceof ApiError) {
+        this.options.metrics.connTotal.inc({ code: error.code });
+        return { kind: 'refused', error };
+      }
+      if (error instanceof CallerGone) this.options.metrics.connTotal.inc({ code: 'client_closed' });
+      throw error;
+    }
+  }
+
+  async list(params: unknown, extra: Extra): Promise<ListToolsResult> {
+    const outcome = await this.#run(params, extra);
+    const where = { workspaceId: this.exchange.endpoint.workspaceId, agentName: this.exchange.endpoint.agentName };
+    if (outcome.kind === 'answered') {
+      const result = outcome.result as ListToolsResult;
+      const cursor = (params as { cursor?: unknown } | undefined)?.cursor;
+      if (Array.isArray(result.tools) && cursor === undefined) this.options.lists.remember({ ...where, agentId: outcome.agentId }, result.tools);
+      this.#note('ok');
+      return result;
+    }
+    const { error } = outcome;
+    this.#note(error.code);
+    const tools = this.options.lists.recall({ ...where, agentId: error.extras.agentId }) ?? [];
+    return { tools, _meta: { [STALE_META_KEY]: true, [ERROR_META_KEY]: errorMeta(error) } };
+  }
+
+  async call(params: unknown, extra: Extra): Promise<CallToolResult> {
+    const outcome = await this.#run(params, extra);
+    if (outcome.kind === 'answered') {
+      const result = outcome.result as CallToolResult;
+      this.#note(result.isError === true ? 'tool_error' : 'ok');
+      return result;
+    }
+    this.#note(outcome.error.code);
+    return errorResult(outcome.error);
+  }
+
+  /** Lets go of the lease and the registration (idempotent). */
+  dispose(): void {
+    this.#disposed = true;
+    this.#lease?.release();
+    this.#lease = undefined;
+    this.#running.close();
+  }
+
+  #note(outcome: string): void {
+    this.exchange.note(this.id, this.method, outcome);
+  }
+
+  /**
+   * The gate, then the agent. Resolves with the agent's result or with the error the model is
+   * to read; throws (a JSON-RPC error, or nothing sent) for the agent's own JSON-RPC errors and
+   * for calls the caller gave up.
+   */
+  async #run(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string } | { kind: 'failed'; error: ApiError }> {
+    try {
+      return await this.#gateThenAgent(params, extra);
+    } finally {
+      this.dispose();
+    }
+  }
+
+  async #gateThenAgent(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string } | { kind: 'failed'; error: ApiError }> {
+    const signal = AbortSignal.any([this.#signal, extra.signal]);
+    let acquired: Acquired;
+    try {
+      acquired = await this.acquire();
+    } catch (error) {
+      return this.#abandoned(error, signal);
+    }
+    if (acquired.kind === 'refused') return { kind: 'failed', error: acquired.error };
+    const { success } = acquired;
+    const conn = success.lease.conn;
+    const c = success.classification;
+    const extras: ProblemExtras = {
+      workspaceId: success.workspaceId,
+      agentId: success.agent.id,
+      agentStatus: c.status,
+      disconnectedSeconds: disconnectedSeconds(c),
+    };
+    const { config } = this.options;
+    const callerToken = (params as { _meta?: { progressToken?: unknown } } | undefined)?._meta?.progressToken;
+    try {
+      const result = await callAgent(conn, this.method, params, {
+        signal,
+        headersTimeoutMs: config.proxyHeadersTimeoutMs,
+        sessionTimeoutMs: config.dialTimeoutMs,
+        maxMessageBytes: config.bodyLimitBytes,
+        onNotification: (notification) => this.#relay(notification, callerToken, extra),
+      });
+      return { kind: 'answered', result, agentId: success.agent.id };
+    } catch (error) {
+      if (signal.aborted) {
+        const reason: unknown = signal.reason;
+        if (reason instanceof AgentGone) {
+          return { kind: 'failed', error: new ApiError('AGENT_CONNECTION_LOST', reason.message, extras) };
+        }
+        return this.#abandoned(error, signal);
+      }
+      if (error instanceof AgentRpcError) {
+        this.#note('rpc_error');
+        throw new McpError(error.code, error.message, error.data);
+      }
+      if (error instanceof AgentHttpError) {
+        // The agent answered, just not as an MCP server: its connection is fine.
+        return { kind: 'failed', error: new ApiError('AGENT_UNREACHABLE', error.message, extras) };
+      }
+      if (error instanceof ApiError) {
+        if (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE') {
+          // The pool's sockets are suspect: the next call dials afresh and makes a new session.
+          success.lease.markBroken();
+          forgetSession(conn);
+        }
+        return { kind: 'failed', error: new ApiError(error.code, error.detail, { ...extras, ...error.extras, agentStatus: c.status }) };
+      }
+      throw error;
+    }
+  }
+
+  /** The caller left or cancelled: nothing is answered (the transport sends nothing for it). */
+  #abandoned(error: unknown, signal: AbortSignal): never {
+    const reason: unknown = signal.aborted ? signal.reason : error;
+    if (reason instanceof CallCancelled) {
+      this.#note('cancelled');
+      // The cancel came in another request: this one's response must still end, without an answer.
+      this.exchange.endResponse();
+      throw new McpError(ErrorCode.ConnectionClosed, 'the request was cancelled');
+    }
+    if (reason instanceof CallerGone || signal.aborted) {
+      this.#note('client_closed');
+      throw new McpError(ErrorCode.ConnectionClosed, 'the caller went away');
+    }
+    throw error;
+  }
+
+  /** The agent's progress on this request, passed on under the caller's own token. */
+  #relay(notification: JSONRPCNotification, callerToken: unknown, extra: Extra): void {
+    if (notification.method !== 'notifications/progress' || callerToken === undefined) return;
+    const params = notification.params as { progressToken?: unknown; progress?: unknown } | undefined;
+    if (!params || params.progressToken !== callerToken || typeof params.progress !== 'number') return;
+    void extra.sendNotification(notification as ServerNotification).catch(() => undefined);
+  }
+}

@@ -1,0 +1,328 @@
+// The MCP front door (SPEC 11), driven by the official SDK's Client over Streamable HTTP against
+// a running agentgate and real reference agents (`agentgate agent` processes): initialize and
+// ping answered by agentgate whatever the agent's state, every tool through the gate, progress
+// while a command runs, cancellation reaching the agent, a killed agent's calls as isError
+// results with their hint and tools/list served stale, a rebuild reached at once, calls cut by a
+// replacement or a goodbye, two replicas serving one client, auth and owner scoping, bad
+// JSON-RPC, the metric and the log line.
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { eventually } from '../support/eventually.js';
+import { agentStatus, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { connectClient, resultText, type McpClient } from '../support/mcp.js';
+import { readPid, running } from '../support/pids.js';
+import { referenceAgents, type ReferenceAgent } from '../support/reference-agents.js';
+
+// Short bounds so that a silent agent is a strong signal within a second.
+const ENV = {
+  AGENTGATE_INACTIVE_TIMEOUT_MS: '300',
+  AGENTGATE_DISCONNECT_GRACE_MS: '600',
+  AGENTGATE_DIAL_TIMEOUT_MS: '1000',
+  AGENTGATE_DIAL_BACKOFF_MS: '200',
+};
+
+let t: TestApp;
+const agents = referenceAgents();
+const clients: McpClient[] = [];
+
+beforeAll(async () => {
+  t = await startTestApp({ env: ENV });
+});
+afterAll(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+  await t?.close();
+});
+
+const mcpUrl = (app: TestApp, workspaceId: string, query = '') => `${app.url}/workspaces/${workspaceId}/mcp${query}`;
+
+async function client(workspaceId: string, options: { token?: string; app?: TestApp; query?: string } = {}): Promise<McpClient> {
+  const c = await connectClient(mcpUrl(options.app ?? t, workspaceId, options.query), { token: options.token ?? ENV_ADMIN_TOKEN });
+  clients.push(c);
+  return c;
+}
+
+/** A workspace whose agent is a real reference agent, connected. */
+async function workspaceWithAgent(name = 'main'): Promise<{ ws: Workspace; agent: ReferenceAgent }> {
+  const port = await agents.port();
+  const ws = await createWorkspace(t, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+  const agent = await agents.start({ gate: t.url, token: ws.agents[0]!.token, port, name });
+  await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
+  return { ws, agent };
+}
+
+async function metric(app: TestApp, method: string, outcome: string): Promise<number> {
+  const text = await app.metrics.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`agentgate_mcp_requests_total{method="${method}",outcome="${outcome}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+/** A raw POST to the endpoint, as a client that is not the SDK would send it. */
+async function post(workspaceId: string, body: string, headers: Record<string, string> = {}, token: string | null = ENV_ADMIN_TOKEN): Promise<Response> {
+  return fetch(mcpUrl(t, workspaceId), {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+      ...headers,
+    },
+    body,
+  });
+}
+
+const meta = (result: unknown) => (result as { _meta?: Record<string, unknown> })._meta ?? {};
+
+describe('a healthy agent', () => {
+  let ws: Workspace;
+  let agent: ReferenceAgent;
+  let mcp: McpClient;
+  beforeAll(async () => {
+    ({ ws, agent } = await workspaceWithAgent());
+    mcp = await client(ws.id);
+  });
+
+  it('initialize is answered by agentgate, with the tools capability; ping too', async () => {
+    expect(mcp.client.getServerVersion()).toMatchObject({ name: 'agentgate' });
+    expect(mcp.client.getServerCapabilities()).toMatchObject({ tools: {} });
+    expect(mcp.client.getInstructions()).toMatch(/isError/);
+    expect(mcp.transport.sessionId).toBeUndefined();
+    expect(await mcp.client.ping()).toEqual({});
+  });
+
+  it("tools/list is the agent's list", async () => {
+    const { tools, _meta } = await mcp.client.listTools();
+    expect(tools.map((x) => x.name).sort()).toEqual(['exec', 'list_directory', 'read_file', 'write_file']);
+    expect(_meta?.['agentgate/stale']).toBeUndefined();
+  });
+
+  it('calls every tool through the gate', async () => {
+    const exec = await mcp.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', 'console.log(6 * 7)'] } });
+    expect(exec.isError).toBe(false);
+    expect(exec.structuredContent).toMatchObject({ exitCode: 0, stdout: '42\n' });
+
+    const written = await mcp.client.callTool({ name: 'write_file', arguments: { path: 'note.txt', content: 'through the gate' } });
+    expect(written.structuredContent).toEqual({ path: 'note.txt', bytes: 16 });
+    const read = await mcp.client.callTool({ name: 'read_file', arguments: { path: 'note.txt' } });
+    expect(resultText(read)).toBe('through the gate');
+    const listed = await mcp.client.callTool({ name: 'list_directory', arguments: {} });
+    expect((listed.structuredContent as { entries: Array<{ name: string }> }).entries.map((e) => e.name)).toEqual(['note.txt', 'who.txt']);
+    expect(resultText(await mcp.client.callTool({ name: 'read_file', arguments: { path: 'who.txt' } }))).toBe('main');
+    // What the agent saw was signed by the gate, for /mcp.
+    expect(agent.lines('mcp exec finished').length).toBeGreaterThan(0);
+  });
+
+  it("a tool's own error passes through unchanged, and counts as tool_error", async () => {
+    const before = await metric(t, 'tools/call', 'tool_error');
+    const failed = await mcp.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', 'process.exit(3)'] } });
+    expect(failed.isError).toBe(true);
+    expect(failed.structuredContent).toMatchObject({ exitCode: 3 });
+    expect(meta(failed)['agentgate/error']).toBeUndefined();
+    const outside = await mcp.client.callTool({ name: 'read_file', arguments: { path: '../../etc/passwd' } });
+    expect(outside.isError).toBe(true);
+    expect(resultText(outside)).toMatch(/^FORBIDDEN/);
+    const bad = await mcp.client.callTool({ name: 'exec', arguments: { command: 42 } });
+    expect(bad.isError).toBe(true);
+    expect(await metric(t, 'tools/call', 'tool_error')).toBe(before + 3);
+  });
+
+  it("streams the agent's progress to the caller while the command runs", async () => {
+    const seen: Array<{ message?: string; at: number }> = [];
+    const script = 'let i = 0; const t = setInterval(() => { console.log("tick " + i); if (++i === 4) clearInterval(t); }, 120)';
+    const result = await mcp.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', script] } }, undefined, {
+      onprogress: (p) => seen.push({ message: p.message, at: performance.now() }),
+    });
+    const doneAt = performance.now();
+    expect(result.isError).toBe(false);
+    expect(seen.map((p) => p.message).join('')).toBe('tick 0\ntick 1\ntick 2\ntick 3\n');
+    expect(doneAt - seen[0]!.at).toBeGreaterThanOrEqual(250);
+  });
+
+  it('sends no progress when the caller gave no token', async () => {
+    const other = await client(ws.id);
+    let notified = 0;
+    other.client.setNotificationHandler(ProgressNotificationSchema, () => {
+      notified += 1;
+    });
+    const result = await other.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', 'console.log("quiet")'] } });
+    expect(result.structuredContent).toMatchObject({ stdout: 'quiet\n' });
+    expect(notified).toBe(0);
+  });
+
+  it("notifications/cancelled aborts the agent's call: the command is killed and the agent logs it", async () => {
+    const pidFile = path.join(agent.root, 'cancel.pid');
+    const controller = new AbortController();
+    const pending = mcp.client.callTool(
+      { name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`], timeoutMs: 60_000 } },
+      undefined,
+      { signal: controller.signal },
+    );
+    const grandchild = await readPid(pidFile);
+    const aborted = agent.lines('mcp exec aborted').length;
+    const before = await metric(t, 'tools/call', 'cancelled');
+    controller.abort('the user changed their mind');
+    await expect(pending).rejects.toThrow();
+    await eventually(async () => !(await running(grandchild)), 2_000, `the command ${grandchild} to be killed`);
+    await eventually(() => agent.lines('mcp exec aborted').length > aborted, 2_000, 'the agent to log the abort');
+    await eventually(async () => (await metric(t, 'tools/call', 'cancelled')) === before + 1, 2_000, 'the cancel counted');
+    // The session goes on.
+    expect(await mcp.client.ping()).toEqual({});
+  });
+
+  it("the caller's HTTP request ending aborts the agent's call too", async () => {
+    const other = await client(ws.id);
+    const pidFile = path.join(agent.root, 'gone.pid');
+    const pending = other.client.callTool({ name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`] } });
+    pending.catch(() => undefined);
+    const grandchild = await readPid(pidFile);
+    const aborted = agent.lines('mcp exec aborted').length;
+    await other.close();
+    await eventually(async () => !(await running(grandchild)), 2_000, `the command ${grandchild} to be killed`);
+    await eventually(() => agent.lines('mcp exec aborted').length > aborted, 2_000, 'the agent to log the abort');
+  });
+
+  it('logs one line per request with the MCP method and outcome', async () => {
+    await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
+    await eventually(
+      () => t.logs.some((l) => l.includes('"mcpMethod":"tools/call"') && l.includes('"mcpOutcome":"ok"') && l.includes('"msg":"request"')),
+      2_000,
+      'the request line',
+    );
+    const line = JSON.parse(t.logs.findLast((l) => l.includes('"mcpMethod":"tools/call"') && l.includes('"mcpOutcome":"ok"'))!) as Record<string, unknown>;
+    expect(line).toMatchObject({ route: '/workspaces/:workspaceId/mcp', status: 200, workspaceId: ws.id });
+  });
+});
+
+describe('auth and scoping (problem+json before MCP parsing)', () => {
+  let ws: Workspace;
+  beforeAll(async () => {
+    ws = await createWorkspace(t, [{ name: 'main', address: 'http://127.0.0.1:9' }]);
+  });
+  const init = JSON.stringify({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+
+  async function expectProblem(res: Response, status: number, code: string): Promise<void> {
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(await res.json()).toMatchObject({ status, code });
+  }
+
+  it('no token or an unknown one is 401; an agent token is 403', async () => {
+    await expectProblem(await post(ws.id, init, {}, null), 401, 'UNAUTHENTICATED');
+    await expectProblem(await post(ws.id, init, {}, 'agcon_nope'), 401, 'UNAUTHENTICATED');
+    await expectProblem(await post(ws.id, init, {}, ws.agents[0]!.token), 403, 'FORBIDDEN');
+    await expect(connectClient(mcpUrl(t, ws.id))).rejects.toThrow(/401/);
+  });
+
+  it("a conn token of another owner sees 404, like a workspace that does not exist, for initialize and tools alike", async () => {
+    const mine = await t.call('POST', '/tokens', { token: ENV_ADMIN_TOKEN, body: { name: 'mine', scope: 'conn', ownerId: ws.ownerId } });
+    const theirs = await t.call('POST', '/tokens', { token: ENV_ADMIN_TOKEN, body: { name: 'theirs', scope: 'conn', ownerId: randomUUID() } });
+    const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
+    await expectProblem(await post(ws.id, init, {}, theirs.body.token), 404, 'WORKSPACE_NOT_FOUND');
+    await expectProblem(await post(ws.id, list, {}, theirs.body.token), 404, 'WORKSPACE_NOT_FOUND');
+    await expectProblem(await post(randomUUID(), init), 404, 'WORKSPACE_NOT_FOUND');
+    await expectProblem(await post(randomUUID(), list), 404, 'WORKSPACE_NOT_FOUND');
+    // The owner's own token gets in.
+    const own = await client(ws.id, { token: mine.body.token });
+    expect(own.client.getServerVersion()).toMatchObject({ name: 'agentgate' });
+  });
+
+  it('?agent= chooses an agent; an unknown name is 404 AGENT_NOT_FOUND, a malformed one 400', async () => {
+    const res = await fetch(mcpUrl(t, ws.id, '?agent=nope'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: init,
+    });
+    await expectProblem(res, 404, 'AGENT_NOT_FOUND');
+    const bad = await fetch(mcpUrl(t, ws.id, '?agent=..'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: init,
+    });
+    await expectProblem(bad, 400, 'INVALID_REQUEST');
+    await expectProblem(await post('not-a-uuid', init), 400, 'INVALID_REQUEST');
+  });
+
+  it('a body over the limit is 413 problem+json', async () => {
+    const small = await startTestApp({ database: t.database, env: { ...ENV, AGENTGATE_BODY_LIMIT_BYTES: '1024' } });
+    try {
+      const res = await fetch(mcpUrl(small, ws.id), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping', params: { pad: 'x'.repeat(2048) } }),
+      });
+      await expectProblem(res, 413, 'PAYLOAD_TOO_LARGE');
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('bad JSON-RPC gets JSON-RPC errors, never a 5xx', () => {
+  let ws: Workspace;
+  beforeAll(async () => {
+    ws = await createWorkspace(t, [{ name: 'main', address: 'http://127.0.0.1:9' }]);
+  });
+
+  it.each([
+    ['malformed JSON', '{"jsonrpc": "2.0", "id": 1, ', 400, -32700],
+    ['an empty body', '', 400, -32700],
+    ['the wrong jsonrpc version', JSON.stringify({ jsonrpc: '1.0', id: 1, method: 'ping' }), 400, -32700],
+    ['no method', JSON.stringify({ jsonrpc: '2.0', id: 1 }), 400, -32700],
+    ['a bare string', JSON.stringify('ping'), 400, -32700],
+  ])('%s: %s JSON-RPC error', async (_name, body, status, code) => {
+    const res = await post(ws.id, body);
+    expect(res.status).toBe(status);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await res.json()).toMatchObject({ jsonrpc: '2.0', error: { code }, id: null });
+  });
+
+  it('an unknown method is -32601 in a normal response', async () => {
+    const res = await post(ws.id, JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'resources/list' }));
+    expect(res.status).toBe(200);
+    expect(await res.text()).toMatch(/"id":5[^\n]*"code":-32601|"code":-32601[^\n]*"id":5/);
+  });
+
+  it('a batch is answered message by message', async () => {
+    const res = await post(ws.id, JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'no/such' }]));
+    expect(res.status).toBeLessThan(500);
+    const text = await res.text();
+    expect(text).toMatch(/"id":1/);
+    expect(text).toMatch(/-32601/);
+  });
+
+  it('a wrong Accept or content type is the transport’s 406 or 415', async () => {
+    const ping = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' });
+    const accept = await post(ws.id, ping, { accept: 'application/json' });
+    expect(accept.status).toBe(406);
+    const type = await post(ws.id, ping, { 'content-type': 'text/plain' });
+    expect(type.status).toBe(415);
+  });
+
+  it('GET and DELETE are 405 with Allow: POST (stateless), after authentication', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const res = await fetch(mcpUrl(t, ws.id), { method, headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, accept: 'text/event-stream' } });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get('allow')).toBe('POST');
+      expect(await res.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32000 } });
+      expect((await fetch(mcpUrl(t, ws.id), { method })).status, `${method} without a token`).toBe(401);
+    }
+    // PUT is no route at all.
+    const put = await fetch(mcpUrl(t, ws.id), { method: 'PUT', headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}` } });
+    expect(put.status).toBe(404);
+  });
+
+  it('the SDK client closes its session without error (DELETE is 405, as the transport allows)', async () => {
+    const c = await connectClient(mcpUrl(t, ws.id), { token: ENV_ADMIN_TOKEN });
+    await expect(c.transport.terminateSession()).resolves.toBeUndefined();
+    await c.close();
+  });
+
+  it('counts invalid requests', async () => {
+    expect(await metric(t, 'invalid', 'invalid')).toBeGreaterThan(0);
+    expect(await metric(t, 'other', 'rpc_error')).toBeGreaterThan(0);
+  });
+});
+
+
