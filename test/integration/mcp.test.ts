@@ -5,16 +5,19 @@
 // results with their hint and tools/list served stale, a rebuild reached at once, calls cut by a
 // replacement or a goodbye, two replicas serving one client, auth and owner scoping, bad
 // JSON-RPC, the metric and the log line.
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { eventually } from '../support/eventually.js';
-import { agentStatus, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import { AgentRows, agentStatus, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
 import { connectClient, resultText, type McpClient } from '../support/mcp.js';
 import { readPid, running } from '../support/pids.js';
 import { referenceAgents, type ReferenceAgent } from '../support/reference-agents.js';
+import { agentFixtures } from '../support/agents.js';
 
 // Short bounds so that a silent agent is a strong signal within a second.
 const ENV = {
@@ -27,6 +30,7 @@ const ENV = {
 let t: TestApp;
 const agents = referenceAgents();
 const clients: McpClient[] = [];
+const fakes = agentFixtures();
 
 beforeAll(async () => {
   t = await startTestApp({ env: ENV });
@@ -51,6 +55,16 @@ async function workspaceWithAgent(name = 'main'): Promise<{ ws: Workspace; agent
   const agent = await agents.start({ gate: t.url, token: ws.agents[0]!.token, port, name });
   await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
   return { ws, agent };
+}
+
+/** A new build with a new reference agent; the workspace's agent is then that one. */
+async function rebuild(ws: Workspace, name: string): Promise<ReferenceAgent> {
+  const port = await agents.port();
+  const [registered] = await startBuild(t, ws.id, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+  const agent = await agents.start({ gate: t.url, token: registered!.token, port, name });
+  await eventually(async () => (await agentStatus(t, ws.id)).body.agent.id === registered!.id, 5_000, 'the new agent to be current');
+  await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, 'the new agent to connect');
+  return agent;
 }
 
 async function metric(app: TestApp, method: string, outcome: string): Promise<number> {
@@ -192,6 +206,211 @@ describe('a healthy agent', () => {
     );
     const line = JSON.parse(t.logs.findLast((l) => l.includes('"mcpMethod":"tools/call"') && l.includes('"mcpOutcome":"ok"'))!) as Record<string, unknown>;
     expect(line).toMatchObject({ route: '/workspaces/:workspaceId/mcp', status: 200, workspaceId: ws.id });
+  });
+});
+
+const errorOf = (result: unknown) => meta(result)['agentgate/error'] as { code: string; retryable: boolean; agentStatus: string | null; disconnectedSeconds: number | null; retryAfter?: number } | undefined;
+
+/** Calls until the gate's answer carries `code` (a killed agent goes weak, then strong). */
+async function callUntil(mcp: McpClient, code: string, args: Record<string, unknown> = { command: 'true' }): Promise<Awaited<ReturnType<McpClient['client']['callTool']>>> {
+  let last: Awaited<ReturnType<McpClient['client']['callTool']>> | undefined;
+  await eventually(
+    async () => {
+      last = await mcp.client.callTool({ name: 'exec', arguments: args });
+      return errorOf(last)?.code === code;
+    },
+    5_000,
+    `a tools/call answered ${code}`,
+    50,
+  );
+  return last!;
+}
+
+describe('an agent that dies, and its replacement', () => {
+  it('killed without a goodbye: isError results with the hint (weak, then AGENT_DISCONNECTED), tools/list stale; a rebuild is reached at once', async () => {
+    const { ws, agent } = await workspaceWithAgent('first');
+    const mcp = await client(ws.id);
+    const { tools } = await mcp.client.listTools();
+    expect(tools).toHaveLength(4);
+
+    await agent.kill();
+    const disconnected = await callUntil(mcp, 'AGENT_DISCONNECTED');
+    expect(disconnected.isError).toBe(true);
+    expect(resultText(disconnected)).toMatch(/^The workspace agent is disconnected and cannot run tools; restart the workspace \(stop it, then start it\) and try again\.\nAGENT_DISCONNECTED: /);
+    expect(errorOf(disconnected)).toMatchObject({ code: 'AGENT_DISCONNECTED', retryable: false, agentStatus: 'disconnected' });
+    expect(errorOf(disconnected)!.disconnectedSeconds).toEqual(expect.any(Number));
+    expect(await metric(t, 'tools/call', 'AGENT_DISCONNECTED')).toBeGreaterThan(0);
+
+    // The model still sees the tools, and reads why they cannot run when it calls one.
+    const stale = await mcp.client.listTools();
+    expect(stale.tools.map((x) => x.name).sort()).toEqual(tools.map((x) => x.name).sort());
+    expect(stale._meta).toMatchObject({ 'agentgate/stale': true, 'agentgate/error': { code: 'AGENT_DISCONNECTED' } });
+    expect(await metric(t, 'tools/list', 'AGENT_DISCONNECTED')).toBeGreaterThan(0);
+    // The session itself never broke: agentgate answers ping and a new initialize.
+    expect(await mcp.client.ping()).toEqual({});
+    const fresh = await client(ws.id);
+    expect(fresh.client.getServerVersion()).toMatchObject({ name: 'agentgate' });
+
+    await rebuild(ws, 'second');
+    const who = await mcp.client.callTool({ name: 'read_file', arguments: { path: 'who.txt' } });
+    expect(who.isError).toBeFalsy();
+    expect(resultText(who)).toBe('second');
+    const listed = await mcp.client.listTools();
+    expect(listed._meta?.['agentgate/stale']).toBeUndefined();
+  });
+
+  it('a stopped workspace: tools/list serves the last list, tools/call tells the model to start it', async () => {
+    const { ws, agent } = await workspaceWithAgent();
+    const mcp = await client(ws.id);
+    await mcp.client.listTools();
+    await t.call('POST', `/workspaces/${ws.id}/builds`, { token: ENV_ADMIN_TOKEN, body: { transition: 'stop' } });
+    await agent.stop();
+    const stale = await mcp.client.listTools();
+    expect(stale.tools).toHaveLength(4);
+    expect(stale._meta).toMatchObject({ 'agentgate/stale': true, 'agentgate/error': { code: 'WORKSPACE_HAS_NO_AGENT', agentStatus: null } });
+    const refused = await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
+    expect(refused.isError).toBe(true);
+    expect(resultText(refused)).toMatch(/start the workspace/);
+    expect(errorOf(refused)).toMatchObject({ code: 'WORKSPACE_HAS_NO_AGENT', retryable: false });
+  });
+
+  it('an agent never seen: tools/list is an empty list, marked stale', async () => {
+    const ws = await createWorkspace(t, [{ name: 'main', address: 'http://127.0.0.1:9' }]);
+    const rows = await AgentRows.open(t.database.url);
+    try {
+      await rows.set(ws.agents[0]!.id, { createdAgoMs: 600_000, firstAgoMs: null, lastAgoMs: null, discAgoMs: null });
+    } finally {
+      await rows.close();
+    }
+    const mcp = await client(ws.id);
+    const listed = await mcp.client.listTools();
+    expect(listed.tools).toEqual([]);
+    expect(listed._meta).toMatchObject({ 'agentgate/stale': true, 'agentgate/error': { code: 'AGENT_NEVER_CONNECTED', agentStatus: 'timeout' } });
+  });
+
+  it('a call whose workspace is rebuilt mid-call ends with AGENT_CONNECTION_LOST; its command is killed', async () => {
+    const { ws, agent } = await workspaceWithAgent('old');
+    const mcp = await client(ws.id);
+    const pidFile = path.join(agent.root, 'replaced.pid');
+    const pending = mcp.client.callTool({ name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`] } });
+    const grandchild = await readPid(pidFile);
+    await startBuild(t, ws.id, [{ name: 'main', address: 'http://127.0.0.1:9' }]);
+    const lost = await pending;
+    expect(lost.isError).toBe(true);
+    expect(errorOf(lost)).toMatchObject({ code: 'AGENT_CONNECTION_LOST', retryable: true });
+    expect(resultText(lost)).toMatch(/may answer on the next attempt[\s\S]*rebuilt during the call/);
+    await eventually(async () => !(await running(grandchild)), 2_000, `the command ${grandchild} to be killed`);
+  });
+
+  it('a call whose agent says goodbye mid-call ends with AGENT_CONNECTION_LOST', async () => {
+    const { ws, agent } = await workspaceWithAgent();
+    const mcp = await client(ws.id);
+    const pidFile = path.join(agent.root, 'goodbye.pid');
+    const pending = mcp.client.callTool({ name: 'exec', arguments: { command: 'sh', args: ['-c', `echo $$ > ${pidFile}; sleep 30`] } });
+    await readPid(pidFile);
+    await agent.stop();
+    const lost = await pending;
+    expect(errorOf(lost)).toMatchObject({ code: 'AGENT_CONNECTION_LOST' });
+    expect(resultText(lost)).toMatch(/said goodbye during the call/);
+    expect(await metric(t, 'tools/call', 'AGENT_CONNECTION_LOST')).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a cancel during the dial releases it at once: the black-holed agent socket is closed long before the dial bound', async () => {
+    const hole = await fakes.blackHole();
+    const ws = await createWorkspace(t, [{ name: 'main', address: hole.address }]);
+    const rows = await AgentRows.open(t.database.url);
+    try {
+      await rows.heartbeat(ws.agents[0]!.id);
+    } finally {
+      await rows.close();
+    }
+    const mcp = await client(ws.id);
+    const controller = new AbortController();
+    const started = performance.now();
+    const pending = mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } }, undefined, { signal: controller.signal });
+    pending.catch(() => undefined);
+    await eventually(() => hole.sockets.opened > 0, 2_000, 'the dial to start');
+    controller.abort('never mind');
+    await hole.sockets.waitClosed(1, 600);
+    // The dial bound is 1000 ms: the socket went with the cancel, not with the timeout.
+    expect(performance.now() - started).toBeLessThan(1_000);
+    await expect(pending).rejects.toThrow();
+  });
+
+  it('a dial that times out is an isError result (AGENT_DIAL_TIMEOUT, retryable), never a hang', async () => {
+    const hole = await fakes.blackHole();
+    const ws = await createWorkspace(t, [{ name: 'main', address: hole.address }]);
+    const rows = await AgentRows.open(t.database.url);
+    try {
+      await rows.heartbeat(ws.agents[0]!.id);
+    } finally {
+      await rows.close();
+    }
+    const mcp = await client(ws.id);
+    const result = await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
+    expect(result.isError).toBe(true);
+    expect(errorOf(result)).toMatchObject({ code: 'AGENT_DIAL_TIMEOUT', retryable: true, agentStatus: 'connected' });
+    expect(resultText(result)).toMatch(/may answer on the next attempt/);
+  });
+});
+
+describe('two replicas', () => {
+  let other: TestApp;
+  beforeAll(async () => {
+    other = await startTestApp({ database: t.database, env: ENV });
+  });
+  afterAll(async () => {
+    await other?.close();
+  });
+
+  it('answer alternate requests of one client', async () => {
+    const { ws } = await workspaceWithAgent();
+    const origins = [new URL(t.url).origin, new URL(other.url).origin];
+    let turn = 0;
+    const alternating = (url: string | URL, init?: RequestInit) => {
+      const target = new URL(url);
+      const origin = new URL(origins[turn++ % 2]!);
+      target.host = origin.host;
+      return fetch(target, init);
+    };
+    const before = [await metric(t, 'tools/call', 'ok'), await metric(other, 'tools/call', 'ok')];
+    const mcp = await connectClient(mcpUrl(t, ws.id), { token: ENV_ADMIN_TOKEN, fetch: alternating });
+    clients.push(mcp);
+    expect((await mcp.client.listTools()).tools).toHaveLength(4);
+    for (let i = 0; i < 4; i += 1) {
+      const r = await mcp.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', `console.log(${i})`] } });
+      expect(r.structuredContent).toMatchObject({ stdout: `${i}\n` });
+    }
+    const after = [await metric(t, 'tools/call', 'ok'), await metric(other, 'tools/call', 'ok')];
+    expect(after[0]! - before[0]!).toBeGreaterThan(0);
+    expect(after[1]! - before[1]!).toBeGreaterThan(0);
+    expect(after[0]! - before[0]! + after[1]! - before[1]!).toBe(4);
+  });
+});
+
+describe('a second client: the MCP inspector CLI', () => {
+  it('lists the tools and calls one with the bearer header', async () => {
+    const { ws } = await workspaceWithAgent('inspected');
+    const inspector = path.resolve(import.meta.dirname, '../../node_modules/.bin/mcp-inspector-cli');
+    const run = async (...args: string[]) => {
+      const child = spawn(
+        inspector,
+        ['--cli', mcpUrl(t, ws.id), '--transport', 'http', '--header', `Authorization: Bearer ${ENV_ADMIN_TOKEN}`, ...args],
+        // Its own directory as cwd: the CLI looks for its package.json relative to the cwd.
+        { cwd: path.dirname(realpathSync(inspector)), env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      expect(code, `${err}\n${out}`).toBe(0);
+      return JSON.parse(out) as Record<string, unknown>;
+    };
+    const listed = await run('--method', 'tools/list');
+    expect((listed.tools as Array<{ name: string }>).map((x) => x.name).sort()).toEqual(['exec', 'list_directory', 'read_file', 'write_file']);
+    const called = await run('--method', 'tools/call', '--tool-name', 'read_file', '--tool-arg', 'path=who.txt');
+    expect(called).toMatchObject({ content: [{ type: 'text', text: 'inspected' }] });
   });
 });
 
