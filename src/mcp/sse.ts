@@ -50,7 +50,7 @@ export class SseReader {
     let value = colon === -1 ? '' : line.slice(colon + 1);
     if (value.startsWith(' ')) value = value.slice(1);
     this.#data.push(value);
-    this.#dataChars += value.length;
+    this.#dataChars += value.length + 1;
     return undefined;
   }
 }

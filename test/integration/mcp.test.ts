@@ -233,8 +233,11 @@ describe('an agent that dies, and its replacement', () => {
     const { tools } = await mcp.client.listTools();
     expect(tools).toHaveLength(4);
 
+    const okBefore = await metric(t, 'tools/call', 'ok');
     await agent.kill();
     const disconnected = await callUntil(mcp, 'AGENT_DISCONNECTED');
+    // Every refused or failed call on the way was counted under its code, none as ok.
+    expect(await metric(t, 'tools/call', 'ok')).toBe(okBefore);
     expect(disconnected.isError).toBe(true);
     expect(resultText(disconnected)).toMatch(/^The workspace agent is disconnected and cannot run tools; restart the workspace \(stop it, then start it\) and try again\.\nAGENT_DISCONNECTED: /);
     expect(errorOf(disconnected)).toMatchObject({ code: 'AGENT_DISCONNECTED', retryable: false, agentStatus: 'disconnected' });
@@ -536,6 +539,15 @@ describe('bad JSON-RPC gets JSON-RPC errors, never a 5xx', () => {
     const c = await connectClient(mcpUrl(t, ws.id), { token: ENV_ADMIN_TOKEN });
     await expect(c.transport.terminateSession()).resolves.toBeUndefined();
     await c.close();
+  });
+
+  it('/openapi.json names the route, its 405s included', async () => {
+    const doc = await t.call('GET', '/openapi.json');
+    const route = doc.body.paths['/workspaces/{workspaceId}/mcp'];
+    expect(route.post.summary).toMatch(/MCP/);
+    expect(route.post.tags).toEqual(['chat']);
+    expect(route.get.responses['405']).toBeDefined();
+    expect(route.delete.responses['405']).toBeDefined();
   });
 
   it('counts invalid requests', async () => {

@@ -1,0 +1,155 @@
+// The MCP front door's pure parts: the event-stream reader, what ends a running call, cancels
+// matched on token, endpoint and id, and the result the model reads on a refusal.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
+import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, type CallTarget } from '../../src/mcp/calls.js';
+import { errorResult } from '../../src/mcp/results.js';
+import { ToolLists } from '../../src/mcp/tool-lists.js';
+import { ApiError } from '../../src/domain/errors.js';
+import type { GateEvent } from '../../src/domain/events.js';
+
+describe('SseReader', () => {
+  const read = (chunks: string[], max = 1024) => {
+    const reader = new SseReader(max);
+    return chunks.flatMap((c) => reader.push(Buffer.from(c, 'utf8')));
+  };
+
+  it('yields the data of each event, multi-line data joined, comments and other fields skipped', () => {
+    expect(read([': keepalive\n\nevent: message\nid: 7\ndata: {"a":1}\n\n', 'data: x\ndata: y\n\n', 'retry: 10\n\n'])).toEqual(['{"a":1}', 'x\ny']);
+  });
+
+  it('does not depend on where the chunks are cut, nor on the line ending', () => {
+    const stream = 'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{"é":"ü"}}\r\n\r\ndata:second\n\ndata: third\r\r\n';
+    const whole = read([stream]);
+    expect(whole).toEqual(['{"jsonrpc":"2.0","id":1,"result":{"é":"ü"}}', 'second', 'third']);
+    const bytes = Buffer.from(stream, 'utf8');
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: bytes.length - 1 }), { maxLength: 8 }), (cuts) => {
+        const at = [0, ...cuts.sort((a, b) => a - b), bytes.length];
+        const reader = new SseReader(1024);
+        const events = at.slice(1).flatMap((end, i) => reader.push(bytes.subarray(at[i], end)));
+        expect(events).toEqual(whole);
+      }),
+    );
+  });
+
+  it('refuses an event larger than its bound', () => {
+    expect(() => read([`data: ${'x'.repeat(2000)}`], 1024)).toThrow(SseEventTooLarge);
+    // Many lines of one event count together.
+    expect(() => read(['data: aaaaaaaaaa\n'.repeat(200)], 1024)).toThrow(SseEventTooLarge);
+    expect(read(['data: aaaaaaaaaa\n\n'.repeat(200)], 1024)).toHaveLength(200);
+  });
+});
+
+describe('endsCall', () => {
+  const target: CallTarget = { workspaceId: 'w1', agentId: 'a1', buildId: 'b1' };
+  it.each<[GateEvent, boolean]>([
+    [{ kind: 'agent_disconnected', workspaceId: 'w1', agentId: 'a1' }, true],
+    [{ kind: 'agent_disconnected', workspaceId: 'w1', agentId: 'a2' }, false],
+    [{ kind: 'build_created', workspaceId: 'w1', buildId: 'b2' }, true],
+    // The agent's own build, echoed back: not a replacement.
+    [{ kind: 'build_created', workspaceId: 'w1', buildId: 'b1' }, false],
+    [{ kind: 'build_created', workspaceId: 'w2', buildId: 'b9' }, false],
+    [{ kind: 'workspace_deleted', workspaceId: 'w1' }, true],
+    [{ kind: 'agent_connected', workspaceId: 'w1', agentId: 'a1' }, false],
+    [{ kind: 'agent_reconnected', workspaceId: 'w1', agentId: 'a1' }, false],
+    [{ kind: 'token_revoked', tokenId: 't' }, false],
+  ])('%o ends it: %s', (event, ends) => {
+    expect(endsCall(event, target) !== undefined).toBe(ends);
+  });
+});
+
+describe('RunningCalls', () => {
+  it('a cancel reaches the one call of the same token, endpoint and id, and no other', () => {
+    const calls = new RunningCalls();
+    const mine = calls.open(cancelKey('conn:t1', 'w?agent=', 3));
+    const otherToken = calls.open(cancelKey('conn:t2', 'w?agent=', 3));
+    const otherId = calls.open(cancelKey('conn:t1', 'w?agent=', '3'));
+    expect(calls.cancel(cancelKey('conn:t1', 'w?agent=', 3), 'stop')).toBe('cancelled');
+    expect(mine.signal.reason).toBeInstanceOf(CallCancelled);
+    expect(otherToken.signal.aborted).toBe(false);
+    expect(otherId.signal.aborted).toBe(false);
+    expect(calls.cancel(cancelKey('conn:t1', 'w?agent=main', 3), 'stop')).toBe('none');
+  });
+
+  it('an ambiguous cancel (two clients of one token used the same id) cancels none', () => {
+    const calls = new RunningCalls();
+    const a = calls.open(cancelKey('conn:t', 'w?agent=', 1));
+    const b = calls.open(cancelKey('conn:t', 'w?agent=', 1));
+    expect(calls.cancel(cancelKey('conn:t', 'w?agent=', 1), '')).toBe('ambiguous');
+    expect(a.signal.aborted || b.signal.aborted).toBe(false);
+    b.close();
+    expect(calls.cancel(cancelKey('conn:t', 'w?agent=', 1), '')).toBe('cancelled');
+    expect(a.signal.aborted).toBe(true);
+    a.close();
+    expect(calls.size).toBe(0);
+  });
+
+  it('a transition ends the calls on the agent it takes away, once they reached it', () => {
+    const calls = new RunningCalls();
+    const reached = calls.open('k1');
+    reached.setTarget({ workspaceId: 'w', agentId: 'a', buildId: 'b' });
+    const dialing = calls.open('k2');
+    const elsewhere = calls.open('k3');
+    elsewhere.setTarget({ workspaceId: 'v', agentId: 'x', buildId: 'y' });
+    expect(calls.apply({ kind: 'agent_disconnected', workspaceId: 'w', agentId: 'a' })).toBe(1);
+    expect(reached.signal.reason).toBeInstanceOf(AgentGone);
+    expect(dialing.signal.aborted).toBe(false);
+    expect(elsewhere.signal.aborted).toBe(false);
+    // Not twice.
+    expect(calls.apply({ kind: 'workspace_deleted', workspaceId: 'w' })).toBe(0);
+  });
+});
+
+describe('errorResult', () => {
+  it('is a tool result with the hint, then the code and detail, and the error under _meta', () => {
+    const error = new ApiError('AGENT_DISCONNECTED', 'the agent said goodbye 12 s ago', {
+      workspaceId: 'w',
+      agentId: 'a',
+      agentStatus: 'disconnected',
+      disconnectedSeconds: 12,
+    });
+    expect(errorResult(error)).toEqual({
+      content: [
+        {
+          type: 'text',
+          text:
+            'The workspace agent is disconnected and cannot run tools; restart the workspace (stop it, then start it) and try again.\n' +
+            'AGENT_DISCONNECTED: the agent said goodbye 12 s ago',
+        },
+      ],
+      isError: true,
+      _meta: { 'agentgate/error': { code: 'AGENT_DISCONNECTED', retryable: false, agentStatus: 'disconnected', disconnectedSeconds: 12 } },
+    });
+  });
+
+  it('carries retryAfter when the gate set one, and nulls for what it did not learn', () => {
+    const result = errorResult(new ApiError('DATABASE_UNAVAILABLE', 'the database could not be read in time', { retryAfter: 1 }));
+    expect(result._meta).toEqual({ 'agentgate/error': { code: 'DATABASE_UNAVAILABLE', retryable: true, agentStatus: null, disconnectedSeconds: null, retryAfter: 1 } });
+    // A code without a hint still says what happened.
+    expect((result.content[0] as { text: string }).text).toMatch(/^agentgate cannot read its database/);
+    expect((errorResult(new ApiError('OVERLOADED', 'too many waiters')).content[0] as { text: string }).text).toBe('Overloaded.\nOVERLOADED: too many waiters');
+  });
+});
+
+describe('ToolLists', () => {
+  const tools = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `t${i}`, inputSchema: { type: 'object' as const } }));
+
+  it('recalls by agent, else by the selection that last reached an agent', () => {
+    const lists = new ToolLists();
+    lists.remember({ workspaceId: 'w', agentName: undefined, agentId: 'a' }, tools(2));
+    expect(lists.recall({ workspaceId: 'w', agentName: undefined, agentId: 'a' })).toHaveLength(2);
+    expect(lists.recall({ workspaceId: 'w', agentName: undefined, agentId: undefined })).toHaveLength(2);
+    expect(lists.recall({ workspaceId: 'w', agentName: 'other', agentId: undefined })).toBeUndefined();
+    expect(lists.recall({ workspaceId: 'v', agentName: undefined, agentId: 'b' })).toBeUndefined();
+  });
+
+  it('is bounded: the least recently used lists go first', () => {
+    const lists = new ToolLists({ max: 3 });
+    for (let i = 0; i < 10; i += 1) lists.remember({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}` }, tools(1));
+    const kept = Array.from({ length: 10 }, (_, i) => lists.recall({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}` })).filter(Boolean);
+    expect(kept).toHaveLength(3);
+    expect(lists.recall({ workspaceId: 'w9', agentName: undefined, agentId: 'a9' })).toBeDefined();
+  });
+});
