@@ -7,7 +7,6 @@
 // JSON-RPC, the metric and the log line.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -391,29 +390,31 @@ describe('two replicas', () => {
   });
 });
 
-describe('a second client: the MCP inspector CLI', () => {
+describe('a second client: the MCP inspector CLI (scripts/mcp-inspector.sh)', () => {
   it('lists the tools and calls one with the bearer header', async () => {
     const { ws } = await workspaceWithAgent('inspected');
-    const inspector = path.resolve(import.meta.dirname, '../../node_modules/.bin/mcp-inspector-cli');
+    const script = path.resolve(import.meta.dirname, '../../scripts/mcp-inspector.sh');
     const run = async (...args: string[]) => {
-      const child = spawn(
-        inspector,
-        ['--cli', mcpUrl(t, ws.id), '--transport', 'http', '--header', `Authorization: Bearer ${ENV_ADMIN_TOKEN}`, ...args],
-        // Its own directory as cwd: the CLI looks for its package.json relative to the cwd.
-        { cwd: path.dirname(realpathSync(inspector)), env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
+      const child = spawn(script, [mcpUrl(t, ws.id), ENV_ADMIN_TOKEN, ...args], {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));
       child.stderr.on('data', (c: Buffer) => (err += c.toString()));
       const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
       expect(code, `${err}\n${out}`).toBe(0);
+      // SHOW_INSPECTOR=1 prints what the inspector answered (for a release note, say).
+      if (process.env.SHOW_INSPECTOR) process.stderr.write(`$ scripts/mcp-inspector.sh <url> <token> ${args.join(' ')}\n${out}\n`);
       return JSON.parse(out) as Record<string, unknown>;
     };
     const listed = await run('--method', 'tools/list');
     expect((listed.tools as Array<{ name: string }>).map((x) => x.name).sort()).toEqual(['exec', 'list_directory', 'read_file', 'write_file']);
     const called = await run('--method', 'tools/call', '--tool-name', 'read_file', '--tool-arg', 'path=who.txt');
     expect(called).toMatchObject({ content: [{ type: 'text', text: 'inspected' }] });
+    const exec = await run('--method', 'tools/call', '--tool-name', 'exec', '--tool-arg', 'command=echo', '--tool-arg', 'args=["hello", "inspector"]');
+    expect(exec).toMatchObject({ isError: false, structuredContent: { exitCode: 0, stdout: 'hello inspector\n' } });
   });
 });
 
