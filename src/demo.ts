@@ -1,5 +1,6 @@
 // `npm run demo`: agentgate on a fresh embedded database, real reference agents as child
-// processes, and a scripted chat server, narrating what the gate answers and how fast.
+// processes, and a scripted chat server, narrating what the gate answers and how fast; then an
+// MCP client on the workspace's MCP endpoint, before and after its agent dies.
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument --
    why: the demo prints fields of our own API's JSON answers; typing each shape here adds nothing. */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,6 +13,8 @@ import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 import { freePort } from './db/embedded.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cli.js');
 const ADMIN = `demo-admin-${randomUUID()}`;
@@ -169,6 +172,53 @@ async function main(): Promise<void> {
     const stop = await call('POST', `/workspaces/${workspaceId}/builds`, { transition: 'stop' });
     say(`build ${stop.body.build.buildNumber}: stop`);
     say(`POST /conn -> ${describe(await conn())}`);
+
+    heading('7. MCP: an LLM client on /workspaces/:id/mcp, and what the model reads when the agent dies');
+    const mcpWorkspace = randomUUID();
+    await call('PUT', `/workspaces/${mcpWorkspace}`, { ownerId: randomUUID(), name: 'mcp' });
+    const portC = await freePort();
+    const build3 = await call('POST', `/workspaces/${mcpWorkspace}/builds`, {
+      transition: 'start',
+      agents: [{ name: 'main', address: `http://127.0.0.1:${portC}` }],
+    });
+    const agentC = await startAgentProcess(build3.body.agents[0].token, portC, 'main (MCP)');
+    await sleep(300);
+    const transport = new StreamableHTTPClientTransport(new URL(`${server.url}/workspaces/${mcpWorkspace}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${ADMIN}` } },
+    });
+    const mcp = new Client({ name: 'demo-chat-server', version: '1.0.0' });
+    await mcp.connect(transport);
+    say(`initialize -> ${mcp.getServerVersion()?.name ?? '?'} (answered by agentgate itself), capabilities ${JSON.stringify(mcp.getServerCapabilities())}`);
+    const listed = await mcp.listTools();
+    say(`tools/list -> ${listed.tools.map((tool) => tool.name).join(', ')} (the agent's own list, through the gate)`);
+    const script = 'for (let i = 1; i <= 3; i++) setTimeout(() => console.log(`step ${i} of 3`), i * 300)';
+    const started = performance.now();
+    const streamed = await mcp.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', script] } }, undefined, {
+      onprogress: (p) => say(`  progress after ${Math.round(performance.now() - started)} ms: ${JSON.stringify(p.message ?? '')}`),
+    });
+    say(`tools/call exec -> isError ${String(streamed.isError)}, exit ${(streamed.structuredContent as { exitCode?: number } | undefined)?.exitCode}`);
+    agentC.kill('SIGKILL');
+    await waitExit(agentC);
+    say('agent killed (SIGKILL, no goodbye)');
+    const readModel = (result: { content?: unknown; _meta?: Record<string, unknown> }) => {
+      const text = ((result.content ?? []) as Array<{ text?: string }>).map((c) => c.text ?? '').join('\n');
+      return `${text.replaceAll('\n', '\n           ')}\n           _meta["agentgate/error"] = ${JSON.stringify(result._meta?.['agentgate/error'])}`;
+    };
+    const first = await mcp.callTool({ name: 'exec', arguments: { command: 'true' } });
+    say(`tools/call right after the kill -> isError ${String(first.isError)}; the model reads:\n           ${readModel(first)}`);
+    const killedMcpAt = performance.now();
+    for (;;) {
+      const again = await mcp.callTool({ name: 'exec', arguments: { command: 'true' } });
+      const code = (again._meta?.['agentgate/error'] as { code?: string } | undefined)?.code;
+      if (code === 'AGENT_DISCONNECTED' || performance.now() - killedMcpAt > 8_000) {
+        say(`tools/call past the grace -> isError ${String(again.isError)}; the model reads:\n           ${readModel(again)}`);
+        break;
+      }
+      await sleep(250);
+    }
+    const stale = await mcp.listTools();
+    say(`tools/list -> ${stale.tools.length} tools, _meta["agentgate/stale"] = ${String(stale._meta?.['agentgate/stale'])}: the model can still call one and read why it cannot run`);
+    await mcp.close();
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await server.close();

@@ -1,4 +1,5 @@
-// `npm run demo` runs to completion, tells its story in order, and cleans up after itself.
+// `npm run demo` runs to completion, tells its story in order (its MCP act included), and cleans
+// up after itself.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { expect, it } from 'vitest';
@@ -24,6 +25,13 @@ it('runs the demo to completion', { timeout: 60_000 }, async () => {
     /agent exited with code 0/,
     /POST \/conn -> 409 AGENT_DISCONNECTED/,
     /POST \/conn -> 409 WORKSPACE_HAS_NO_AGENT/,
+    /initialize -> agentgate \(answered by agentgate itself\)/,
+    /tools\/list -> exec, read_file, write_file, list_directory/,
+    /progress after \d+ ms: "step 1 of 3\\n"/,
+    /tools\/call exec -> isError false, exit 0/,
+    /tools\/call right after the kill -> isError true; the model reads:/,
+    /tools\/call past the grace -> isError true; the model reads:\s+The workspace agent is disconnected[^\n]*\n\s+AGENT_DISCONNECTED: [^\n]*\n\s+_meta\["agentgate\/error"\] = \{"code":"AGENT_DISCONNECTED"/,
+    /tools\/list -> 4 tools, _meta\["agentgate\/stale"\] = true/,
     /everything cleaned up/,
   ];
   let from = 0;
