@@ -5,7 +5,8 @@
 //   node bench/run.mjs --tiny --out <dir>         ~1 s per scenario, 50 workspaces (the test suite)
 //
 // Options: --seconds N, --runs N, --warmup S, --workspaces N, --connections N, --rate N (the
-// open-loop rate), --dial-timeout-ms N, --samples N (dial and abort samples), --no-pin,
+// open-loop rate), --dial-timeout-ms N, --samples N (dial and abort samples), --mcp-calls N
+// (sequential MCP tools/call per run, direct and through the gate), --no-pin,
 // --out DIR (default bench/results). BENCH_DATABASE_URL names the PostgreSQL server (default
 // postgres://postgres@127.0.0.1:5432/postgres); the bench creates a database there and drops it.
 //
@@ -40,6 +41,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string' },
     'dial-timeout-ms': { type: 'string' },
     samples: { type: 'string' },
+    'mcp-calls': { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -56,6 +58,7 @@ const opts = {
   rate: num(args.rate, 1000),
   dialTimeoutMs: num(args['dial-timeout-ms'], 200),
   samples: num(args.samples, tiny ? 20 : 200),
+  mcpCalls: num(args['mcp-calls'], tiny ? 20 : 500),
   pin: !args['no-pin'] && !tiny && pinningAvailable(),
 };
 for (const [key, value] of Object.entries(opts)) {
@@ -526,6 +529,10 @@ async function main() {
         log(`  ${c.id.padEnd(16)} run ${r + 1}: p50 ${result.p50.toFixed(3)} ms  p99 ${result.p99.toFixed(3)} ms  send lag p99 ${result.sendLagP99.toFixed(3)} ms  unexpected ${result.unexpected}`);
       }
     }
+    // Group 3b: an MCP tools/call through the front door against the agent's own /mcp.
+    log(`mcp: ${opts.runs} x ${opts.mcpCalls} sequential tools/call, direct and through the gate`);
+    const mcp = await mcpLatency(agentUrl, gateBase, proxiedWs, freshen);
+    log(`  the gate adds p50 ${fmt3(mcp.addedP50)} ms, p99 ${fmt3(mcp.addedP99)} ms (direct p50 ${fmt3(mcp.direct.p50)}, gated p50 ${fmt3(mcp.gated.p50)})`);
     const memEnd = await metricsOf(gateBase);
 
     // Group 4: dial timeout and caller abort, on a gate of their own with a short dial bound.
@@ -569,6 +576,7 @@ async function main() {
       dialTimeout,
       abort,
       memory: { ...memory, connectionsAtEnd: memEnd.connections },
+      mcp,
       notes,
     };
     results.summary = Object.fromEntries(Object.entries(results.runs).map(([k, v]) => [k, summarize(v)]));
@@ -589,6 +597,49 @@ async function main() {
     process.off('SIGTERM', interrupted);
     await cleanup();
   }
+}
+
+const fmt3 = (n) => (Number.isFinite(n) ? n.toFixed(3) : String(n));
+
+/**
+ * MCP tools/call, one at a time on one keep-alive connection, to the agent's own /mcp and to the
+ * front door of a workspace whose agent it is, interleaved run by run after a warm-up (which
+ * also makes the gate's session with the agent): the latency the gate adds to a call.
+ */
+async function mcpLatency(agentUrl, gateBase, workspaceId, freshen) {
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'small', arguments: {} } });
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  const targets = {
+    direct: { pool: new Pool(agentUrl, { connections: 1 }), path: '/mcp', headers },
+    gated: { pool: new Pool(gateBase, { connections: 1 }), path: `/workspaces/${workspaceId}/mcp`, headers: { ...headers, ...AUTH } },
+  };
+  const unexpected = { direct: 0, gated: 0 };
+  const call = async (id) => {
+    const t = targets[id];
+    const t0 = performance.now();
+    const res = await t.pool.request({ method: 'POST', path: t.path, headers: t.headers, body });
+    const text = await res.body.text();
+    const ms = performance.now() - t0;
+    if (res.statusCode !== 200 || !text.includes('"result"') || text.includes('"isError":true')) unexpected[id] += 1;
+    return ms;
+  };
+  const runs = { direct: [], gated: [] };
+  try {
+    for (const id of ['direct', 'gated']) for (let i = 0; i < Math.min(50, opts.mcpCalls); i += 1) await call(id);
+    for (let r = 0; r < opts.runs; r += 1) {
+      for (const id of ['direct', 'gated']) {
+        await freshen();
+        const samples = [];
+        for (let i = 0; i < opts.mcpCalls; i += 1) samples.push(await call(id));
+        runs[id].push({ p50: percentile(samples, 50), p99: percentile(samples, 99) });
+      }
+    }
+  } finally {
+    await Promise.all(Object.values(targets).map((t) => t.pool.close()));
+  }
+  const direct = { p50: median(runs.direct.map((x) => x.p50)), p99: median(runs.direct.map((x) => x.p99)) };
+  const gated = { p50: median(runs.gated.map((x) => x.p50)), p99: median(runs.gated.map((x) => x.p99)) };
+  return { calls: opts.mcpCalls, runs, direct, gated, addedP50: gated.p50 - direct.p50, addedP99: gated.p99 - direct.p99, unexpected };
 }
 
 async function freeStem(dir, date) {

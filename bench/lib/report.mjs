@@ -196,6 +196,14 @@ export function renderMarkdown(r, svgName) {
     `- Caller abort (${r.abort.samples} callers leaving a dial held by a silent agent): agent-side socket closed after p50 ${fmt(r.abort.p50)} ms, p99 ${fmt(r.abort.p99)} ms, ` +
       `max ${fmt(r.abort.max)} ms; dials never reached ${r.abort.notReached}, not released within 2 s ${r.abort.notReleased}`,
   );
+  if (r.mcp) {
+    lines.push(
+      `- MCP tools/call (${r.mcp.calls} one at a time per run, the agent's own /mcp and the workspace's front door): the gate adds ` +
+        `p50 ${fmt(r.mcp.addedP50, 3)} ms, p99 ${fmt(r.mcp.addedP99, 3)} ms (direct p50 ${fmt(r.mcp.direct.p50, 3)} ms, p99 ${fmt(r.mcp.direct.p99, 3)} ms; ` +
+        `through the gate p50 ${fmt(r.mcp.gated.p50, 3)} ms, p99 ${fmt(r.mcp.gated.p99, 3)} ms; medians of ${r.mcp.runs.direct.length} runs); ` +
+        `unexpected answers ${r.mcp.unexpected.direct}/${r.mcp.unexpected.gated}`,
+    );
+  }
   const mem = r.memory;
   lines.push(
     `- Memory: RSS ${fmt(mem.rssBefore / 2 ** 20, 1)} → ${fmt(mem.rssAfter / 2 ** 20, 1)} MiB, heap used ${fmt(mem.heapBefore / 2 ** 20, 1)} → ${fmt(mem.heapAfter / 2 ** 20, 1)} MiB ` +

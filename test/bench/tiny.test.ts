@@ -89,6 +89,10 @@ describe('npm run bench, tiny mode', () => {
     expect(results.dialTimeout.samples).toBe(20);
     expect(results.abort.samples).toBe(20);
     expect(results.memory.connections).toBe(50);
+    // MCP tools/call, direct and through the gate: every call answered, its added latency reported.
+    expect(results.mcp).toMatchObject({ calls: 20, unexpected: { direct: 0, gated: 0 } });
+    expect(results.mcp.runs.gated).toHaveLength(1);
+    for (const key of ['addedP50', 'addedP99']) expect(Number.isFinite(results.mcp[key]), key).toBe(true);
     expect(results.checks.map((c: { id: string }) => c.id)).toEqual(CHECKS);
     for (const c of results.checks) expect(['pass', 'miss', 'invalid'], c.id).toContain(c.result);
     if (results.machine.nginx === 'not installed') {
@@ -100,6 +104,7 @@ describe('npm run bench, tiny mode', () => {
     // Markdown: the machine at the top, a table row per configuration and per target.
     const markdown = await readFile(path.join(out, `${stem}.md`), 'utf8');
     expect(stdout).toContain(markdown);
+    expect(markdown).toMatch(/^- MCP tools\/call \(20 one at a time per run[^\n]*the gate adds p50 -?\d+\.\d{3} ms, p99 -?\d+\.\d{3} ms/m);
     expect(markdown).toMatch(/^# agentgate bench/);
     expect(markdown).toContain(`Node ${process.version}`);
     const rows = markdown.split('\n').filter((l) => l.startsWith('| '));
