@@ -356,6 +356,134 @@ describe('an agent that dies, and its replacement', () => {
   });
 });
 
+describe('other MCP servers at the agent, and the bounds', () => {
+  let short: TestApp;
+  beforeAll(async () => {
+    short = await startTestApp({ database: t.database, env: { ...ENV, AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '300' } });
+  });
+  afterAll(async () => {
+    await short?.close();
+  });
+
+  interface Script {
+    /** Answers one JSON-RPC message; undefined: never answer. */
+    answer(message: { method?: string; id?: number; params?: unknown }, headers: Record<string, string | string[] | undefined>): { status: number; body?: unknown; headers?: Record<string, string> } | undefined;
+  }
+
+  /** A fake agent whose /mcp answers in JSON (no event stream), as `script` says. */
+  async function scriptedAgent(script: Script) {
+    const agent = await fakes.agent();
+    const seen: Array<{ method?: string; session?: string }> = [];
+    agent.handle = (req, res) => {
+      if (!req.url?.endsWith('/mcp')) return false;
+      let text = '';
+      req.on('data', (c: Buffer) => (text += c.toString()));
+      req.on('end', () => {
+        const message = JSON.parse(text) as { method?: string; id?: number; params?: unknown };
+        seen.push({ method: message.method, session: req.headers['mcp-session-id'] as string | undefined });
+        const answer = script.answer(message, req.headers);
+        if (!answer) return;
+        res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
+        res.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
+      });
+      return true;
+    };
+    const ws = await createWorkspace(short, [{ name: 'main', address: agent.address }]);
+    const rows = await AgentRows.open(short.database.url);
+    try {
+      await rows.heartbeat(ws.agents[0]!.id);
+    } finally {
+      await rows.close();
+    }
+    return { agent, ws, seen };
+  }
+
+  const initialized = (id: number | undefined) => ({
+    status: 200,
+    body: { jsonrpc: '2.0', id, result: { protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'scripted', version: '1' } } },
+  });
+
+  it('a stateful server: the session is made once per connection, sent on every call, and made again when the server forgets it', async () => {
+    let sessions = 0;
+    let forget = false;
+    const { ws, seen } = await scriptedAgent({
+      answer: (m, headers) => {
+        if (m.method === 'initialize') return { ...initialized(m.id), headers: { 'mcp-session-id': `s${++sessions}` } };
+        if (headers['mcp-session-id'] !== `s${sessions}`) return { status: 400, body: { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Bad Request: no valid session' } } };
+        if (forget) {
+          forget = false;
+          return { status: 404, body: { jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } } };
+        }
+        if (m.id === undefined) return { status: 202 };
+        return { status: 200, body: { jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: `in ${String(headers['mcp-session-id'])}` }] } } };
+      },
+    });
+    const mcp = await client(ws.id, { app: short });
+    expect(resultText(await mcp.client.callTool({ name: 'any', arguments: {} }))).toBe('in s1');
+    expect(resultText(await mcp.client.callTool({ name: 'any', arguments: {} }))).toBe('in s1');
+    forget = true;
+    expect(resultText(await mcp.client.callTool({ name: 'any', arguments: {} }))).toBe('in s2');
+    expect(seen.map((x) => x.method)).toEqual([
+      'initialize',
+      'notifications/initialized',
+      'tools/call',
+      'tools/call',
+      'tools/call',
+      'initialize',
+      'notifications/initialized',
+      'tools/call',
+    ]);
+  });
+
+  it("the agent's own JSON-RPC error passes through as a JSON-RPC error", async () => {
+    const { ws } = await scriptedAgent({
+      answer: (m) => {
+        if (m.method === 'initialize') return initialized(m.id);
+        if (m.id === undefined) return { status: 202 };
+        return { status: 200, body: { jsonrpc: '2.0', id: m.id, error: { code: -32602, message: 'Unknown tool: nope' } } };
+      },
+    });
+    const mcp = await client(ws.id, { app: short });
+    const before = await metric(short, 'tools/call', 'rpc_error');
+    const failure = await mcp.client.callTool({ name: 'nope', arguments: {} }).catch((e: unknown) => e);
+    expect(failure).toMatchObject({ code: -32602, message: expect.stringMatching(/Unknown tool: nope/) });
+    expect(await metric(short, 'tools/call', 'rpc_error')).toBe(before + 1);
+  });
+
+  it('an agent with no MCP server is an isError result naming its HTTP answer', async () => {
+    const { ws } = await scriptedAgent({ answer: () => ({ status: 404, body: { error: 'no such route' } }) });
+    const mcp = await client(ws.id, { app: short });
+    const result = await mcp.client.callTool({ name: 'exec', arguments: {} });
+    expect(result.isError).toBe(true);
+    expect(errorOf(result)).toMatchObject({ code: 'AGENT_UNREACHABLE' });
+    expect(resultText(result)).toMatch(/HTTP 404 to MCP at \/mcp/);
+  });
+
+  it('an agent that never answers a call: AGENT_RESPONSE_TIMEOUT within the headers bound', async () => {
+    const { ws } = await scriptedAgent({
+      answer: (m) => (m.method === 'initialize' ? initialized(m.id) : m.id === undefined ? { status: 202 } : undefined),
+    });
+    const mcp = await client(ws.id, { app: short });
+    const started = performance.now();
+    const result = await mcp.client.callTool({ name: 'exec', arguments: {} });
+    expect(errorOf(result)).toMatchObject({ code: 'AGENT_RESPONSE_TIMEOUT', retryable: true });
+    expect(performance.now() - started).toBeLessThan(2_000);
+    // tools/list likewise, served stale (empty: this agent never listed).
+    const listed = await mcp.client.listTools();
+    expect(listed).toMatchObject({ tools: [], _meta: { 'agentgate/stale': true, 'agentgate/error': { code: 'AGENT_RESPONSE_TIMEOUT' } } });
+  });
+
+  it('an agent that never answers initialize: AGENT_DIAL_TIMEOUT within the dial bound', async () => {
+    const { ws } = await scriptedAgent({ answer: () => undefined });
+    const mcp = await client(ws.id, { app: short });
+    const started = performance.now();
+    const result = await mcp.client.callTool({ name: 'exec', arguments: {} });
+    expect(errorOf(result)).toMatchObject({ code: 'AGENT_DIAL_TIMEOUT' });
+    expect(resultText(result)).toMatch(/initialize/);
+    expect(performance.now() - started).toBeLessThan(3_000);
+  });
+});
+
 describe('two replicas', () => {
   let other: TestApp;
   beforeAll(async () => {
