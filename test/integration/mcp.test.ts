@@ -205,6 +205,9 @@ describe('a healthy agent', () => {
     );
     const line = JSON.parse(t.logs.findLast((l) => l.includes('"mcpMethod":"tools/call"') && l.includes('"mcpOutcome":"ok"'))!) as Record<string, unknown>;
     expect(line).toMatchObject({ route: '/workspaces/:workspaceId/mcp', status: 200, workspaceId: ws.id });
+    // One line, not one per hook.
+    const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.reqId === line.reqId && l.msg === 'request');
+    expect(lines).toHaveLength(1);
   });
 });
 

@@ -23,6 +23,11 @@ export interface Outcome {
   /** The MCP methods of the request's JSON-RPC messages, and what each came to (comma-separated). */
   mcpMethod?: string | undefined;
   mcpOutcome?: string | undefined;
+  /**
+   * The route writes the line itself (logRequest), once the response has closed: what its
+   * requests came to is known only then (an MCP exchange).
+   */
+  selfLogged?: boolean | undefined;
 }
 
 declare module 'fastify' {
@@ -67,7 +72,7 @@ export default fp<{ metrics: Metrics }>(
   (app, { metrics }) => {
     app.decorateRequest('outcome', null);
     app.addHook('onResponse', async (request, reply) => {
-      logRequest(request, reply.statusCode, reply.elapsedTime);
+      if (!request.outcome?.selfLogged) logRequest(request, reply.statusCode, reply.elapsedTime);
       // Refusals that protect the service, whichever hook or route made them: counted here, on
       // the one hook every answered request already passes, rather than on a second one.
       const code = request.outcome?.code;

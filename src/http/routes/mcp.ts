@@ -136,6 +136,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
       }
 
       reply.raw.setHeader('x-request-id', request.id);
+      noteOutcome(request, { selfLogged: true });
       const res = reply.raw;
       res.once('close', () => {
         exchange.dispose();
