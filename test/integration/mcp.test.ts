@@ -598,6 +598,26 @@ describe('auth and scoping (problem+json before MCP parsing)', () => {
     await expectProblem(await post('not-a-uuid', init), 400, 'INVALID_REQUEST');
   });
 
+  it('over the rate limit is 429 problem+json with Retry-After, the budget shared with the other chat routes', async () => {
+    const limited = await startTestApp({ database: t.database, env: { ...ENV, AGENTGATE_RATE_LIMIT_PER_MIN: '2' } });
+    try {
+      const ping = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' });
+      const send = () =>
+        fetch(mcpUrl(limited, ws.id), {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+          body: ping,
+        });
+      expect((await limited.call('GET', `/workspaces/${ws.id}/agent`, { token: ENV_ADMIN_TOKEN })).status).toBe(200);
+      expect((await send()).status).toBe(200);
+      const refused = await send();
+      expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+      await expectProblem(refused, 429, 'RATE_LIMITED');
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('a body over the limit is 413 problem+json', async () => {
     const small = await startTestApp({ database: t.database, env: { ...ENV, AGENTGATE_BODY_LIMIT_BYTES: '1024' } });
     try {
