@@ -5,6 +5,7 @@
 // answer, is a tool result the model can read (results.ts), never a transport error; while the
 // agent is refused, tools/list serves its last list, marked stale.
 import type { FastifyBaseLogger } from 'fastify';
+import type { Context } from '@opentelemetry/api';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
@@ -67,6 +68,8 @@ export interface Endpoint {
   log: FastifyBaseLogger;
   /** When the HTTP request began (performance.now() time): the gate's bound counts from it. */
   startedAt: number;
+  /** The request's server span (tracing on): the gate's spans are made under it. */
+  trace?: Context | null | undefined;
 }
 
 export class FrontDoor {
@@ -190,6 +193,7 @@ export class ToolRequest {
         signal: this.#signal,
         log: endpoint.log,
         startedAt: endpoint.startedAt,
+        trace: endpoint.trace,
       });
       this.options.metrics.connTotal.inc({ code: 'ok' });
       if (this.#disposed) {

@@ -104,6 +104,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         callerSignal: callerSignal(reply),
         log: request.log,
         startedAt: started,
+        trace: request.traceContext,
       });
       const messages: unknown[] = Array.isArray(body) ? body : [body];
       const requests = messages.filter(isRequest);
