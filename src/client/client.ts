@@ -1,7 +1,8 @@
 // The client of a chat server: `conn`, `agent`, proxied tool calls and WebSockets, over Node's
 // global fetch and WebSocket, with the gate's refusals thrown as typed errors.
 import { errorFromAnswer, isAgentAnswer, isProblemContentType, unexpectedAnswer, type CallContext } from './answers.js';
-import { AgentgateError } from './errors.js';
+import { AgentgateError, InvalidRequestError } from './errors.js';
+import { toolPath, workspaceIdProblem } from './paths.js';
 import { ROUTES, routePath, type AgentResponse, type ConnResponse } from './types.js';
 
 /** The part of the standard WebSocket the client uses; the object handed back is the real one. */
@@ -23,7 +24,7 @@ export type WebSocketClass<W extends WebSocketLike = WebSocketLike> = new (
 ) => W;
 
 export interface ClientOptions<W extends WebSocketLike = WebSocketLike> {
-  /** agentgate's URL, e.g. `http://agentgate:8080` (a path prefix is kept). */
+  /** agentgate's URL, e.g. `http://agentgate:8080` (a path prefix is kept; no query or fragment). */
   baseUrl: string | URL;
   /** A token of scope `conn` (or `admin`); sent as `Authorization: Bearer`, never logged. */
   token: string;
@@ -73,7 +74,12 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
     if (typeof options.token !== 'string' || options.token === '') throw new TypeError('agentgate/client: a token is required');
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') throw new TypeError('agentgate/client: no fetch: pass one as createClient({ fetch })');
-    this.baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+    const baseUrl = String(options.baseUrl).replace(/\/+$/, '');
+    // Every URL is built on it and checked to stay under its routes: it must parse, with nothing after its path.
+    if (!URL.canParse(baseUrl) || !/^https?:$/.test(new URL(baseUrl).protocol) || /[?#]/.test(baseUrl)) {
+      throw new TypeError('agentgate/client: baseUrl must be an http: or https: URL without query or fragment');
+    }
+    this.baseUrl = baseUrl;
     this.#token = options.token;
     this.#fetch = fetchImpl;
     this.#WebSocket = options.WebSocket;
@@ -94,7 +100,9 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
   /**
    * A tool call proxied to `<agent address>/<path>`. The agent's answer, whatever its status, is
    * returned as the Response (its body a stream); the gate's own refusals are thrown as typed
-   * errors. Redirects are not followed: an agent's 3xx is its answer.
+   * errors. Redirects are not followed: an agent's 3xx is its answer. `path` is relative to the
+   * agent's base path; one the gate would refuse (dot segments, encoded slashes, backslashes) is
+   * refused here, sending nothing, as INVALID_REQUEST with status 0.
    */
   async request(workspaceId: string, path: string, init: ProxyRequestInit = {}): Promise<Response> {
     const { agent, signal, body, headers: given, ...rest } = init;
@@ -102,7 +110,9 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
     const call: CallContext = { method, proxied: true, workspaceId };
     const headers = this.#headers(given);
     if (agent !== undefined) headers.set(AGENT_HEADER, agent);
-    const url = this.baseUrl + routePath(ROUTES.proxy.path, workspaceId, path.replace(/^\//, ''));
+    const target = toolPath(path);
+    if (!target.ok) throw notSent(call, target.reason);
+    const url = this.#url(ROUTES.proxy.path, call, target.rest);
     const hasBody = body !== undefined && body !== null;
     const response = await this.#send(
       url,
@@ -139,8 +149,10 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
       );
     }
     const { signal } = options;
+    const target = toolPath(path);
+    if (!target.ok) throw notSent({ method: 'GET', proxied: true, workspaceId }, target.reason);
+    const url = this.#url(ROUTES.proxy.path, { method: 'GET', proxied: true, workspaceId }, target.rest).replace(/^http/, 'ws');
     await this.conn(workspaceId, { agent: options.agent, signal });
-    const url = (this.baseUrl + routePath(ROUTES.proxy.path, workspaceId, path.replace(/^\//, ''))).replace(/^http/, 'ws');
     const headers: Record<string, string> = { authorization: `Bearer ${this.#token}` };
     if (options.agent !== undefined) headers[AGENT_HEADER] = options.agent;
     signal?.throwIfAborted();
@@ -183,6 +195,23 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
     return socket;
   }
 
+  /**
+   * The URL of a route of the workspace, with `rest` (a checked tool path) on the proxy route.
+   * Throws INVALID_REQUEST, having sent nothing, when the workspace id is not one segment or the
+   * URL as it would be sent leaves the route.
+   */
+  #url(route: string, call: CallContext, rest?: string): string {
+    const problem = workspaceIdProblem(call.workspaceId);
+    if (problem !== undefined) throw notSent(call, problem);
+    const workspaceId = call.workspaceId as string;
+    const url = new URL(this.baseUrl + routePath(route, workspaceId, rest ?? ''));
+    // A second guard, in case the checks above missed a way out: what fetch sends is this URL
+    // as parsed, dot segments resolved, and it must still be under the route.
+    const under = new URL(this.baseUrl + routePath(route, workspaceId)).pathname;
+    if (rest === undefined ? url.pathname !== under : !url.pathname.startsWith(under)) throw notSent(call, 'the URL would leave the route');
+    return url.href;
+  }
+
   #headers(given?: ConstructorParameters<typeof Headers>[0]): Headers {
     const headers = new Headers(given);
     headers.set('authorization', `Bearer ${this.#token}`);
@@ -195,7 +224,7 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
     const query = options.agent === undefined ? '' : `?agent=${encodeURIComponent(options.agent)}`;
     const headers = this.#headers({ accept: 'application/json' });
     const response = await this.#send(
-      this.baseUrl + routePath(route, workspaceId) + query,
+      this.#url(route, call) + query,
       { method, headers, signal: signal ?? null, redirect: 'manual' },
       call,
       signal,
@@ -233,6 +262,17 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
       throw unreachable(error, call);
     }
   }
+}
+
+/** A call the client refuses before sending anything: status 0, as no answer was given. */
+function notSent(call: CallContext, reason: string): InvalidRequestError {
+  return new InvalidRequestError({
+    status: 0,
+    detail: `agentgate/client did not send the call: ${reason}`,
+    workspaceId: call.workspaceId,
+    method: call.method,
+    proxied: call.proxied,
+  });
 }
 
 function unreachable(error: unknown, call: CallContext): AgentgateError {

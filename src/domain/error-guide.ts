@@ -14,7 +14,8 @@ export const ERROR_GUIDE = {
   INVALID_REQUEST: {
     meaning:
       'The request is malformed: an id that is not a UUID, a body, query or header that does not validate (`?agent=` and ' +
-      '`x-agentgate-agent` naming different agents, for one), or a proxied path with a dot segment, an encoded slash or a backslash.',
+      '`x-agentgate-agent` naming different agents, for one), or a proxied path with a dot segment, an encoded slash or a backslash. ' +
+      '`agentgate/client` refuses such a path itself, sending nothing, with status 0.',
     chatServer: 'Fix the request: it is a bug on the caller’s side, and `detail` names what is wrong. Do not retry it as it is.',
   },
   UNAUTHENTICATED: {

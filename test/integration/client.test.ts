@@ -6,7 +6,7 @@ import type net from 'node:net';
 import { Readable } from 'node:stream';
 import { inspect } from 'node:util';
 import { WebSocket as UndiciWebSocket } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   AgentConnectionLostError,
   AgentDisconnectedError,
@@ -15,6 +15,7 @@ import {
   AGENT_STATUSES,
   createClient,
   ERROR_CATALOGUE,
+  InvalidRequestError,
   PROBLEM_KEYS,
   RESPONSE_KEYS,
   ROUTES,
@@ -246,6 +247,125 @@ describe('proxied calls', () => {
     const error = await rejection(client.request(gone.id, '/echo', { method: 'DELETE' }));
     expect(error).toBeInstanceOf(AgentDisconnectedError);
     expect(error).toMatchObject({ proxied: true, method: 'DELETE', workspaceId: gone.id });
+  });
+});
+
+describe('paths that would leave the route', () => {
+  // Each is refused by the client, sending nothing: fetch would resolve the first ones out of
+  // `/workspaces/<id>/conn/`, and the gate refuses every one of them (SPEC 6).
+  const BAD_PATHS = [
+    '..',
+    '.',
+    './x',
+    'a/./b',
+    'a/../b',
+    '../../w2',
+    '%2e%2e/x',
+    '%2E%2E/x',
+    '%2e./x',
+    '.%2E/x',
+    'a/%2e',
+    '%252e%252e/x',
+    '..;x/y',
+    'a%2fb',
+    'a%2Fb',
+    'a%5cb',
+    'a%5Cb',
+    'a\\b',
+    '\\..\\x',
+    '.\t./x',
+    'a\nb',
+    '//evil.example/x',
+    'http://evil.example/x',
+    'a//b',
+    'a#/../../x',
+    'a%zz',
+  ];
+  let gateCalls: string[];
+  let counting: http.Server;
+  let countingUrl: string;
+  beforeAll(async () => {
+    gateCalls = [];
+    counting = http.createServer((req, res) => {
+      gateCalls.push(`${req.method} ${req.url}`);
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((resolve) => counting.listen(0, '127.0.0.1', resolve));
+    countingUrl = `http://127.0.0.1:${(counting.address() as net.AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => counting.close(() => resolve())));
+
+  /** A WebSocket class that records being built: a refused path must not get that far. */
+  const built: string[] = [];
+  class RecordingWebSocket {
+    readyState = 0;
+    constructor(url: string) {
+      built.push(url);
+    }
+    close(): void {}
+    addEventListener(): void {}
+    removeEventListener(): void {}
+  }
+
+  beforeEach(() => {
+    gateCalls.length = 0;
+    built.length = 0;
+  });
+
+  it.each(BAD_PATHS)('%j: INVALID_REQUEST from request() and websocket(), nothing sent', async (path) => {
+    const c = createClient({ baseUrl: countingUrl, token, WebSocket: RecordingWebSocket });
+    for (const [method, call] of [
+      ['POST', () => c.request(ws.id, path, { method: 'POST', body: 'x' })],
+      ['GET', () => c.websocket(ws.id, path)],
+    ] as const) {
+      const error = await rejection(call());
+      expect(error).toBeInstanceOf(InvalidRequestError);
+      expect(error).toMatchObject({ code: 'INVALID_REQUEST', status: 0, retryable: false, proxied: true, method, workspaceId: ws.id });
+    }
+    expect(gateCalls).toEqual([]);
+    expect(built).toEqual([]);
+  });
+
+  it.each(['..', '.', ''])('the workspace id %j is refused by every call, nothing sent', async (id) => {
+    const c = createClient({ baseUrl: countingUrl, token, WebSocket: RecordingWebSocket });
+    for (const call of [() => c.conn(id), () => c.agent(id), () => c.request(id, '/echo'), () => c.websocket(id, '/term')]) {
+      expect(await rejection(call())).toBeInstanceOf(InvalidRequestError);
+    }
+    expect(gateCalls).toEqual([]);
+    expect(built).toEqual([]);
+  });
+
+  it('the reviewer’s examples do not reach the control routes, even with an admin token', async () => {
+    const admin = createClient({ baseUrl: t.url, token: ENV_ADMIN_TOKEN });
+    const other = await createWorkspace(t, [{ name: 'main', address: echo.address }]);
+    const deleted = await rejection(admin.request(ws.id, `../../${other.id}`, { method: 'DELETE' }));
+    expect(deleted).toBeInstanceOf(InvalidRequestError);
+    expect((await t.call('GET', `/workspaces/${other.id}`, { token: ENV_ADMIN_TOKEN })).status).toBe(200);
+
+    const countTokens = async () => (await t.handle.db.selectFrom('api_tokens').select('id').execute()).length;
+    const before = await countTokens();
+    const created = await rejection(
+      admin.request(ws.id, '%2e%2e/%2e%2e/%2e%2e/tokens', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'smuggled', scope: 'admin' }),
+      }),
+    );
+    expect(created).toBeInstanceOf(InvalidRequestError);
+    expect(await countTokens()).toBe(before);
+  });
+
+  it('good paths still reach the agent, a query with dots and slashes included', async () => {
+    for (const [path, expected] of [
+      ['/echo/exec', '/base/echo/exec'],
+      ['echo/exec', '/base/echo/exec'],
+      ['echo/files?path=a/../b', '/base/echo/files?path=a/../b'],
+      ['echo/a.b/..c/...?x=%2e%2e%2f', '/base/echo/a.b/..c/...?x=%2e%2e%2f'],
+    ] as const) {
+      const response = await client.request(ws.id, path);
+      expect(response.status, path).toBe(200);
+      expect(((await response.json()) as { url: string }).url).toBe(expected);
+    }
   });
 });
 
