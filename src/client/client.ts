@@ -72,6 +72,11 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
 
   constructor(options: ClientOptions<W>) {
     if (typeof options.token !== 'string' || options.token === '') throw new TypeError('agentgate/client: a token is required');
+    // Visible ASCII only, checked here: Headers.set would otherwise throw on every call, quoting
+    // `Bearer <token>` in its message. This message must not show the token either.
+    if (!/^[\x21-\x7e]+$/.test(options.token)) {
+      throw new TypeError('agentgate/client: the token may hold only visible ASCII characters (no spaces, line breaks or other characters)');
+    }
     const fetchImpl = options.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== 'function') throw new TypeError('agentgate/client: no fetch: pass one as createClient({ fetch })');
     const baseUrl = String(options.baseUrl).replace(/\/+$/, '');

@@ -178,4 +178,20 @@ describe('the token', () => {
   it('is required', () => {
     expect(() => createClient({ baseUrl: 'http://127.0.0.1:1', token: '' })).toThrow(/token is required/);
   });
+
+  it.each(['agconn_secret\nx-injected: 1', 'agconn_secret ', ' agconn_secret', 'agconn_sécret', 'agconn_secret\u0000', 'agconn_secret\t'])(
+    '%j is refused at creation, by a TypeError that does not show it',
+    (token) => {
+      let thrown: unknown;
+      try {
+        createClient({ baseUrl: 'http://127.0.0.1:1', token });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(TypeError);
+      const shown = `${inspect(thrown, { depth: 5, showHidden: true })} ${(thrown as Error).message}`;
+      expect(shown).not.toContain('secret');
+      expect(shown).toMatch(/visible ASCII/);
+    },
+  );
 });
