@@ -81,17 +81,37 @@ export function errorFromAnswer(answer: Answer, call: CallContext, now: number):
   });
 }
 
-/** An answer the client cannot read as the gate's: `UNEXPECTED_RESPONSE`. */
-export function unexpectedAnswer(answer: Omit<Answer, 'text'>, call: CallContext, now: number, why?: string): AgentgateError {
+/** An answer the client cannot read as the gate's: `UNEXPECTED_RESPONSE` (retryable when its status is transient). */
+export function unexpectedAnswer(answer: Omit<Answer, 'text'>, call: CallContext, now: number, why?: string, hint?: string): AgentgateError {
   const type = answer.headers.get('content-type') ?? 'no content type';
   return new AgentgateError({
     code: 'UNEXPECTED_RESPONSE',
     status: answer.status,
     detail: why ?? `HTTP ${answer.status} (${type}) is not an answer of agentgate: no problem+json with a code`,
+    hint,
     retryAfter: parseRetryAfter(answer.headers.get('retry-after'), now),
     requestId: answer.headers.get('x-request-id') ?? undefined,
     workspaceId: call.workspaceId,
     method: call.method,
     proxied: call.proxied,
   });
+}
+
+/** The hint of a refused HEAD, whose answer has no body to say why. */
+export const HEAD_REFUSED_HINT = 'agentgate refused the request without giving its reason; check the workspace’s state before trying again.';
+
+/**
+ * The gate's refusal of a proxied HEAD: a problem+json by its headers, but a HEAD answer has no
+ * body, so the code is unknown. It is `UNEXPECTED_RESPONSE` with the refusal's status, retryable
+ * when that status is transient (429, 502, 503, 504), and its Retry-After.
+ */
+export function headRefusal(answer: Omit<Answer, 'text'>, call: CallContext, now: number): AgentgateError {
+  return unexpectedAnswer(
+    answer,
+    call,
+    now,
+    `agentgate refused the HEAD request with HTTP ${answer.status}; an answer to HEAD has no body, so its code is unknown ` +
+      '(the same call as GET, or agent(), tells why)',
+    HEAD_REFUSED_HINT,
+  );
 }

@@ -1,6 +1,6 @@
 // The client of a chat server: `conn`, `agent`, proxied tool calls and WebSockets, over Node's
 // global fetch and WebSocket, with the gate's refusals thrown as typed errors.
-import { errorFromAnswer, isAgentAnswer, isProblemContentType, unexpectedAnswer, type CallContext } from './answers.js';
+import { errorFromAnswer, headRefusal, isAgentAnswer, isProblemContentType, unexpectedAnswer, type CallContext } from './answers.js';
 import { AgentgateError, InvalidRequestError } from './errors.js';
 import { toolPath, workspaceIdProblem } from './paths.js';
 import { ROUTES, routePath, type AgentResponse, type ConnResponse } from './types.js';
@@ -107,7 +107,13 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
    * returned as the Response (its body a stream); the gate's own refusals are thrown as typed
    * errors. Redirects are not followed: an agent's 3xx is its answer. `path` is relative to the
    * agent's base path; one the gate would refuse (dot segments, encoded slashes, backslashes) is
-   * refused here, sending nothing, as INVALID_REQUEST with status 0.
+   * refused here, sending nothing, as INVALID_REQUEST with status 0. An answer without
+   * `x-agentgate-upstream: agent` that is not the gate's problem+json (a login page in between,
+   * even with a 200) is `UNEXPECTED_RESPONSE`.
+   *
+   * A HEAD the gate refuses has no body, so its code cannot be read: it is thrown as
+   * `UNEXPECTED_RESPONSE` with the refusal's status and Retry-After, retryable when the status
+   * is 429, 502, 503 or 504. The same call as GET, or `agent()`, tells the reason.
    */
   async request(workspaceId: string, path: string, init: ProxyRequestInit = {}): Promise<Response> {
     const { agent, signal, body, headers: given, ...rest } = init;
@@ -134,7 +140,19 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
       signal,
     );
     if (isAgentAnswer(response.headers)) return response;
-    if (response.ok && !isProblemContentType(response.headers.get('content-type'))) return response;
+    // Not the agent's answer, whatever its status: the gate's refusal, or something in between
+    // (a login page answered with a 200) that must not pass for the tool's result.
+    if (!isProblemContentType(response.headers.get('content-type'))) {
+      await discard(response);
+      throw unexpectedAnswer(
+        response,
+        call,
+        Date.now(),
+        `HTTP ${response.status} (${response.headers.get('content-type') ?? 'no content type'}) has neither ` +
+          '`x-agentgate-upstream: agent` (the agent’s answer) nor a problem+json with a code (agentgate’s)',
+      );
+    }
+    if (method === 'HEAD') throw headRefusal(response, call, Date.now());
     const text = await this.#text(response, call, signal);
     throw errorFromAnswer({ status: response.status, headers: response.headers, text }, call, Date.now());
   }
@@ -266,6 +284,15 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
       if (signal?.aborted) throw signal.reason;
       throw unreachable(error, call);
     }
+  }
+}
+
+/** Lets go of a body the client will not read (it may be large, or never end). */
+async function discard(response: Response): Promise<void> {
+  try {
+    await response.body?.cancel();
+  } catch {
+    // Already broken or consumed: nothing is held either way.
   }
 }
 

@@ -25,6 +25,7 @@ import {
   type AgentgateClient,
   type WebSocketLike,
 } from '../../src/client/index.js';
+import { HEAD_REFUSED_HINT } from '../../src/client/answers.js';
 import { agentFixtures, closedPortAddress } from '../support/agents.js';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { startEchoAgent, type EchoAgent } from '../support/echo-agent.js';
@@ -167,6 +168,16 @@ describe('something in between that is not the gate', () => {
     const error = (await rejection(behind.conn(LOGIN_PAGE_WS))) as AgentgateError;
     expect(error).toMatchObject({ code: 'UNEXPECTED_RESPONSE', status: 200, retryable: false });
   });
+
+  it('a 200 to a proxied call without x-agentgate-upstream: agent is UNEXPECTED_RESPONSE, not the agent’s answer', async () => {
+    const behind = createClient({ baseUrl: lbUrl, token });
+    for (const method of ['GET', 'POST', 'HEAD']) {
+      const error = (await rejection(behind.request(LOGIN_PAGE_WS, '/exec', { method }))) as AgentgateError;
+      expect(error.constructor).toBe(AgentgateError);
+      expect(error).toMatchObject({ code: 'UNEXPECTED_RESPONSE', status: 200, retryable: false, proxied: true, method });
+      expect(error.detail).toContain('x-agentgate-upstream');
+    }
+  });
 });
 
 describe('proxied calls', () => {
@@ -241,6 +252,33 @@ describe('proxied calls', () => {
     }
     expect(text.trim().split('\n').map((line) => line.split(' ').slice(0, 2).join(' '))).toEqual(['chunk 0', 'chunk 1', 'chunk 2', 'chunk 3']);
     expect(reads).toBeGreaterThan(1);
+  });
+
+  it('the gate sets x-agentgate-upstream: agent on every agent answer, a bodiless one and a 3xx included', async () => {
+    for (const [method, path, status] of [
+      ['HEAD', '/echo', 200],
+      ['GET', 'status?code=204', 204],
+      ['GET', 'status?code=302', 302],
+      ['DELETE', 'status?code=404', 404],
+    ] as const) {
+      const response = await client.request(ws.id, path, { method });
+      expect(response.status, `${method} ${path}`).toBe(status);
+      expect(response.headers.get('x-agentgate-upstream')).toBe('agent');
+      await response.body?.cancel();
+    }
+  });
+
+  it('a HEAD the gate refuses has no body: UNEXPECTED_RESPONSE with its status, retryable by that status', async () => {
+    const refused = (await rejection(client.request(gone.id, '/echo', { method: 'HEAD' }))) as AgentgateError;
+    expect(refused.constructor).toBe(AgentgateError);
+    expect(refused).toMatchObject({ code: 'UNEXPECTED_RESPONSE', status: 409, retryable: false, proxied: true, method: 'HEAD', hint: HEAD_REFUSED_HINT });
+    expect(refused.detail).toMatch(/HEAD.*no body/);
+    expect(refused.requestId).toMatch(/./);
+
+    const down = await createWorkspace(t, [{ name: 'main', address: await closedPortAddress() }]);
+    await rows.heartbeat(down.agents[0]!.id);
+    const unreachable = (await rejection(client.request(down.id, '/echo', { method: 'HEAD' }))) as AgentgateError;
+    expect(unreachable).toMatchObject({ code: 'UNEXPECTED_RESPONSE', status: 502, retryable: true, hint: HEAD_REFUSED_HINT });
   });
 
   it('the gate’s refusal of a proxied call is its typed error, marked proxied with its method', async () => {
