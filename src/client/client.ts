@@ -160,7 +160,8 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
   /**
    * A WebSocket to `<agent address>/<path>` through the gate, open. The gate is asked first with
    * `conn()`, so its refusals arrive as typed errors (the standard WebSocket tells nothing of a
-   * refused upgrade); an upgrade that fails after that rejects with `UPGRADE_FAILED`.
+   * refused upgrade). An upgrade refused after that asks `conn()` again: its typed error when it
+   * now refuses, otherwise `UPGRADE_FAILED` (retryable: a limit of the gate or of the agent).
    */
   async websocket(workspaceId: string, path: string, options: WebSocketOptions = {}): Promise<W> {
     const Ctor = this.#WebSocket ?? (globalThis as unknown as { WebSocket?: WebSocketClass<W> }).WebSocket;
@@ -180,7 +181,7 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
     if (options.agent !== undefined) headers[AGENT_HEADER] = options.agent;
     signal?.throwIfAborted();
     const socket = new Ctor(url, { headers, ...(options.protocols === undefined ? {} : { protocols: options.protocols }) });
-    await new Promise<void>((resolve, reject) => {
+    const opened = await new Promise<boolean>((resolve, reject) => {
       const done = () => {
         socket.removeEventListener('open', onOpen);
         socket.removeEventListener('error', onFail);
@@ -189,20 +190,11 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
       };
       const onOpen = () => {
         done();
-        resolve();
+        resolve(true);
       };
       const onFail = () => {
         done();
-        reject(
-          new AgentgateError({
-            code: 'UPGRADE_FAILED',
-            status: 0,
-            detail: 'the WebSocket upgrade failed after the gate accepted the call: the agent refused it or went away',
-            workspaceId,
-            method: 'GET',
-            proxied: true,
-          }),
-        );
+        resolve(false);
       };
       const onAbort = () => {
         done();
@@ -215,7 +207,19 @@ export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {
       socket.addEventListener('close', onFail);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
-    return socket;
+    if (opened) return socket;
+    // The upgrade is a second call to the gate, which may refuse it too (the per-token WebSocket
+    // cap, draining, a goodbye since conn()); the standard WebSocket does not say who refused or
+    // why. Asking conn() again turns a refusal that lasts into its typed error.
+    await this.conn(workspaceId, { agent: options.agent, signal });
+    throw new AgentgateError({
+      code: 'UPGRADE_FAILED',
+      status: 0,
+      detail: 'the WebSocket upgrade was refused after conn() succeeded, and conn() still succeeds: the gate (a WebSocket cap) or the agent refused it',
+      workspaceId,
+      method: 'GET',
+      proxied: true,
+    });
   }
 
   /**

@@ -38,12 +38,16 @@ export const CLIENT_ERROR_CODES = {
   },
   UPGRADE_FAILED: {
     status: 0,
-    retryable: false,
-    hint: 'The workspace agent did not accept the connection; check that the workspace runs and that the tool supports it.',
+    retryable: true,
+    hint: 'The upgrade was refused; the gate or the agent may be at a limit; try again shortly.',
     meaning:
-      'A WebSocket upgrade failed after the gate had accepted the call (the client calls `conn()` first, so the gate’s own ' +
-      'refusals arrive as their codes): the agent declined the upgrade or went away. The standard WebSocket does not say which.',
-    chatServer: 'Relay the hint; `agent()` tells whether the agent is still connected.',
+      'A WebSocket upgrade was refused after `conn()` had succeeded, and a second `conn()` still succeeds, so the refusal ' +
+      'is not a state of the workspace: the gate at its per-token WebSocket cap (`AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN`), or ' +
+      'the agent declining the upgrade (a tool without WebSockets at that path, or at a limit of its own). The standard ' +
+      'WebSocket does not say which. A refusal that `conn()` also gives (a goodbye in between, draining) is thrown as its own code.',
+    chatServer:
+      'Retry shortly, as the helper does; if it lasts, close WebSockets the token no longer needs, and check that the tool ' +
+      'serves WebSockets at that path.',
   },
 } as const satisfies Record<string, ClientCodeEntry>;
 

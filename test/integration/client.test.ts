@@ -13,6 +13,7 @@ import {
   AgentgateError,
   AgentNotFoundError,
   AGENT_STATUSES,
+  CLIENT_ERROR_CODES,
   createClient,
   ERROR_CATALOGUE,
   InvalidRequestError,
@@ -524,7 +525,47 @@ describe('WebSocket', () => {
     socket.close();
     expect(await rejection(withUndici.websocket(gone.id, '/term'))).toBeInstanceOf(AgentDisconnectedError);
     const declined = (await rejection(withUndici.websocket(wsWorkspace.id, '/declined'))) as AgentgateError;
-    expect(declined).toMatchObject({ code: 'UPGRADE_FAILED', retryable: false, proxied: true });
+    expect(declined).toMatchObject({ code: 'UPGRADE_FAILED', retryable: true, proxied: true, hint: CLIENT_ERROR_CODES.UPGRADE_FAILED.hint });
+    expect(declined.hint).not.toMatch(/agent did not/);
+  });
+
+  it('the gate refusing the upgrade itself (its per-token WebSocket cap) is UPGRADE_FAILED, retryable', async () => {
+    const capped = await startTestApp({ database: t.database, env: { AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN: '1' } });
+    try {
+      const c = createClient({ baseUrl: capped.url, token, WebSocket: UndiciWebSocket });
+      const first = await c.websocket(wsWorkspace.id, '/term');
+      const upgradesBefore = wsAgent.upgrades.length;
+      const second = (await rejection(c.websocket(wsWorkspace.id, '/term'))) as AgentgateError;
+      expect(second.constructor).toBe(AgentgateError);
+      expect(second).toMatchObject({ code: 'UPGRADE_FAILED', retryable: true, proxied: true, hint: CLIENT_ERROR_CODES.UPGRADE_FAILED.hint });
+      // The gate refused it (429, its cap); the agent never saw it.
+      expect(wsAgent.upgrades.length).toBe(upgradesBefore);
+      expect(capped.logs.some((line) => line.includes('"status":429') && line.includes('RATE_LIMITED'))).toBe(true);
+      first.close();
+    } finally {
+      await capped.close();
+    }
+  });
+
+  it('a goodbye between conn() and the upgrade is the typed error conn() now gives, not UPGRADE_FAILED', async () => {
+    const leaving = await createWorkspace(t, [{ name: 'main', address: wsAgent.address }]);
+    const agentId = leaving.agents[0]!.id;
+    await rows.heartbeat(agentId);
+    let conns = 0;
+    // The agent says goodbye just after the gate answered the first conn(), before the upgrade.
+    const goodbyeAfterFirstConn: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      // The client passes its URLs as strings.
+      if ((input as string).endsWith('/conn') && ++conns === 1) await rows.goodbye(agentId);
+      return response;
+    };
+    const c = createClient({ baseUrl: t.url, token, WebSocket: UndiciWebSocket, fetch: goodbyeAfterFirstConn });
+    const upgradesBefore = wsAgent.upgrades.length;
+    const error = await rejection(c.websocket(leaving.id, '/term'));
+    expect(error).toBeInstanceOf(AgentDisconnectedError);
+    expect(error).toMatchObject({ workspaceId: leaving.id, agentId });
+    expect(conns).toBe(2);
+    expect(wsAgent.upgrades.length).toBe(upgradesBefore);
   });
 });
 

@@ -53,7 +53,7 @@ const rows: Row[] = [
   { name: 'UNEXPECTED_RESPONSE 502 from a proxy in between', error: new AgentgateError({ code: 'UNEXPECTED_RESPONSE', status: 502, detail: 'd' }), expected: { retry: true, delayMs: 50 } },
   { name: 'GATE_UNREACHABLE (no answer at all)', error: new AgentgateError({ code: 'GATE_UNREACHABLE', status: 0, detail: 'd' }), expected: { retry: true, delayMs: 50 } },
   { name: 'GATE_UNREACHABLE of a proxied POST', error: new AgentgateError({ code: 'GATE_UNREACHABLE', status: 0, detail: 'd', proxied: true, method: 'POST' }), expected: { retry: false, reason: 'not-idempotent' } },
-  { name: 'UPGRADE_FAILED', error: new AgentgateError({ code: 'UPGRADE_FAILED', status: 0, detail: 'd', proxied: true, method: 'GET' }), expected: { retry: false, reason: 'not-retryable' } },
+  { name: 'UPGRADE_FAILED (a limit of the gate or of the agent)', error: new AgentgateError({ code: 'UPGRADE_FAILED', status: 0, detail: 'd', proxied: true, method: 'GET' }), expected: { retry: true, delayMs: 50 } },
   { name: 'UNEXPECTED_RESPONSE 404', error: new AgentgateError({ code: 'UNEXPECTED_RESPONSE', status: 404, detail: 'd' }), expected: { retry: false, reason: 'not-retryable' } },
 ];
 
