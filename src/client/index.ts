@@ -20,6 +20,7 @@ export {
   backoffMs,
   DEFAULT_RETRY_POLICY,
   IDEMPOTENT_METHODS,
+  REFUSED_BEFORE_SENDING,
   retryDecision,
   safeToRepeat,
   type RetryDecision,

@@ -1,6 +1,8 @@
 // When the retry helper tries again, and after how long (pure: the clock and the random draw are
 // arguments). Only retryable errors of the gate are retried; Retry-After is honoured, with jitter;
-// nothing starts after the budget; and a proxied call that is not idempotent is never repeated.
+// nothing starts after the budget; and a proxied call that may have run at the agent is repeated
+// only when it is idempotent.
+import type { ErrorCode } from '../domain/errors.js';
 import { AgentgateError } from './errors.js';
 
 /** Methods whose repetition has the effect of one call (RFC 9110, 9.2.2). */
@@ -15,8 +17,10 @@ export interface RetryPolicy {
   baseDelayMs: number;
   maxDelayMs: number;
   /**
-   * Whether the proxied call is safe to repeat. Unset: decided by its method (GET, HEAD, OPTIONS,
-   * PUT, DELETE are; POST and PATCH are not). `conn()` and `agent()` are always safe to repeat.
+   * Whether the proxied call is safe to repeat after an error that may follow its reaching the
+   * agent (see REFUSED_BEFORE_SENDING for the others, always repeated). Unset: decided by its
+   * method (GET, HEAD, OPTIONS, PUT, DELETE are; POST and PATCH are not). `conn()` and `agent()`
+   * are always safe to repeat.
    */
   idempotent?: boolean | undefined;
 }
@@ -42,9 +46,26 @@ export function retryAfterDelayMs(retryAfterSeconds: number, policy: Pick<RetryP
   return Math.floor(asked + random * 0.2 * Math.max(asked, policy.baseDelayMs));
 }
 
-/** Whether a failed proxied call may be sent again. */
+/**
+ * The retryable codes of a proxied call whose request never left the gate (SPEC 6): the gate
+ * refused it before sending, so repeating it repeats nothing, whatever its method. Every other
+ * code may follow a request the agent received: AGENT_CONNECTION_LOST and AGENT_RESPONSE_TIMEOUT
+ * by definition, GATE_UNREACHABLE (no answer, so no telling how far it went), UNEXPECTED_RESPONSE
+ * (not the gate's answer), INTERNAL (a bug, anywhere), and a code newer than this client.
+ */
+export const REFUSED_BEFORE_SENDING: ReadonlySet<string> = new Set<ErrorCode>([
+  'SHUTTING_DOWN',
+  'OVERLOADED',
+  'RATE_LIMITED',
+  'DATABASE_UNAVAILABLE',
+  'AGENT_UNREACHABLE',
+  'AGENT_DIAL_TIMEOUT',
+  'WORKSPACE_CHANGED',
+]);
+
+/** Whether a failed call may be sent again: it never reached the agent, or doing so twice does no harm. */
 export function safeToRepeat(error: AgentgateError, policy: Pick<RetryPolicy, 'idempotent'>): boolean {
-  if (!error.proxied) return true;
+  if (!error.proxied || REFUSED_BEFORE_SENDING.has(error.code)) return true;
   return policy.idempotent ?? (error.method !== undefined && IDEMPOTENT_METHODS.has(error.method.toUpperCase()));
 }
 

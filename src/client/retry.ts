@@ -19,8 +19,8 @@ export interface AttemptContext {
 
 /**
  * Runs `fn`, and again after a retryable AgentgateError, until it succeeds, the error is not
- * retryable, the proxied call is not safe to repeat, the attempts or the budget run out, or the
- * signal aborts. The error of the last attempt is thrown as it is. The budget decides whether
+ * retryable, the proxied call may have run at the agent and is not idempotent, the attempts or
+ * the budget run out, or the signal aborts. The error of the last attempt is thrown as it is. The budget decides whether
  * another attempt starts; it does not cut one short (give the calls a signal for that).
  * `fn` must build its request afresh on every attempt: a streamed body can be sent only once.
  */

@@ -24,7 +24,8 @@ export const CLIENT_ERROR_CODES = {
       '`x-agentgate-upstream: agent` that is not a problem+json with a `code`; and the gate’s refusal of a `HEAD`, whose ' +
       'answer has no body to carry the code (the error has the refusal’s status and `Retry-After`).',
     chatServer:
-      'Retry the transient ones (429, 502, 503, 504) as the helper does; otherwise check what stands between the chat server ' +
+      'Retry the transient ones (429, 502, 503, 504) as the helper does, a proxied POST or PATCH only when idempotent (it may ' +
+      'have reached the agent); otherwise check what stands between the chat server ' +
       'and agentgate (it must pass `x-agentgate-upstream` through).',
   },
   GATE_UNREACHABLE: {

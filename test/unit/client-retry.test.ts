@@ -2,14 +2,24 @@
 import { describe, expect, it } from 'vitest';
 import {
   AgentConnectionLostError,
+  AgentDialTimeoutError,
   AgentDisconnectedError,
+  AgentResponseTimeoutError,
   AgentgateError,
   type AgentgateErrorInit,
   AgentUnreachableError,
   backoffMs,
+  DatabaseUnavailableError,
   DEFAULT_RETRY_POLICY,
+  ERROR_CATALOGUE,
+  InternalError,
+  OverloadedError,
   RateLimitedError,
+  REFUSED_BEFORE_SENDING,
   retryDecision,
+  ShuttingDownError,
+  WorkspaceChangedError,
+  type ErrorCode,
   withRetry,
   type RetryDecision,
   type RetryPolicy,
@@ -42,8 +52,17 @@ const rows: Row[] = [
   { name: 'attempts used up', error: gate(AgentUnreachableError), attempt: 4, expected: { retry: false, reason: 'attempts' } },
   { name: 'the wait would end past the budget', error: gate(AgentUnreachableError, { retryAfter: 1 }), elapsedMs: 4_100, random: 0, expected: { retry: false, reason: 'budget' } },
   { name: 'the wait ends within the budget', error: gate(AgentUnreachableError, { retryAfter: 1 }), elapsedMs: 3_900, random: 0, expected: { retry: true, delayMs: 1_000 } },
-  { name: 'proxied POST: never repeated', error: gate(AgentConnectionLostError, { proxied: true, method: 'POST' }), expected: { retry: false, reason: 'not-idempotent' } },
-  { name: 'proxied PATCH: never repeated, even before the agent', error: gate(AgentUnreachableError, { proxied: true, method: 'patch' }), expected: { retry: false, reason: 'not-idempotent' } },
+  { name: 'proxied POST whose connection was lost: not repeated', error: gate(AgentConnectionLostError, { proxied: true, method: 'POST' }), expected: { retry: false, reason: 'not-idempotent' } },
+  { name: 'proxied PATCH that timed out at the agent: not repeated', error: gate(AgentResponseTimeoutError, { proxied: true, method: 'patch' }), expected: { retry: false, reason: 'not-idempotent' } },
+  { name: 'proxied PATCH the gate refused before the agent: repeated', error: gate(AgentUnreachableError, { proxied: true, method: 'patch' }), expected: { retry: true, delayMs: 50 } },
+  ...[ShuttingDownError, OverloadedError, RateLimitedError, DatabaseUnavailableError, AgentUnreachableError, AgentDialTimeoutError, WorkspaceChangedError].map(
+    (cls): Row => ({ name: `proxied POST refused with ${cls.code}: never sent, so repeated`, error: gate(cls, { proxied: true, method: 'POST' }), expected: { retry: true, delayMs: 50 } }),
+  ),
+  { name: 'proxied POST refused before sending, even when the caller says it is not idempotent', error: gate(ShuttingDownError, { proxied: true, method: 'POST' }), policy: { idempotent: false }, expected: { retry: true, delayMs: 50 } },
+  { name: 'proxied POST with INTERNAL (a bug, anywhere): not repeated', error: gate(InternalError, { proxied: true, method: 'POST' }), expected: { retry: false, reason: 'not-idempotent' } },
+  { name: 'proxied POST with a retryable code newer than the client: not repeated', error: new AgentgateError({ code: 'NEW_CODE', status: 503, detail: 'd', retryable: true, proxied: true, method: 'POST' }), expected: { retry: false, reason: 'not-idempotent' } },
+  { name: 'proxied POST with UNEXPECTED_RESPONSE 502: not repeated', error: new AgentgateError({ code: 'UNEXPECTED_RESPONSE', status: 502, detail: 'd', proxied: true, method: 'POST' }), expected: { retry: false, reason: 'not-idempotent' } },
+  { name: 'proxied GET with UNEXPECTED_RESPONSE 502: repeated', error: new AgentgateError({ code: 'UNEXPECTED_RESPONSE', status: 502, detail: 'd', proxied: true, method: 'GET' }), expected: { retry: true, delayMs: 50 } },
   { name: 'proxied GET: repeated', error: gate(AgentConnectionLostError, { proxied: true, method: 'GET' }), expected: { retry: true, delayMs: 50 } },
   { name: 'proxied PUT and DELETE are idempotent', error: gate(AgentConnectionLostError, { proxied: true, method: 'DELETE' }), expected: { retry: true, delayMs: 50 } },
   { name: 'proxied POST the caller vouches for', error: gate(AgentConnectionLostError, { proxied: true, method: 'POST' }), policy: { idempotent: true }, expected: { retry: true, delayMs: 50 } },
@@ -64,6 +83,12 @@ describe('retryDecision', () => {
       { ...policy, ...row.policy },
     );
     expect(decision).toEqual(row.expected);
+  });
+
+  it('places every retryable catalogue code: refused before sending, or possibly run at the agent', () => {
+    const mayHaveRun = ['AGENT_CONNECTION_LOST', 'AGENT_RESPONSE_TIMEOUT', 'INTERNAL', 'NOT_READY'];
+    const retryable = (Object.keys(ERROR_CATALOGUE) as ErrorCode[]).filter((code) => ERROR_CATALOGUE[code].retryable);
+    expect([...REFUSED_BEFORE_SENDING, ...mayHaveRun].sort()).toEqual(retryable.sort());
   });
 
   it('backoff stays within its bound for every draw', () => {
