@@ -1,5 +1,6 @@
-// `agentgate/client`: a typed client for chat servers (ESM, no dependency beyond the global
-// fetch and WebSocket). It imports nothing of the server but the shared catalogue of src/domain.
+// `agentgate/client`: a typed client for chat servers (ESM). It imports nothing beyond Node's
+// globals (fetch, Headers, URL, WebSocket) and the catalogue and path rule of src/domain; the
+// package that carries it still depends on everything the server needs.
 export {
   AgentgateClient,
   createClient,
