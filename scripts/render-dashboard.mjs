@@ -254,7 +254,7 @@ async function run() {
   // One token per stream of calls, as separate chat servers would hold: the per-token cap on
   // calls in flight is for the burst below to meet, not the steady load.
   const chat = {};
-  for (const name of ['light', 'tools', 'agents', 'unknown', 'hole']) chat[name] = (await call('POST', '/tokens', { body: { name, scope: 'conn' } })).body.token;
+  for (const name of ['light', 'tools', 'agents', 'unknown', 'hole', 'mcp']) chat[name] = (await call('POST', '/tokens', { body: { name, scope: 'conn' } })).body.token;
   const burst = (await call('POST', '/tokens', { body: { name: 'burst', scope: 'conn' } })).body;
   const spare = (await call('POST', '/tokens', { body: { name: 'spare', scope: 'conn' } })).body;
   await call('PUT', `/workspaces/${tools.ws.id}/conn/files?path=notes.txt`, { body: 'hello from the dashboard run', headers: { 'content-type': 'text/plain' } });
@@ -287,6 +287,9 @@ async function run() {
   };
   const conn = (id, token) => call('POST', `/workspaces/${id}/conn`, { token });
   const proxied = (ws, route, init = {}) => call(init.method ?? 'GET', `/workspaces/${ws.id}/conn${route}`, { token: chat.tools, ...init });
+  // One JSON-RPC request to a workspace's MCP endpoint (stateless: no session to open first).
+  const mcp = (ws, method, params, token = chat.mcp) =>
+    call('POST', `/workspaces/${ws.id}/mcp`, { token, body: { jsonrpc: '2.0', id: tick, method, params }, headers: { accept: 'application/json, text/event-stream' } });
   const events = [
     [0.35, 'SIGKILL to an agent (no goodbye)', () => doomed.child.kill('SIGKILL')],
     [0.5, 'the workspaces table locked for 2.5 s', () => lockWorkspaces(database.url)],
@@ -327,6 +330,12 @@ async function run() {
     if (route === 2) fire(proxied(tools.ws, '/files?path=missing.txt'));
     if (route === 3) fire(proxied(tools.ws, '/files?path=out.txt', { method: 'PUT', body: `tick ${tick}`, headers: { 'content-type': 'text/plain' } }));
     if (tick % 3 === 0) fire(proxied(doomed.ws, '/files?path=x', { token: chat.agents }));
+    // MCP: tool calls and lists through the gate, a tool's own error, and calls on the killed agent.
+    if (tick % 2 === 1) fire(mcp(tools.ws, 'tools/call', { name: 'exec', arguments: { command: 'echo', args: ['hi'] } }));
+    if (tick % 4 === 1) fire(mcp(tools.ws, 'tools/list', {}));
+    if (tick % 6 === 3) fire(mcp(tools.ws, 'tools/call', { name: 'exec', arguments: { command: 'false' } }));
+    if (tick % 3 === 1) fire(mcp(doomed.ws, 'tools/call', { name: 'exec', arguments: { command: 'true' } }, chat.agents));
+    if (tick % 8 === 0) fire(mcp(tools.ws, 'ping'));
     // Bursts over the per-token cap of 4 calls in flight: the rest are RATE_LIMITED.
     if (f > 0.75 && f < 0.9 && tick % 4 === 0) {
       for (let k = 0; k < 7; k++) {
