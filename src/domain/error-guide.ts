@@ -116,7 +116,8 @@ export const ERROR_GUIDE = {
   AGENT_RESPONSE_TIMEOUT: {
     meaning:
       'A proxied request got no response headers from the agent within `AGENTGATE_PROXY_HEADERS_TIMEOUT_MS`. The agent may still ' +
-      'be running it.',
+      'be running it. Through the MCP front door, also: the agent\'s MCP response, once begun, sent nothing (no event, no ' +
+      'keep-alive comment) for that long, or a `tools/list` got no answer within the dial bound plus that bound.',
     chatServer:
       'As for `AGENT_CONNECTION_LOST`: retry only idempotent requests. A tool that runs long should send its headers early and ' +
       'stream the rest.',

@@ -33,6 +33,10 @@ export const FAILURE_API_CODES = {
   AGENTGATE_PROXY_CONNECT_FAILED: 'AGENT_UNREACHABLE',
   /** The agent connection broke after the request was (perhaps partly) sent. */
   AGENTGATE_PROXY_CONNECTION_LOST: 'AGENT_CONNECTION_LOST',
+  /** An agent's MCP response, once begun, sent nothing (no event, no keep-alive) for the headers bound. */
+  AGENTGATE_MCP_RESPONSE_SILENT: 'AGENT_RESPONSE_TIMEOUT',
+  /** An agent's answer to tools/list did not arrive within its whole bound. */
+  AGENTGATE_MCP_LIST_TIMEOUT: 'AGENT_RESPONSE_TIMEOUT',
 } as const satisfies Record<string, ErrorCode | null>;
 
 export type FailureCode = keyof typeof FAILURE_API_CODES;

@@ -5,6 +5,10 @@
 // it: a stateless agent never asks for more, a stateful one gets its Mcp-Session-Id back, and a
 // session the agent forgot (404) is made again once. Every phase honours the call's signal; the
 // request's headers are bounded by the proxy's headers timeout and the session by the dial bound.
+// An MCP server answers with event-stream headers at once and may then take as long as its tool
+// does, so the headers bound alone would let a frozen agent hold a call for ever: once the
+// response began, the agent may not stay silent (no event, no keep-alive comment; the SDK's
+// server sends one every 15 s) for longer than the same headers bound.
 import { Readable } from 'node:stream';
 import {
   LATEST_PROTOCOL_VERSION,
@@ -48,6 +52,10 @@ export interface AgentCallOptions {
   signal: AbortSignal;
   /** Bound on the agent's response headers (AGENTGATE_PROXY_HEADERS_TIMEOUT_MS). */
   headersTimeoutMs: number;
+  /** Bound on the agent's silence once its response began: no byte for this long ends the call. */
+  idleTimeoutMs: number;
+  /** Bound on the whole call, session included, when it has one (tools/list does; a tool may run long). */
+  totalTimeoutMs?: number;
   /** Bound on making a session with the agent (the dial bound). */
   sessionTimeoutMs: number;
   /** The largest message (or event) read from the agent. */
@@ -79,10 +87,26 @@ let nextId = 1;
 /**
  * Sends one request to the agent and returns its result. Throws the signal's reason once it
  * aborts; AgentRpcError for the agent's own JSON-RPC error; AgentHttpError for an HTTP error;
- * ApiError AGENT_RESPONSE_TIMEOUT, AGENT_UNREACHABLE (no socket could be opened) or
- * AGENT_CONNECTION_LOST (the connection broke before the response).
+ * ApiError AGENT_RESPONSE_TIMEOUT (no headers in time, a response fallen silent, or past the
+ * whole bound), AGENT_UNREACHABLE (no socket could be opened) or AGENT_CONNECTION_LOST (the
+ * connection broke before the response).
  */
-export async function callAgent(conn: AgentConnection, method: string, params: unknown, options: AgentCallOptions): Promise<Record<string, unknown>> {
+export async function callAgent(conn: AgentConnection, method: string, params: unknown, options: AgentCallOptions): Promise<unknown> {
+  const total = options.totalTimeoutMs;
+  if (total === undefined) return exchangeOnce(conn, method, params, options);
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(failureAnswer('AGENTGATE_MCP_LIST_TIMEOUT', `the agent did not answer ${method} within ${total} ms`, where(conn))),
+    total,
+  );
+  try {
+    return await exchangeOnce(conn, method, params, { ...options, signal: AbortSignal.any([options.signal, deadline.signal]) });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function exchangeOnce(conn: AgentConnection, method: string, params: unknown, options: AgentCallOptions): Promise<unknown> {
   for (let attempt = 0; ; attempt += 1) {
     const session = await abortable(sessionOf(conn, options), options.signal);
     const id = nextId++;
@@ -98,7 +122,7 @@ export async function callAgent(conn: AgentConnection, method: string, params: u
       throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the agent ended its MCP response without answering the call', where(conn));
     }
     if ('error' in response) throw new AgentRpcError(response.error.code, response.error.message, response.error.data);
-    return (response as { result: Record<string, unknown> }).result;
+    return (response as { result: unknown }).result;
   }
 }
 
@@ -138,7 +162,7 @@ async function initialize(conn: AgentConnection, options: AgentCallOptions): Pro
     () => controller.abort(failureAnswer('AGENTGATE_DIAL_TIMEOUT', `the agent did not complete MCP's initialize within ${options.sessionTimeoutMs} ms`, where(conn))),
     options.sessionTimeoutMs,
   );
-  const bounded: AgentCallOptions = { ...options, signal: controller.signal, headersTimeoutMs: options.sessionTimeoutMs };
+  const bounded: AgentCallOptions = { ...options, signal: controller.signal, headersTimeoutMs: options.sessionTimeoutMs, idleTimeoutMs: options.sessionTimeoutMs };
   delete bounded.onNotification;
   try {
     const id = nextId++;
@@ -205,6 +229,13 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
   const onAbort = () => forwarded.abort(options.signal.reason as Error);
   if (options.signal.aborted) onAbort();
   else options.signal.addEventListener('abort', onAbort, { once: true });
+  let silent = false;
+  const idle = setTimeout(() => {
+    silent = true;
+    forwarded.abort(new Error('the agent fell silent'));
+  }, options.idleTimeoutMs);
+  // Every byte counts, keep-alive comments included: an agent at work may send nothing else.
+  forwarded.body.on('data', () => idle.refresh());
   try {
     if (exchange.status === 202 || exchange.status === 204) {
       forwarded.body.resume();
@@ -232,8 +263,16 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
     if (options.signal.aborted) throw options.signal.reason;
     if (error instanceof AgentHttpError) throw error;
     forwarded.abort(error as Error);
+    if (silent) {
+      throw failureAnswer(
+        'AGENTGATE_MCP_RESPONSE_SILENT',
+        `the agent's MCP response sent nothing (no event, no keep-alive) for ${options.idleTimeoutMs} ms before answering`,
+        where(conn),
+      );
+    }
     throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke before its MCP response arrived', where(conn));
   } finally {
+    clearTimeout(idle);
     options.signal.removeEventListener('abort', onAbort);
   }
 }

@@ -289,6 +289,10 @@ export class ToolRequest {
       const result = await callAgent(conn, this.method, params, {
         signal,
         headersTimeoutMs: config.proxyHeadersTimeoutMs,
+        idleTimeoutMs: config.proxyHeadersTimeoutMs,
+        // A list is quick to make: bounded end to end (a session to make, then the headers bound),
+        // where a tool may run as long as it needs while its agent keeps the response alive.
+        ...(this.method === 'tools/list' ? { totalTimeoutMs: config.dialTimeoutMs + config.proxyHeadersTimeoutMs } : {}),
         sessionTimeoutMs: config.dialTimeoutMs,
         maxMessageBytes: config.bodyLimitBytes,
         onNotification: (notification) => this.#relay(notification, callerToken, extra),
@@ -311,8 +315,9 @@ export class ToolRequest {
         return { kind: 'failed', error: new ApiError('AGENT_UNREACHABLE', error.message, extras) };
       }
       if (error instanceof ApiError) {
-        if (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE') {
-          // The pool's sockets are suspect: the next call dials afresh and makes a new session.
+        if (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE' || error.code === 'AGENT_RESPONSE_TIMEOUT') {
+          // The pool's sockets are suspect (broken, or held by an agent that fell silent): the
+          // next call dials afresh and makes a new session.
           success.lease.markBroken();
           forgetSession(conn);
         }

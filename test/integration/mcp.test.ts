@@ -6,6 +6,7 @@
 // replacement or a goodbye, two replicas serving one client, auth and owner scoping, bad
 // JSON-RPC, the metric and the log line.
 import { spawn } from 'node:child_process';
+import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -371,9 +372,11 @@ describe('other MCP servers at the agent, and the bounds', () => {
   interface Script {
     /** Answers one JSON-RPC message; undefined: never answer. */
     answer(message: { method?: string; id?: number; params?: unknown }, headers: Record<string, string | string[] | undefined>): { status: number; body?: unknown; headers?: Record<string, string> } | undefined;
+    /** Writes the response itself instead (an event stream, say); true when it did. */
+    raw?(message: { method?: string; id?: number }, res: ServerResponse): boolean;
   }
 
-  /** A fake agent whose /mcp answers in JSON (no event stream), as `script` says. */
+  /** A fake agent whose /mcp answers in JSON (no event stream), or as `raw` writes, as `script` says. */
   async function scriptedAgent(script: Script) {
     const agent = await fakes.agent();
     const seen: Array<{ method?: string; session?: string }> = [];
@@ -384,6 +387,7 @@ describe('other MCP servers at the agent, and the bounds', () => {
       req.on('end', () => {
         const message = JSON.parse(text) as { method?: string; id?: number; params?: unknown };
         seen.push({ method: message.method, session: req.headers['mcp-session-id'] as string | undefined });
+        if (script.raw?.(message, res)) return;
         const answer = script.answer(message, req.headers);
         if (!answer) return;
         res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
@@ -474,6 +478,66 @@ describe('other MCP servers at the agent, and the bounds', () => {
     // tools/list likewise, served stale (empty: this agent never listed).
     const listed = await mcp.client.listTools();
     expect(listed).toMatchObject({ tools: [], _meta: { 'agentgate/stale': true, 'agentgate/error': { code: 'AGENT_RESPONSE_TIMEOUT' } } });
+  });
+
+  /** initialize and notifications/initialized answered; every call gets event-stream headers, then `then`. */
+  const streamOpened = (then: (res: ServerResponse) => void): Script => ({
+    answer: (m) => (m.method === 'initialize' ? initialized(m.id) : { status: 202 }),
+    raw: (m, res) => {
+      if (m.method === 'initialize' || m.id === undefined) return false;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(': opened\n\n');
+      then(res);
+      return true;
+    },
+  });
+
+  it('an agent that sends event-stream headers, then nothing: AGENT_RESPONSE_TIMEOUT once silent past the headers bound', async () => {
+    const { ws } = await scriptedAgent(streamOpened(() => undefined));
+    const mcp = await client(ws.id, { app: short });
+    // The client would wait far longer: the answer is the gate's.
+    const result = await mcp.client.callTool({ name: 'exec', arguments: {} }, undefined, { timeout: 10_000 });
+    expect(errorOf(result)).toMatchObject({ code: 'AGENT_RESPONSE_TIMEOUT', retryable: true });
+    expect(resultText(result)).toMatch(/sent nothing \(no event, no keep-alive\) for 300 ms/);
+  });
+
+  it('tools/list is bounded end to end: keep-alive comments alone do not hold it', async () => {
+    const { ws } = await scriptedAgent(
+      streamOpened((res) => {
+        const beat = setInterval(() => res.write(': keepalive\n\n'), 50);
+        res.once('close', () => clearInterval(beat));
+      }),
+    );
+    const mcp = await client(ws.id, { app: short });
+    const listed = await mcp.client.listTools(undefined, { timeout: 10_000 });
+    expect(listed).toMatchObject({ tools: [], _meta: { 'agentgate/stale': true, 'agentgate/error': { code: 'AGENT_RESPONSE_TIMEOUT' } } });
+  });
+
+  it('a reference agent frozen mid-call (SIGSTOP: socket open, no goodbye): the running call ends with AGENT_RESPONSE_TIMEOUT', async () => {
+    const port = await agents.port();
+    const ws = await createWorkspace(short, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+    const agent = await agents.start({ gate: short.url, token: ws.agents[0]!.token, port, name: 'frozen' });
+    await eventually(async () => (await agentStatus(short, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
+    const mcp = await client(ws.id, { app: short });
+    let ticks = 0;
+    // Output every 50 ms keeps the response alive past the 300 ms bound while the agent runs.
+    const pending = mcp.client.callTool(
+      { name: 'exec', arguments: { command: 'sh', args: ['-c', 'while :; do echo tick; sleep 0.05; done'], timeoutMs: 60_000 } },
+      undefined,
+      { timeout: 10_000, onprogress: () => (ticks += 1) },
+    );
+    pending.catch(() => undefined);
+    await eventually(() => ticks >= 10, 5_000, 'the command to stream past the silence bound');
+    const pid = agent.cli.child.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const result = await pending;
+      expect(result.isError).toBe(true);
+      expect(errorOf(result)).toMatchObject({ code: 'AGENT_RESPONSE_TIMEOUT', retryable: true });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await agent.kill();
+    }
   });
 
   it('an agent that never answers initialize: AGENT_DIAL_TIMEOUT within the dial bound', async () => {
