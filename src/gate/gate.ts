@@ -49,6 +49,8 @@ export interface GateRequest {
 
 export interface GateSuccess {
   workspaceId: string;
+  /** The workspace's owner, as read (what is kept from the call may be shown to that owner only). */
+  ownerId: string;
   /** The row read for this call (for a degraded answer, the last one read). */
   agent: CurrentAgent;
   classification: Classification;
@@ -180,7 +182,7 @@ export class Gate {
     for (;;) {
       const evaluated = await this.#evaluate(req, remaining());
       if (evaluated.kind === 'degraded') return evaluated.success;
-      const { agent, classification: c } = evaluated.snapshot;
+      const { agent, classification: c, ownerId } = evaluated.snapshot;
       const extras: ProblemExtras = {
         workspaceId: req.workspaceId,
         agentId: agent.id,
@@ -196,7 +198,7 @@ export class Gate {
         disconnectGraceMs: this.#config.disconnectGraceMs,
       });
       if (decision.kind === 'reuse' && cached) {
-        return { workspaceId: req.workspaceId, agent, classification: c, lease: cached, cached: true, degraded: false };
+        return { workspaceId: req.workspaceId, ownerId, agent, classification: c, lease: cached, cached: true, degraded: false };
       }
       cached?.release();
       if (decision.kind !== 'reuse' && decision.evict) this.#cache.evict(agent.id);
@@ -215,7 +217,7 @@ export class Gate {
         lease?.release();
         throw error;
       }
-      if (lease && stillCurrent) return { workspaceId: req.workspaceId, agent, classification: c, lease, cached: false, degraded: false };
+      if (lease && stillCurrent) return { workspaceId: req.workspaceId, ownerId, agent, classification: c, lease, cached: false, degraded: false };
       if (lease) {
         lease.markBroken();
         lease.release();
@@ -354,6 +356,7 @@ export class Gate {
           kind: 'degraded',
           success: {
             workspaceId: req.workspaceId,
+            ownerId: last.ownerId,
             agent: last.agent,
             classification: last.classification,
             lease,

@@ -219,13 +219,14 @@ export class ToolRequest {
     if (outcome.kind === 'answered') {
       const result = outcome.result as ListToolsResult;
       const cursor = (params as { cursor?: unknown } | undefined)?.cursor;
-      if (Array.isArray(result.tools) && cursor === undefined) this.options.lists.remember({ ...where, agentId: outcome.agentId }, result.tools);
+      if (Array.isArray(result.tools) && cursor === undefined) this.options.lists.remember({ ...where, agentId: outcome.agentId, ownerId: outcome.ownerId }, result.tools);
       this.#note('ok');
       return result;
     }
     const { error } = outcome;
     this.#note(error.code);
-    const tools = this.options.lists.recall({ ...where, agentId: error.extras.agentId }) ?? [];
+    // Another owner's list never: a refusal may come before the gate could check visibility.
+    const tools = this.options.lists.recall({ ...where, agentId: error.extras.agentId }, this.exchange.endpoint.ownerScope) ?? [];
     return { tools, _meta: { [STALE_META_KEY]: true, [ERROR_META_KEY]: errorMeta(error) } };
   }
 
@@ -257,7 +258,7 @@ export class ToolRequest {
    * to read; throws (a JSON-RPC error, or nothing sent) for the agent's own JSON-RPC errors and
    * for calls the caller gave up.
    */
-  async #run(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string } | { kind: 'failed'; error: ApiError }> {
+  async #run(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string; ownerId: string } | { kind: 'failed'; error: ApiError }> {
     try {
       return await this.#gateThenAgent(params, extra);
     } finally {
@@ -265,7 +266,7 @@ export class ToolRequest {
     }
   }
 
-  async #gateThenAgent(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string } | { kind: 'failed'; error: ApiError }> {
+  async #gateThenAgent(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string; ownerId: string } | { kind: 'failed'; error: ApiError }> {
     const signal = AbortSignal.any([this.#signal, extra.signal]);
     let acquired: Acquired;
     try {
@@ -297,7 +298,7 @@ export class ToolRequest {
         maxMessageBytes: config.bodyLimitBytes,
         onNotification: (notification) => this.#relay(notification, callerToken, extra),
       });
-      return { kind: 'answered', result, agentId: success.agent.id };
+      return { kind: 'answered', result, agentId: success.agent.id, ownerId: success.ownerId };
     } catch (error) {
       if (signal.aborted) {
         const reason: unknown = signal.reason;

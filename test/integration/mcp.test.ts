@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { ENV_ADMIN_TOKEN, startAppBehindFaultProxy, startTestApp, type AppBehindProxy, type TestApp } from '../support/app.js';
 import { eventually } from '../support/eventually.js';
 import { AgentRows, agentStatus, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
 import { connectClient, resultText, type McpClient } from '../support/mcp.js';
@@ -773,3 +773,54 @@ describe('bad JSON-RPC gets JSON-RPC errors, never a 5xx', () => {
 });
 
 
+
+/** The JSON-RPC messages of an event-stream (or JSON) response body. */
+function messagesOf(text: string): Array<Record<string, unknown>> {
+  if (!text.includes('data:')) return [JSON.parse(text) as Record<string, unknown>];
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('data:'))
+    .map((l) => JSON.parse(l.slice(5)) as Record<string, unknown>);
+}
+
+describe('a database outage', () => {
+  let b: AppBehindProxy;
+  beforeAll(async () => {
+    b = await startAppBehindFaultProxy({ ...ENV, AGENTGATE_DB_TIMEOUT_MS: '300' });
+  });
+  afterAll(async () => {
+    await b?.close();
+  });
+
+  it("never shows a workspace's kept tool list to a token of another owner: an empty stale list instead", async () => {
+    const app = b.t;
+    const port = await agents.port();
+    const ws = await createWorkspace(app, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+    await agents.start({ gate: app.url, token: ws.agents[0]!.token, port, name: 'owned' });
+    await eventually(async () => (await agentStatus(app, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
+    const owner = await client(ws.id, { app });
+    expect((await owner.client.listTools()).tools).toHaveLength(4);
+    const theirs = await app.call('POST', '/tokens', { token: ENV_ADMIN_TOKEN, body: { name: 'theirs', scope: 'conn', ownerId: randomUUID() } });
+    const list = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' });
+    const listAs = (token: string) =>
+      fetch(mcpUrl(app, ws.id), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+        body: list,
+      });
+    // Seen once while the database answers (the token is then cached): not theirs to see.
+    expect((await listAs(theirs.body.token as string)).status).toBe(404);
+    b.proxy.setMode('cut');
+    try {
+      const during = await listAs(theirs.body.token as string);
+      const text = await during.text();
+      expect(text).not.toMatch(/exec|read_file/);
+      const [answer] = messagesOf(text);
+      expect(answer).toMatchObject({ id: 1, result: { tools: [], _meta: { 'agentgate/stale': true, 'agentgate/error': { code: 'DATABASE_UNAVAILABLE' } } } });
+      // The owner's side (here an admin) still sees its tools.
+      expect((await owner.client.listTools()).tools).toHaveLength(4);
+    } finally {
+      b.proxy.setMode('pass');
+    }
+  });
+});

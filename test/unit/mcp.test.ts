@@ -135,21 +135,33 @@ describe('errorResult', () => {
 
 describe('ToolLists', () => {
   const tools = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `t${i}`, inputSchema: { type: 'object' as const } }));
+  const ADMIN = null;
 
   it('recalls by agent, else by the selection that last reached an agent', () => {
     const lists = new ToolLists();
-    lists.remember({ workspaceId: 'w', agentName: undefined, agentId: 'a' }, tools(2));
-    expect(lists.recall({ workspaceId: 'w', agentName: undefined, agentId: 'a' })).toHaveLength(2);
-    expect(lists.recall({ workspaceId: 'w', agentName: undefined, agentId: undefined })).toHaveLength(2);
-    expect(lists.recall({ workspaceId: 'w', agentName: 'other', agentId: undefined })).toBeUndefined();
-    expect(lists.recall({ workspaceId: 'v', agentName: undefined, agentId: 'b' })).toBeUndefined();
+    lists.remember({ workspaceId: 'w', agentName: undefined, agentId: 'a', ownerId: 'o' }, tools(2));
+    expect(lists.recall({ workspaceId: 'w', agentName: undefined, agentId: 'a' }, ADMIN)).toHaveLength(2);
+    expect(lists.recall({ workspaceId: 'w', agentName: undefined, agentId: undefined }, ADMIN)).toHaveLength(2);
+    expect(lists.recall({ workspaceId: 'w', agentName: 'other', agentId: undefined }, ADMIN)).toBeUndefined();
+    expect(lists.recall({ workspaceId: 'v', agentName: undefined, agentId: 'b' }, ADMIN)).toBeUndefined();
+  });
+
+  it("recalls a list for an admin or the owner it was kept for, never for another owner", () => {
+    const lists = new ToolLists();
+    lists.remember({ workspaceId: 'w', agentName: undefined, agentId: 'a', ownerId: 'o' }, tools(2));
+    for (const agentId of ['a', undefined]) {
+      const where = { workspaceId: 'w', agentName: undefined, agentId };
+      expect(lists.recall(where, 'o')).toHaveLength(2);
+      expect(lists.recall(where, ADMIN)).toHaveLength(2);
+      expect(lists.recall(where, 'someone else')).toBeUndefined();
+    }
   });
 
   it('is bounded: the least recently used lists go first', () => {
     const lists = new ToolLists({ max: 3 });
-    for (let i = 0; i < 10; i += 1) lists.remember({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}` }, tools(1));
-    const kept = Array.from({ length: 10 }, (_, i) => lists.recall({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}` })).filter(Boolean);
+    for (let i = 0; i < 10; i += 1) lists.remember({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}`, ownerId: 'o' }, tools(1));
+    const kept = Array.from({ length: 10 }, (_, i) => lists.recall({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}` }, ADMIN)).filter(Boolean);
     expect(kept).toHaveLength(3);
-    expect(lists.recall({ workspaceId: 'w9', agentName: undefined, agentId: 'a9' })).toBeDefined();
+    expect(lists.recall({ workspaceId: 'w9', agentName: undefined, agentId: 'a9' }, ADMIN)).toBeDefined();
   });
 });
