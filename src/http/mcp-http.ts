@@ -86,7 +86,11 @@ export async function serveMcpPost(
     void transport.close().catch(() => undefined);
     void server.close().catch(() => undefined);
   };
-  if (res.destroyed) close();
-  else res.once('close', close);
+  if (res.destroyed) {
+    // The caller already left: no handler may start (and acquire what nobody would let go).
+    close();
+    return;
+  }
+  res.once('close', close);
   await transport.handleRequest(request.raw, res, body);
 }

@@ -195,11 +195,13 @@ export class ToolRequest {
         startedAt: endpoint.startedAt,
         trace: endpoint.trace,
       });
-      this.options.metrics.connTotal.inc({ code: 'ok' });
-      if (this.#disposed) {
+      if (this.#disposed || this.#signal.aborted) {
+        // The caller left (or cancelled) while the gate read: a cached connection may still have
+        // been handed out, and nobody will use it.
         success.lease.release();
-        throw callerGone();
+        throw this.#signal.aborted ? (this.#signal.reason as Error) : callerGone();
       }
+      this.options.metrics.connTotal.inc({ code: 'ok' });
       this.#lease = success.lease;
       this.#running.setTarget({ workspaceId: endpoint.workspaceId, agentId: success.agent.id, buildId: success.agent.buildId });
       return { kind: 'lease', success };
@@ -208,7 +210,7 @@ export class ToolRequest {
         this.options.metrics.connTotal.inc({ code: error.code });
         return { kind: 'refused', error };
       }
-      if (error instanceof CallerGone) this.options.metrics.connTotal.inc({ code: 'client_closed' });
+      if (error instanceof CallerGone || error instanceof CallCancelled) this.options.metrics.connTotal.inc({ code: 'client_closed' });
       throw error;
     }
   }

@@ -6,7 +6,7 @@
 // replacement or a goodbye, two replicas serving one client, auth and owner scoping, bad
 // JSON-RPC, the metric and the log line.
 import { spawn } from 'node:child_process';
-import type { ServerResponse } from 'node:http';
+import { request, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -823,4 +823,55 @@ describe('a database outage', () => {
       b.proxy.setMode('pass');
     }
   });
+});
+
+describe('a caller that leaves while the gate reads the database', () => {
+  it('lets go of the cached connection the gate then hands out, and the app still closes promptly', async () => {
+    // Default bounds: a database slowed to 400 ms a round trip must not make the agent look silent.
+    const b = await startAppBehindFaultProxy({ AGENTGATE_DB_TIMEOUT_MS: '2000' });
+    let closed = false;
+    try {
+      const app = b.t;
+      const port = await agents.port();
+      const ws = await createWorkspace(app, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+      await agents.start({ gate: app.url, token: ws.agents[0]!.token, port, name: 'leased', heartbeatMs: 5_000 });
+      await eventually(async () => (await agentStatus(app, ws.id)).body.agent.status === 'connected', 8_000, 'the agent to connect');
+      const mcp = await connectClient(mcpUrl(app, ws.id), { token: ENV_ADMIN_TOKEN });
+      await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
+      await mcp.close();
+      const agentId = ws.agents[0]!.id;
+      const conn = app.gate.connections.peek(agentId)!;
+      expect(conn).toBeDefined();
+
+      b.proxy.setMode('latency', { latencyMs: 400 });
+      // A socket of its own (fetch's pool may keep a spare connection open, which would hold the
+      // server's close for reasons of its own).
+      const sent = request(mcpUrl(app, ws.id), {
+        method: 'POST',
+        agent: false,
+        headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      });
+      const failed = new Promise<Error>((resolve) => sent.once('error', resolve));
+      sent.end(JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'exec', arguments: { command: 'true' } } }));
+      setTimeout(() => sent.destroy(new Error('the caller left')), 150);
+      expect((await failed).message).toBe('the caller left');
+      // The gate's read ends (on the cached connection), and the request is logged as the caller's leaving.
+      await eventually(
+        () => app.logs.some((l) => l.includes('"msg":"request"') && l.includes('"status":499') && l.includes('/mcp')),
+        5_000,
+        'the request logged as the caller leaving',
+      );
+      b.proxy.setMode('pass');
+      // Evicted (as a goodbye does), a connection closes once its last lease is let go: none may be left behind.
+      app.gate.handleEvent({ kind: 'agent_disconnected', workspaceId: ws.id, agentId });
+      await eventually(() => conn.closed, 2_000, 'the evicted connection to close');
+    } finally {
+      b.proxy.setMode('pass');
+      await Promise.race([
+        b.close().then(() => (closed = true)),
+        new Promise((resolve) => setTimeout(resolve, 5_000)),
+      ]);
+    }
+    expect(closed, 'the app to close within 5 s').toBe(true);
+  }, 30_000);
 });

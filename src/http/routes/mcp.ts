@@ -106,6 +106,9 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         startedAt: started,
         trace: request.traceContext,
       });
+      const res = reply.raw;
+      // First of all: a caller that leaves while the gate reads lets go of what the gate gave.
+      res.once('close', () => exchange.dispose());
       const messages: unknown[] = Array.isArray(body) ? body : [body];
       const requests = messages.filter(isRequest);
       for (const message of messages) {
@@ -136,9 +139,16 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         throw error;
       }
 
-      reply.raw.setHeader('x-request-id', request.id);
+      if (res.destroyed) {
+        // The caller left just as the gate answered: nobody to serve.
+        exchange.dispose();
+        count(request, exchange, requests, 'client_closed');
+        logRequest(request, 499, reply.elapsedTime);
+        reply.hijack();
+        return;
+      }
+      res.setHeader('x-request-id', request.id);
       noteOutcome(request, { selfLogged: true });
-      const res = reply.raw;
       res.once('close', () => {
         exchange.dispose();
         // No answer to a request: the caller left first, or the transport refused the HTTP
