@@ -241,10 +241,17 @@ function outputAsProgress(extra: Extra, progressToken: string | number, limit: n
   };
 }
 
+/**
+ * The largest MCP request: the gate's AGENTGATE_BODY_LIMIT_BYTES default (10 MiB), plus room for
+ * the gate's own JSON-RPC envelope, so that whatever a gate lets through by default reaches the
+ * tool (write_file's content above all) rather than a 413 here.
+ */
+export const MCP_BODY_LIMIT_BYTES = 10 * 1024 * 1024 + 64 * 1024;
+
 /** POST /mcp, and the 405 that GET and DELETE get from a stateless server. */
 export const registerMcp: FastifyPluginAsync<AgentMcpOptions> = async (app, options) => {
   parseMcpBodies(app);
-  app.post('/mcp', async (request, reply) => {
+  app.post('/mcp', { bodyLimit: MCP_BODY_LIMIT_BYTES }, async (request, reply) => {
     if (request.body === UNPARSABLE || request.body === undefined) return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
     await serveMcpPost(request, reply, toolServer(options, request.log), request.body);
   });

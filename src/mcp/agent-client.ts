@@ -36,12 +36,17 @@ export class AgentRpcError extends Error {
   }
 }
 
-/** The agent answered /mcp with an HTTP error (no MCP server there, a refused signature...). */
+/**
+ * The agent answered /mcp, but not as an MCP server: an HTTP error (no MCP server there, a
+ * refused signature, too large a request...) or an answer that is not MCP.
+ */
 export class AgentHttpError extends Error {
   override name = 'AgentHttpError';
   constructor(
     readonly status: number,
     detail: string,
+    /** The agent's Retry-After, in seconds, when it sent one. */
+    readonly retryAfter?: number,
   ) {
     super(detail);
   }
@@ -76,6 +81,8 @@ interface Exchange {
   response: JSONRPCMessage | undefined;
   /** Text of an HTTP error answer (start of its body). */
   errorText: string;
+  /** Retry-After of an HTTP error answer, in seconds. */
+  retryAfter: number | undefined;
 }
 
 const sessions = new WeakMap<AgentConnection, Promise<AgentSession>>();
@@ -135,7 +142,7 @@ const where = (conn: AgentConnection) => ({ workspaceId: conn.target.workspaceId
 
 function httpError(exchange: Exchange): AgentHttpError {
   const said = exchange.errorText.trim();
-  return new AgentHttpError(exchange.status, `the agent answered HTTP ${exchange.status} to MCP at /mcp${said ? `: ${said.slice(0, 300)}` : ''}`);
+  return new AgentHttpError(exchange.status, `the agent answered HTTP ${exchange.status} to MCP at /mcp${said ? `: ${said.slice(0, 300)}` : ''}`, exchange.retryAfter);
 }
 
 /** The connection's session, made once and shared; a failed attempt is not kept. */
@@ -225,6 +232,7 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
     sessionId: typeof sessionHeader === 'string' ? sessionHeader : undefined,
     response: undefined,
     errorText: '',
+    retryAfter: retryAfterSeconds(headerText(forwarded.headers['retry-after'])),
   };
   const onAbort = () => forwarded.abort(options.signal.reason as Error);
   if (options.signal.aborted) onAbort();
@@ -278,6 +286,12 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
 }
 
 const headerText = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/** Retry-After given in seconds (an HTTP date is not worth a clock comparison here). */
+function retryAfterSeconds(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d{1,6}$/.test(value.trim())) return undefined;
+  return Number(value.trim());
+}
 
 function isResponseTo(message: unknown, id: RequestId | undefined): message is JSONRPCMessage {
   if (id === undefined || typeof message !== 'object' || message === null) return false;

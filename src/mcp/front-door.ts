@@ -28,7 +28,7 @@ import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
 import { disconnectedSeconds } from '../gate/classify.js';
 import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
 import { AgentGone, CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
-import { errorMeta, errorResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
+import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -315,7 +315,9 @@ export class ToolRequest {
       }
       if (error instanceof AgentHttpError) {
         // The agent answered, just not as an MCP server: its connection is fine.
-        return { kind: 'failed', error: new ApiError('AGENT_UNREACHABLE', error.message, extras) };
+        const code = agentAnswerCode(error.status);
+        const retry = error.retryAfter === undefined || code !== 'RATE_LIMITED' ? {} : { retryAfter: error.retryAfter };
+        return { kind: 'failed', error: new ApiError(code, agentAnswerDetail(code, error.message), { ...extras, ...retry }) };
       }
       if (error instanceof ApiError) {
         if (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE' || error.code === 'AGENT_RESPONSE_TIMEOUT') {

@@ -1,6 +1,7 @@
 // What the model reads when the gate refuses a tool call or the agent cannot answer it (SPEC 11):
 // a normal tool result with isError, the SPEC 6 hint and then the detail as its text, and the
-// code, retryability and the agent's state under _meta["agentgate/error"]. Pure.
+// code, retryability and the agent's state under _meta["agentgate/error"]; and which code an
+// agent's answer that is not MCP comes to. Pure.
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ERROR_CATALOGUE, type ApiError, type ErrorCode } from '../domain/errors.js';
 
@@ -39,4 +40,25 @@ export function errorResult(error: ApiError): CallToolResult {
     isError: true,
     _meta: { [ERROR_META_KEY]: errorMeta(error) },
   };
+}
+
+/**
+ * The code of an agent that answered agentgate's MCP request, but not as an MCP server does: the
+ * agent is there, so it is never AGENT_UNREACHABLE unless its own server failed (5xx, which may
+ * pass). Too large a request is PAYLOAD_TOO_LARGE; no MCP endpoint at /mcp is NOT_FOUND; the
+ * agent's rate limit is RATE_LIMITED; any other refusal (a signature it does not accept, a
+ * protocol it does not speak) or an answer that is not MCP at all is INVALID_REQUEST. None of
+ * these passes by repeating the call, and the detail says so.
+ */
+export function agentAnswerCode(status: number): ErrorCode {
+  if (status === 413) return 'PAYLOAD_TOO_LARGE';
+  if (status === 429) return 'RATE_LIMITED';
+  if (status === 404 || status === 405) return 'NOT_FOUND';
+  if (status >= 500 && status <= 599) return 'AGENT_UNREACHABLE';
+  return 'INVALID_REQUEST';
+}
+
+/** The detail for `agentAnswerCode`: what the agent said, and whether repeating can help. */
+export function agentAnswerDetail(code: ErrorCode, said: string): string {
+  return ERROR_CATALOGUE[code].retryable ? said : `${said}; repeating the same call will not help`;
 }

@@ -128,6 +128,14 @@ describe('a healthy agent', () => {
     expect(agent.lines('mcp exec finished').length).toBeGreaterThan(0);
   });
 
+  it('a write_file as large as the gate lets through by default reaches the tool (3 MB)', async () => {
+    const content = 'x'.repeat(3 * 1024 * 1024);
+    const written = await mcp.client.callTool({ name: 'write_file', arguments: { path: 'big.txt', content } });
+    expect(errorOf(written)).toBeUndefined();
+    expect(written.isError).toBeFalsy();
+    expect(written.structuredContent).toEqual({ path: 'big.txt', bytes: content.length });
+  });
+
   it("a tool's own error passes through unchanged, and counts as tool_error", async () => {
     const before = await metric(t, 'tools/call', 'tool_error');
     const failed = await mcp.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', 'process.exit(3)'] } });
@@ -457,13 +465,33 @@ describe('other MCP servers at the agent, and the bounds', () => {
     expect(await metric(short, 'tools/call', 'rpc_error')).toBe(before + 1);
   });
 
-  it('an agent with no MCP server is an isError result naming its HTTP answer', async () => {
+  it('an agent with no MCP server is an isError result naming its HTTP answer, not to be retried', async () => {
     const { ws } = await scriptedAgent({ answer: () => ({ status: 404, body: { error: 'no such route' } }) });
     const mcp = await client(ws.id, { app: short });
     const result = await mcp.client.callTool({ name: 'exec', arguments: {} });
     expect(result.isError).toBe(true);
-    expect(errorOf(result)).toMatchObject({ code: 'AGENT_UNREACHABLE' });
-    expect(resultText(result)).toMatch(/HTTP 404 to MCP at \/mcp/);
+    expect(errorOf(result)).toMatchObject({ code: 'NOT_FOUND', retryable: false });
+    expect(resultText(result)).toMatch(/HTTP 404 to MCP at \/mcp.*repeating the same call will not help/);
+    expect(resultText(result)).not.toMatch(/try again/);
+  });
+
+  it.each([
+    [413, 'PAYLOAD_TOO_LARGE', false],
+    [401, 'INVALID_REQUEST', false],
+    [429, 'RATE_LIMITED', true],
+  ])("the agent's HTTP %i to a call is %s (retryable: %s), never AGENT_UNREACHABLE", async (status, code, retryable) => {
+    const { ws } = await scriptedAgent({
+      answer: (m) =>
+        m.method === 'initialize' ? initialized(m.id)
+        : m.id === undefined ? { status: 202 }
+        : { status, body: { error: `refused with ${status}` }, headers: { 'retry-after': '3' } },
+    });
+    const mcp = await client(ws.id, { app: short });
+    const result = await mcp.client.callTool({ name: 'exec', arguments: {} });
+    expect(errorOf(result)).toMatchObject({ code, retryable });
+    expect(resultText(result)).toMatch(new RegExp(`HTTP ${status} to MCP at /mcp`));
+    if (!retryable) expect(resultText(result)).not.toMatch(/try again/);
+    if (code === 'RATE_LIMITED') expect(errorOf(result)!.retryAfter).toBe(3);
   });
 
   it('an agent that never answers a call: AGENT_RESPONSE_TIMEOUT within the headers bound', async () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
 import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, type CallTarget } from '../../src/mcp/calls.js';
-import { errorResult } from '../../src/mcp/results.js';
+import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
 import type { GateEvent } from '../../src/domain/events.js';
@@ -130,6 +130,29 @@ describe('errorResult', () => {
     // A code without a hint still says what happened.
     expect((result.content[0] as { text: string }).text).toMatch(/^agentgate cannot read its database/);
     expect((errorResult(new ApiError('OVERLOADED', 'too many waiters')).content[0] as { text: string }).text).toBe('Overloaded.\nOVERLOADED: too many waiters');
+  });
+});
+
+describe('agentAnswerCode', () => {
+  it.each([
+    [413, 'PAYLOAD_TOO_LARGE'],
+    [429, 'RATE_LIMITED'],
+    [404, 'NOT_FOUND'],
+    [405, 'NOT_FOUND'],
+    [400, 'INVALID_REQUEST'],
+    [401, 'INVALID_REQUEST'],
+    [403, 'INVALID_REQUEST'],
+    [406, 'INVALID_REQUEST'],
+    [200, 'INVALID_REQUEST'],
+    [500, 'AGENT_UNREACHABLE'],
+    [503, 'AGENT_UNREACHABLE'],
+  ])('HTTP %i from the agent is %s', (status, code) => {
+    expect(agentAnswerCode(status)).toBe(code);
+  });
+
+  it('says when repeating cannot help, and only then', () => {
+    expect(agentAnswerDetail('PAYLOAD_TOO_LARGE', 'said')).toBe('said; repeating the same call will not help');
+    expect(agentAnswerDetail('AGENT_UNREACHABLE', 'said')).toBe('said');
   });
 });
 
