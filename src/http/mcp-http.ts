@@ -62,7 +62,7 @@ export function sharedSchemaValidator(): AjvJsonSchemaValidator {
  * transport's from here on (the reply is hijacked). When the response closes, before or after
  * it completed, the transport and the server close too, which aborts the signal of every
  * request still being handled: a caller that goes away cancels its call. `observe` sees every
- * message the server sends.
+ * message the server sends, before it is sent; `sent`, once it was.
  */
 export async function serveMcpPost(
   request: FastifyRequest,
@@ -70,14 +70,16 @@ export async function serveMcpPost(
   server: McpServer | Server,
   body: unknown,
   observe?: (message: JSONRPCMessage) => void,
+  sent?: (message: JSONRPCMessage) => void,
 ): Promise<void> {
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
   await server.connect(transport);
-  if (observe) {
+  if (observe || sent) {
     const send = transport.send.bind(transport);
-    transport.send = (message, options) => {
-      observe(message);
-      return send(message, options);
+    transport.send = async (message, options) => {
+      observe?.(message);
+      await send(message, options);
+      sent?.(message);
     };
   }
   reply.hijack();

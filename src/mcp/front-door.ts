@@ -28,7 +28,7 @@ import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
 import { disconnectedSeconds } from '../gate/classify.js';
 import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
 import { AgentGone, CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
-import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
+import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -93,6 +93,10 @@ export class McpExchange {
   readonly #tools = new Map<string, ToolRequest>();
   /** Outcome per request id, for the metric and the log line. */
   readonly outcomes = new Map<string, { method: string; outcome: string }>();
+  /** The requests of this HTTP request still owed an answer, and those cancelled (owed none). */
+  readonly #owed = new Set<string>();
+  readonly #cancelled = new Set<string>();
+  #ending = false;
   #server: McpServer | undefined;
 
   constructor(
@@ -119,6 +123,37 @@ export class McpExchange {
     }
   }
 
+  /** The requests this HTTP request carries (its response ends once each is answered or cancelled). */
+  expect(ids: readonly RequestId[]): void {
+    for (const id of ids) this.#owed.add(idKey(id));
+  }
+
+  /** A response to `id` was sent. */
+  answered(id: RequestId): void {
+    this.#owed.delete(idKey(id));
+    this.#endIfOnlyCancelled();
+  }
+
+  /**
+   * `id` was cancelled: nothing is owed for it. Its siblings in a batch are still answered; the
+   * response ends once they are (the transport would wait for the cancelled one for ever).
+   */
+  cancelled(id: RequestId): void {
+    const key = idKey(id);
+    this.#owed.delete(key);
+    this.#cancelled.add(key);
+    this.#endIfOnlyCancelled();
+  }
+
+  #endIfOnlyCancelled(): void {
+    if (this.#cancelled.size > 0 && this.#owed.size === 0) this.endResponse();
+  }
+
+  /** The response is ending (or ended): a handler's signal aborting now is not a cancel. */
+  get ending(): boolean {
+    return this.#ending || this.endpoint.callerSignal.aborted;
+  }
+
   note(id: RequestId, method: string, outcome: string): void {
     this.outcomes.set(idKey(id), { method: methodLabel(method), outcome });
   }
@@ -140,6 +175,7 @@ export class McpExchange {
 
   /** Stops answering: the responses still owed are not sent, and the response ends. */
   endResponse(): void {
+    this.#ending = true;
     void this.#server?.close().catch(() => undefined);
   }
 
@@ -157,6 +193,8 @@ type Acquired = { kind: 'lease'; success: GateSuccess } | { kind: 'refused'; err
 /** One tools/list or tools/call: the gate, then the agent. */
 export class ToolRequest {
   readonly #running: RunningCall;
+  /** A cancel the server's own signal for the request carried (a cancel in the same POST). */
+  readonly #local = new AbortController();
   /** The caller left, cancelled, or the agent went away. */
   readonly #signal: AbortSignal;
   #acquired: Promise<Acquired> | undefined;
@@ -171,7 +209,7 @@ export class ToolRequest {
   ) {
     const { endpoint } = exchange;
     this.#running = options.calls.open(cancelKey(endpoint.tokenKey, endpoint.endpointKey, id));
-    this.#signal = AbortSignal.any([endpoint.callerSignal, this.#running.signal]);
+    this.#signal = AbortSignal.any([endpoint.callerSignal, this.#running.signal, this.#local.signal]);
   }
 
   /**
@@ -210,7 +248,11 @@ export class ToolRequest {
         this.options.metrics.connTotal.inc({ code: error.code });
         return { kind: 'refused', error };
       }
-      if (error instanceof CallerGone || error instanceof CallCancelled) this.options.metrics.connTotal.inc({ code: 'client_closed' });
+      if (error instanceof CallerGone || error instanceof CallCancelled) {
+        this.options.metrics.connTotal.inc({ code: 'client_closed' });
+        // The gate names every abort CallerGone; a cancel stays a cancel.
+        if (this.#signal.aborted && this.#signal.reason instanceof CallCancelled) throw this.#signal.reason;
+      }
       throw error;
     }
   }
@@ -261,15 +303,24 @@ export class ToolRequest {
    * for calls the caller gave up.
    */
   async #run(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string; ownerId: string } | { kind: 'failed'; error: ApiError }> {
+    // The server aborts a handler's signal on a cancel it read in this same POST, and when it
+    // closes: the first is a cancel (the dial included), the second the response ending.
+    const onServerAbort = () => {
+      const reason: unknown = extra.signal.reason;
+      this.#local.abort(this.exchange.ending ? callerGone() : new CallCancelled(typeof reason === 'string' && reason ? reason : 'the caller cancelled the request'));
+    };
+    if (extra.signal.aborted) onServerAbort();
+    else extra.signal.addEventListener('abort', onServerAbort, { once: true });
     try {
       return await this.#gateThenAgent(params, extra);
     } finally {
+      extra.signal.removeEventListener('abort', onServerAbort);
       this.dispose();
     }
   }
 
   async #gateThenAgent(params: unknown, extra: Extra): Promise<{ kind: 'answered'; result: unknown; agentId: string; ownerId: string } | { kind: 'failed'; error: ApiError }> {
-    const signal = AbortSignal.any([this.#signal, extra.signal]);
+    const signal = this.#signal;
     let acquired: Acquired;
     try {
       acquired = await this.acquire();
@@ -300,7 +351,13 @@ export class ToolRequest {
         maxMessageBytes: config.bodyLimitBytes,
         onNotification: (notification) => this.#relay(notification, callerToken, extra),
       });
-      return { kind: 'answered', result, agentId: success.agent.id, ownerId: success.ownerId };
+      const valid = validResult(this.method, result);
+      if (!valid.ok) {
+        // What the model reads says what the agent did wrong, never agentgate's own failure.
+        const detail = `the agent's answer to ${this.method} is not a valid MCP result (${valid.problem})`;
+        return { kind: 'failed', error: new ApiError('INVALID_REQUEST', agentAnswerDetail('INVALID_REQUEST', detail), extras) };
+      }
+      return { kind: 'answered', result: valid.result, agentId: success.agent.id, ownerId: success.ownerId };
     } catch (error) {
       if (signal.aborted) {
         const reason: unknown = signal.reason;
@@ -337,8 +394,8 @@ export class ToolRequest {
     const reason: unknown = signal.aborted ? signal.reason : error;
     if (reason instanceof CallCancelled) {
       this.#note('cancelled');
-      // The cancel came in another request: this one's response must still end, without an answer.
-      this.exchange.endResponse();
+      // Nothing is owed for it; the response ends once its siblings (if any) are answered.
+      this.exchange.cancelled(this.id);
       throw new McpError(ErrorCode.ConnectionClosed, 'the request was cancelled');
     }
     if (reason instanceof CallerGone || signal.aborted) {

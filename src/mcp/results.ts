@@ -2,7 +2,7 @@
 // a normal tool result with isError, the SPEC 6 hint and then the detail as its text, and the
 // code, retryability and the agent's state under _meta["agentgate/error"]; and which code an
 // agent's answer that is not MCP comes to. Pure.
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, ListToolsResultSchema, type CallToolResult, type ListToolsResult } from '@modelcontextprotocol/sdk/types.js';
 import { ERROR_CATALOGUE, type ApiError, type ErrorCode } from '../domain/errors.js';
 
 export const ERROR_META_KEY = 'agentgate/error';
@@ -61,4 +61,15 @@ export function agentAnswerCode(status: number): ErrorCode {
 /** The detail for `agentAnswerCode`: what the agent said, and whether repeating can help. */
 export function agentAnswerDetail(code: ErrorCode, said: string): string {
   return ERROR_CATALOGUE[code].retryable ? said : `${said}; repeating the same call will not help`;
+}
+
+type Validated = { ok: true; result: CallToolResult | ListToolsResult } | { ok: false; problem: string };
+
+/** The agent's result checked against MCP's schema for the method (the SDK's, as its client checks). */
+export function validResult(method: 'tools/list' | 'tools/call', result: unknown): Validated {
+  const parsed = method === 'tools/list' ? ListToolsResultSchema.safeParse(result) : CallToolResultSchema.safeParse(result);
+  if (parsed.success) return { ok: true, result: parsed.data };
+  const issue = parsed.error.issues[0];
+  const where = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : 'result';
+  return { ok: false, problem: `${where}: ${issue?.message ?? 'invalid'}`.slice(0, 200) };
 }

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { request, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProgressNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -193,6 +194,37 @@ describe('a healthy agent', () => {
     expect(await mcp.client.ping()).toEqual({});
   });
 
+  it('cancelling one call of a batch leaves its sibling to answer', async () => {
+    const pidFile = path.join(agent.root, 'batch.pid');
+    const go = path.join(agent.root, 'batch.go');
+    const batch = [
+      { jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'exec', arguments: { command: 'sh', args: ['-c', `echo $$ > ${pidFile}; sleep 30`] } } },
+      // Answers only once the test says so, after the cancel.
+      { jsonrpc: '2.0', id: 'quick', method: 'tools/call', params: { name: 'exec', arguments: { command: 'sh', args: ['-c', `while [ ! -e ${go} ]; do sleep 0.02; done; echo sibling`] } } },
+    ];
+    const res = await post(ws.id, JSON.stringify(batch), { 'mcp-protocol-version': '2025-06-18' });
+    expect(res.status).toBe(200);
+    const text = res.text();
+    await readPid(pidFile);
+    const cancel = await post(ws.id, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'slow', reason: 'enough' } }), {
+      'mcp-protocol-version': '2025-06-18',
+    });
+    expect(cancel.status).toBe(202);
+    await writeFile(go, '');
+    const messages = messagesOf(await text);
+    expect(messages.find((m) => m.id === 'quick')).toMatchObject({ result: { isError: false, structuredContent: { stdout: 'sibling\n' } } });
+    expect(messages.find((m) => m.id === 'slow' && 'result' in m)).toBeUndefined();
+  });
+
+  it('a batch that uses a request id twice is refused as a JSON-RPC Invalid Request, nothing run', async () => {
+    const before = agent.lines('mcp exec finished').length;
+    const call = { jsonrpc: '2.0', method: 'tools/call', params: { name: 'exec', arguments: { command: 'true' } } };
+    const res = await post(ws.id, JSON.stringify([{ ...call, id: 4 }, { ...call, id: 4 }, { jsonrpc: '2.0', id: '4', method: 'ping' }]));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32600, message: expect.stringMatching(/request id 4 more than once/) }, id: null });
+    expect(agent.lines('mcp exec finished')).toHaveLength(before);
+  });
+
   it("the caller's HTTP request ending aborts the agent's call too", async () => {
     const other = await client(ws.id);
     const pidFile = path.join(agent.root, 'gone.pid');
@@ -340,6 +372,7 @@ describe('an agent that dies, and its replacement', () => {
     }
     const mcp = await client(ws.id);
     const controller = new AbortController();
+    const cancelled = await metric(t, 'tools/call', 'cancelled');
     const started = performance.now();
     const pending = mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } }, undefined, { signal: controller.signal });
     pending.catch(() => undefined);
@@ -349,6 +382,8 @@ describe('an agent that dies, and its replacement', () => {
     // The dial bound is 1000 ms: the socket went with the cancel, not with the timeout.
     expect(performance.now() - started).toBeLessThan(1_000);
     await expect(pending).rejects.toThrow();
+    // A cancel, not a caller gone: the dial phase counts it as the agent phase does.
+    await eventually(async () => (await metric(t, 'tools/call', 'cancelled')) === cancelled + 1, 2_000, 'the cancel counted as cancelled');
   });
 
   it('a dial that times out is an isError result (AGENT_DIAL_TIMEOUT, retryable), never a hang', async () => {
@@ -365,6 +400,47 @@ describe('an agent that dies, and its replacement', () => {
     expect(result.isError).toBe(true);
     expect(errorOf(result)).toMatchObject({ code: 'AGENT_DIAL_TIMEOUT', retryable: true, agentStatus: 'connected' });
     expect(resultText(result)).toMatch(/may answer on the next attempt/);
+  });
+});
+
+describe('cancels during a dial (a black-holed agent, a dial bound of 10 s)', () => {
+  let patient: TestApp;
+  beforeAll(async () => {
+    patient = await startTestApp({ database: t.database, env: { ...ENV, AGENTGATE_DIAL_TIMEOUT_MS: '10000' } });
+  });
+  afterAll(async () => {
+    await patient?.close();
+  });
+
+  async function blackHoled() {
+    const hole = await fakes.blackHole();
+    const ws = await createWorkspace(patient, [{ name: 'main', address: hole.address }]);
+    const rows = await AgentRows.open(patient.database.url);
+    try {
+      await rows.heartbeat(ws.agents[0]!.id);
+    } finally {
+      await rows.close();
+    }
+    return { hole, ws };
+  }
+
+  it('a cancel in the same POST as its call stops the dial: the response ends, the cancel counted', async () => {
+    const { ws } = await blackHoled();
+    const cancelled = await metric(patient, 'tools/call', 'cancelled');
+    const batch = [
+      { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'exec', arguments: { command: 'true' } } },
+      { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1, reason: 'never mind' } },
+    ];
+    const res = await fetch(mcpUrl(patient, ws.id), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+      body: JSON.stringify(batch),
+    });
+    expect(res.status).toBe(200);
+    // Well before the dial bound: the response ends with nothing for the cancelled call.
+    const text = await Promise.race([res.text(), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('the response did not end')), 5_000))]);
+    expect(text).not.toMatch(/"id":1/);
+    await eventually(async () => (await metric(patient, 'tools/call', 'cancelled')) === cancelled + 1, 2_000, 'the cancel counted');
   });
 });
 
@@ -448,6 +524,21 @@ describe('other MCP servers at the agent, and the bounds', () => {
       'notifications/initialized',
       'tools/call',
     ]);
+  });
+
+  it("an agent's result that is not MCP (result: null) is an isError result saying so, never agentgate's internal error", async () => {
+    const { ws } = await scriptedAgent({
+      answer: (m) =>
+        m.method === 'initialize' ? initialized(m.id)
+        : m.id === undefined ? { status: 202 }
+        : { status: 200, body: { jsonrpc: '2.0', id: m.id, result: m.method === 'tools/list' ? { tools: 'none' } : null } },
+    });
+    const mcp = await client(ws.id, { app: short });
+    const result = await mcp.client.callTool({ name: 'exec', arguments: {} });
+    expect(errorOf(result)).toMatchObject({ code: 'INVALID_REQUEST', retryable: false });
+    expect(resultText(result)).toMatch(/the agent's answer to tools\/call is not a valid MCP result/);
+    const listed = await mcp.client.listTools();
+    expect(listed).toMatchObject({ tools: [], _meta: { 'agentgate/stale': true, 'agentgate/error': { code: 'INVALID_REQUEST' } } });
   });
 
   it("the agent's own JSON-RPC error passes through as a JSON-RPC error", async () => {

@@ -11,11 +11,12 @@ import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.
 import { ApiError } from '../../domain/errors.js';
 import { ownerScope, type Principal } from '../../auth/principal.js';
 import { CallerGone, type Gate } from '../../gate/gate.js';
+import { CallCancelled } from '../../mcp/calls.js';
 import type { Metrics } from '../../metrics.js';
 import { idKey, isToolMethod, methodLabel, type FrontDoor, type McpExchange } from '../../mcp/front-door.js';
 import { callerSignal } from '../caller-signal.js';
 import { logRequest, noteOutcome } from '../plugins/request-log.js';
-import { JSONRPC_PARSE_ERROR, UNPARSABLE, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
+import { JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR, UNPARSABLE, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
 import { WorkspaceParams, withProblems } from '../schemas.js';
 import { AgentQuery } from './conn.js';
 
@@ -46,6 +47,20 @@ function cancelOf(message: unknown): { requestId: RequestId; reason: string } | 
   const requestId = m.params?.requestId;
   if (typeof requestId !== 'string' && typeof requestId !== 'number') return undefined;
   return { requestId, reason: typeof m.params?.reason === 'string' ? m.params.reason : '' };
+}
+
+/** Pure: the request ids a batch uses more than once. */
+export function duplicateIds(body: unknown): RequestId[] {
+  if (!Array.isArray(body)) return [];
+  const seen = new Set<string>();
+  const twice = new Map<string, RequestId>();
+  for (const message of body) {
+    if (!isRequest(message)) continue;
+    const key = idKey(message.id);
+    if (seen.has(key)) twice.set(key, message.id);
+    seen.add(key);
+  }
+  return [...twice.values()];
 }
 
 const tokenKey = (p: Principal) => (p.kind === 'agent' ? `agent:${p.agentId}` : `${p.kind}:${p.tokenId}`);
@@ -93,6 +108,14 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         noteOutcome(request, { mcpOutcome: 'invalid' });
         return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
       }
+      const duplicated = duplicateIds(body);
+      if (duplicated.length > 0) {
+        // Two requests under one id cannot be told apart (their answers, a cancel): none is run.
+        metrics.mcpRequests.inc({ method: 'invalid', outcome: 'invalid' });
+        noteOutcome(request, { mcpOutcome: 'invalid' });
+        const ids = duplicated.map((id) => JSON.stringify(id)).join(', ');
+        return jsonRpcError(reply, 400, JSONRPC_INVALID_REQUEST, `Invalid Request: the batch uses request id ${ids} more than once; ids must be unique within a batch`);
+      }
       const principal = request.principal!;
       const agentName = request.query.agent;
       const exchange = frontDoor.exchange({
@@ -111,6 +134,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
       res.once('close', () => exchange.dispose());
       const messages: unknown[] = Array.isArray(body) ? body : [body];
       const requests = messages.filter(isRequest);
+      exchange.expect(requests.map((r) => r.id));
       for (const message of messages) {
         const cancel = cancelOf(message);
         if (cancel) exchange.cancel(cancel.requestId, cancel.reason);
@@ -127,16 +151,20 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
           await checkVisible(gate, exchange);
         }
       } catch (error) {
-        exchange.dispose();
-        for (const r of requests) exchange.note(r.id, r.method, error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL');
-        count(request, exchange, requests, 'invalid');
-        if (error instanceof CallerGone) {
-          logRequest(request, 499, reply.elapsedTime);
-          reply.hijack();
-          reply.raw.destroy();
-          return;
+        // Cancelled during the dial: answered below as any cancel is (nothing for it, counted
+        // `cancelled`), the transport reading the request as usual.
+        if (!(error instanceof CallCancelled)) {
+          exchange.dispose();
+          for (const r of requests) exchange.note(r.id, r.method, error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL');
+          count(request, exchange, requests, 'invalid');
+          if (error instanceof CallerGone) {
+            logRequest(request, 499, reply.elapsedTime);
+            reply.hijack();
+            reply.raw.destroy();
+            return;
+          }
+          throw error;
         }
-        throw error;
       }
 
       if (res.destroyed) {
@@ -156,11 +184,21 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         count(request, exchange, requests, res.writableFinished && res.statusCode >= 400 ? 'invalid' : 'client_closed');
         logRequest(request, res.writableFinished ? res.statusCode : 499, performance.now() - started);
       });
-      await serveMcpPost(request, reply, exchange.server(), body, (message: JSONRPCMessage) => {
-        if (!('id' in message) || 'method' in message) return;
-        const r = requests.find((candidate) => candidate.id === message.id);
-        if (r && !exchange.outcomes.has(idKey(r.id))) exchange.note(r.id, r.method, 'error' in message ? 'rpc_error' : 'ok');
-      });
+      const responseTo = (message: JSONRPCMessage) => ('id' in message && !('method' in message) ? requests.find((candidate) => candidate.id === message.id) : undefined);
+      await serveMcpPost(
+        request,
+        reply,
+        exchange.server(),
+        body,
+        (message) => {
+          const r = responseTo(message);
+          if (r && !exchange.outcomes.has(idKey(r.id))) exchange.note(r.id, r.method, 'error' in message ? 'rpc_error' : 'ok');
+        },
+        (message) => {
+          const r = responseTo(message);
+          if (r) exchange.answered(r.id);
+        },
+      );
     },
   );
 
