@@ -148,7 +148,8 @@ describe('a healthy agent', () => {
     expect(resultText(outside)).toMatch(/^FORBIDDEN/);
     const bad = await mcp.client.callTool({ name: 'exec', arguments: { command: 42 } });
     expect(bad.isError).toBe(true);
-    expect(await metric(t, 'tools/call', 'tool_error')).toBe(before + 3);
+    // Counted when each response closes, which may be just after the client has its answer.
+    await eventually(async () => (await metric(t, 'tools/call', 'tool_error')) === before + 3, 2_000, 'three tool errors counted');
   });
 
   it("streams the agent's progress to the caller while the command runs", async () => {
@@ -285,13 +286,13 @@ describe('an agent that dies, and its replacement', () => {
     expect(resultText(disconnected)).toMatch(/^The workspace agent is disconnected and cannot run tools; restart the workspace \(stop it, then start it\) and try again\.\nAGENT_DISCONNECTED: /);
     expect(errorOf(disconnected)).toMatchObject({ code: 'AGENT_DISCONNECTED', retryable: false, agentStatus: 'disconnected' });
     expect(errorOf(disconnected)!.disconnectedSeconds).toEqual(expect.any(Number));
-    expect(await metric(t, 'tools/call', 'AGENT_DISCONNECTED')).toBeGreaterThan(0);
+    await eventually(async () => (await metric(t, 'tools/call', 'AGENT_DISCONNECTED')) > 0, 2_000, 'the refused call counted');
 
     // The model still sees the tools, and reads why they cannot run when it calls one.
     const stale = await mcp.client.listTools();
     expect(stale.tools.map((x) => x.name).sort()).toEqual(tools.map((x) => x.name).sort());
     expect(stale._meta).toMatchObject({ 'agentgate/stale': true, 'agentgate/error': { code: 'AGENT_DISCONNECTED' } });
-    expect(await metric(t, 'tools/list', 'AGENT_DISCONNECTED')).toBeGreaterThan(0);
+    await eventually(async () => (await metric(t, 'tools/list', 'AGENT_DISCONNECTED')) > 0, 2_000, 'the refused list counted');
     // The session itself never broke: agentgate answers ping and a new initialize.
     expect(await mcp.client.ping()).toEqual({});
     const fresh = await client(ws.id);
@@ -358,7 +359,7 @@ describe('an agent that dies, and its replacement', () => {
     const lost = await pending;
     expect(errorOf(lost)).toMatchObject({ code: 'AGENT_CONNECTION_LOST' });
     expect(resultText(lost)).toMatch(/said goodbye during the call/);
-    expect(await metric(t, 'tools/call', 'AGENT_CONNECTION_LOST')).toBeGreaterThanOrEqual(2);
+    await eventually(async () => (await metric(t, 'tools/call', 'AGENT_CONNECTION_LOST')) >= 2, 2_000, 'both lost calls counted');
   });
 
   it('a dial that times out is an isError result (AGENT_DIAL_TIMEOUT, retryable), never a hang', async () => {
@@ -549,7 +550,7 @@ describe('other MCP servers at the agent, and the bounds', () => {
     const before = await metric(short, 'tools/call', 'rpc_error');
     const failure = await mcp.client.callTool({ name: 'nope', arguments: {} }).catch((e: unknown) => e);
     expect(failure).toMatchObject({ code: -32602, message: expect.stringMatching(/Unknown tool: nope/) });
-    expect(await metric(short, 'tools/call', 'rpc_error')).toBe(before + 1);
+    await eventually(async () => (await metric(short, 'tools/call', 'rpc_error')) === before + 1, 2_000, 'the rpc error counted');
   });
 
   it('an agent with no MCP server is an isError result naming its HTTP answer, not to be retried', async () => {
@@ -693,7 +694,15 @@ describe('two replicas', () => {
       const r = await mcp.client.callTool({ name: 'exec', arguments: { command: process.execPath, args: ['-e', `console.log(${i})`] } });
       expect(r.structuredContent).toMatchObject({ stdout: `${i}\n` });
     }
-    const after = [await metric(t, 'tools/call', 'ok'), await metric(other, 'tools/call', 'ok')];
+    let after: number[] = [];
+    await eventually(
+      async () => {
+        after = [await metric(t, 'tools/call', 'ok'), await metric(other, 'tools/call', 'ok')];
+        return after[0]! - before[0]! + after[1]! - before[1]! >= 4;
+      },
+      2_000,
+      'the four calls counted',
+    );
     expect(after[0]! - before[0]!).toBeGreaterThan(0);
     expect(after[1]! - before[1]!).toBeGreaterThan(0);
     expect(after[0]! - before[0]! + after[1]! - before[1]!).toBe(4);

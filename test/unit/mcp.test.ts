@@ -187,4 +187,25 @@ describe('ToolLists', () => {
     expect(kept).toHaveLength(3);
     expect(lists.recall({ workspaceId: 'w9', agentName: undefined, agentId: 'a9' }, ADMIN)).toBeDefined();
   });
+
+  /** A list whose JSON is about `chars` characters of `c`. */
+  const sized = (c: string, chars: number) => [{ name: 't', description: c.repeat(chars), inputSchema: { type: 'object' as const } }];
+  const where = (i: number) => ({ workspaceId: `w${i}`, agentName: undefined, agentId: `a${i}`, ownerId: 'o' });
+
+  it('bounds the bytes kept, each list counted once, in UTF-8 bytes rather than characters', () => {
+    // Two lists of about 450 bytes fit in 1000 (each is kept once, not under two keys).
+    const ascii = new ToolLists({ maxBytes: 1000 });
+    ascii.remember(where(1), sized('x', 400));
+    ascii.remember(where(2), sized('x', 400));
+    expect(ascii.recall(where(1), ADMIN)).toBeDefined();
+    expect(ascii.recall({ ...where(1), agentId: undefined }, ADMIN)).toBeDefined();
+    expect(ascii.recall(where(2), ADMIN)).toBeDefined();
+    // The same count of two-byte characters is about 850 bytes a list: the second puts the first out.
+    const accented = new ToolLists({ maxBytes: 1000 });
+    accented.remember(where(1), sized('é', 400));
+    accented.remember(where(2), sized('é', 400));
+    expect(accented.recall(where(1), ADMIN)).toBeUndefined();
+    expect(accented.recall({ ...where(1), agentId: undefined }, ADMIN)).toBeUndefined();
+    expect(accented.recall(where(2), ADMIN)).toBeDefined();
+  });
 });
