@@ -3,12 +3,15 @@
 // parse error, not a problem+json), one transport per request handed the raw request and
 // response, and the 405 a stateless server gives to GET (no server-initiated stream) and DELETE
 // (no session to end).
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { JSONRPCMessageSchema, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { isJsonContentType } from '@modelcontextprotocol/sdk/shared/mediaType.js';
+import { MAX_BATCH_SIZE } from '@modelcontextprotocol/sdk/server/requestBody.js';
 
 /** The body of a POST that is not JSON at all. */
 export const UNPARSABLE = Symbol('unparsable JSON');
@@ -16,6 +19,7 @@ export const UNPARSABLE = Symbol('unparsable JSON');
 /** JSON-RPC's own error codes (the spec's, not the SDK's enum, which also holds MCP's). */
 export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_INVALID_REQUEST = -32600;
+export const JSONRPC_INVALID_PARAMS = -32602;
 
 /**
  * Parses every POST body of this plugin's routes as JSON, whatever its declared type (the
@@ -45,6 +49,21 @@ export function jsonRpcError(reply: FastifyReply, status: number, code: number, 
 /** GET and DELETE on a stateless endpoint: 405, as the transport's specification allows. */
 export function methodNotAllowed(reply: FastifyReply, what: string): FastifyReply {
   return jsonRpcError(reply, 405, -32000, `Method not allowed: ${what}`, { allow: 'POST' });
+}
+
+/**
+ * Pure: whether the transport will refuse this POST before it reads a message (an Accept without
+ * both types, a content type that is not JSON, too large a batch, a message that is not
+ * JSON-RPC): StreamableHTTPServerTransport's own checks, made first so that such a request gets
+ * its 406, 415 or 400 without waiting for the gate to dial the agent.
+ */
+export function transportRefuses(headers: IncomingHttpHeaders, body: unknown): boolean {
+  const accept = headers.accept;
+  if (!accept?.includes('application/json') || !accept.includes('text/event-stream')) return true;
+  if (!isJsonContentType(headers['content-type'])) return true;
+  const messages: unknown[] = Array.isArray(body) ? body : [body];
+  if (messages.length > MAX_BATCH_SIZE) return true;
+  return !messages.every((message) => JSONRPCMessageSchema.safeParse(message).success);
 }
 
 let validator: AjvJsonSchemaValidator | undefined;

@@ -421,6 +421,29 @@ describe('cancels during a dial (a black-holed agent, a dial bound of 10 s)', ()
     );
   });
 
+  /** The response's status and text, or a failure once `ms` pass (far below the 10 s dial bound). */
+  async function within(ms: number, sent: Promise<Response>): Promise<{ status: number; text: string }> {
+    const answered = sent.then(async (res) => ({ status: res.status, text: await res.text() }));
+    return Promise.race([answered, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))]);
+  }
+
+  it.each([
+    ['a wrong Accept', { accept: 'application/json' }, { name: 'exec', arguments: {} }, 406, /Not Acceptable/],
+    ['a wrong content type', { 'content-type': 'text/plain' }, { name: 'exec', arguments: {} }, 415, /Unsupported Media Type/],
+    ['params without a tool name', {}, { arguments: {} }, 200, /"code":-32602,"message":"Invalid params: params.name: /],
+  ])('%s is answered without a dial', async (_name, headers: Record<string, string>, params, status, answer) => {
+    const { hole, ws } = await blackHoled();
+    const sent = fetch(mcpUrl(patient, ws.id), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params }),
+    });
+    const res = await within(5_000, sent);
+    expect(res.status).toBe(status);
+    expect(res.text).toMatch(answer);
+    expect(hole.sockets.opened).toBe(0);
+  });
+
   it('a cancel in the same POST as its call stops the dial: the response ends, the cancel counted', async () => {
     const { ws } = await blackHoled();
     const cancelled = await metric(patient, 'tools/call', 'cancelled');
@@ -833,6 +856,7 @@ describe('bad JSON-RPC gets JSON-RPC errors, never a 5xx', () => {
     ['the wrong jsonrpc version', JSON.stringify({ jsonrpc: '1.0', id: 1, method: 'ping' }), 400, -32700],
     ['no method', JSON.stringify({ jsonrpc: '2.0', id: 1 }), 400, -32700],
     ['a bare string', JSON.stringify('ping'), 400, -32700],
+    ['an empty batch', '[]', 400, -32600],
   ])('%s: %s JSON-RPC error', async (_name, body, status, code) => {
     const res = await post(ws.id, body);
     expect(res.status).toBe(status);

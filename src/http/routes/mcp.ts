@@ -7,7 +7,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { JSONRPCMessage, RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError } from '../../domain/errors.js';
 import { ownerScope, type Principal } from '../../auth/principal.js';
 import { CallerGone, type Gate } from '../../gate/gate.js';
@@ -16,7 +16,7 @@ import type { Metrics } from '../../metrics.js';
 import { idKey, isToolMethod, methodLabel, type FrontDoor, type McpExchange } from '../../mcp/front-door.js';
 import { callerSignal } from '../caller-signal.js';
 import { logRequest, noteOutcome } from '../plugins/request-log.js';
-import { JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR, UNPARSABLE, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
+import { JSONRPC_INVALID_PARAMS, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR, UNPARSABLE, transportRefuses, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
 import { WorkspaceParams, withProblems } from '../schemas.js';
 import { AgentQuery } from './conn.js';
 
@@ -47,6 +47,14 @@ function cancelOf(message: unknown): { requestId: RequestId; reason: string } | 
   const requestId = m.params?.requestId;
   if (typeof requestId !== 'string' && typeof requestId !== 'number') return undefined;
   return { requestId, reason: typeof m.params?.reason === 'string' ? m.params.reason : '' };
+}
+
+/** Pure: what is wrong with a tools/list or tools/call request's params, if anything. */
+function toolParamsProblem(message: RequestMessage): string | undefined {
+  const parsed = (message.method === 'tools/call' ? CallToolRequestSchema : ListToolsRequestSchema).safeParse(message);
+  if (parsed.success) return undefined;
+  const issue = parsed.error.issues[0];
+  return `${issue?.path.map(String).join('.') ?? 'params'}: ${issue?.message ?? 'invalid'}`.slice(0, 200);
 }
 
 /** Pure: the request ids a batch uses more than once. */
@@ -108,6 +116,11 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         noteOutcome(request, { mcpOutcome: 'invalid' });
         return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
       }
+      if (Array.isArray(body) && body.length === 0) {
+        metrics.mcpRequests.inc({ method: 'invalid', outcome: 'invalid' });
+        noteOutcome(request, { mcpOutcome: 'invalid' });
+        return jsonRpcError(reply, 400, JSONRPC_INVALID_REQUEST, 'Invalid Request: an empty batch');
+      }
       const duplicated = duplicateIds(body);
       if (duplicated.length > 0) {
         // Two requests under one id cannot be told apart (their answers, a cancel): none is run.
@@ -142,7 +155,21 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
 
       try {
         const only = !Array.isArray(body) && requests.length === 1 ? requests[0] : undefined;
-        if (only && isToolMethod(only.method)) {
+        const invalidParams = only && isToolMethod(only.method) ? toolParamsProblem(only) : undefined;
+        // A request the transport or the server will refuse (406, 415, invalid params) is not
+        // worth a dial: only whether the token sees the workspace is checked first.
+        if (only && isToolMethod(only.method) && !transportRefuses(request.headers, body) && invalidParams !== undefined) {
+          await checkVisible(gate, exchange);
+          // Answered here, as Invalid params (the server would call it an internal error).
+          exchange.dispose();
+          metrics.mcpRequests.inc({ method: methodLabel(only.method), outcome: 'invalid' });
+          noteOutcome(request, { mcpMethod: only.method, mcpOutcome: 'invalid' });
+          return reply
+            .code(200)
+            .type('application/json')
+            .send(JSON.stringify({ jsonrpc: '2.0', id: only.id, error: { code: JSONRPC_INVALID_PARAMS, message: `Invalid params: ${invalidParams}` } }));
+        }
+        if (only && isToolMethod(only.method) && !transportRefuses(request.headers, body)) {
           // The gate first, before the transport: a workspace the token cannot see is a 404 like
           // on every other route, and the dial starts at once.
           const acquired = await exchange.tool(only.id, only.method).acquire();
