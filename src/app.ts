@@ -210,7 +210,7 @@ export async function buildApp(options: AppOptions) {
     // The MCP front door's calls in flight end when their agent says goodbye or is replaced,
     // wherever the transition was written (SPEC 11).
     const mcpCalls = new RunningCalls();
-    const frontDoor = new FrontDoor({ gate, config, metrics, calls: mcpCalls, lists: new ToolLists(), validator: sharedSchemaValidator() });
+    const frontDoor = new FrontDoor({ gate, config, metrics, calls: mcpCalls, lists: new ToolLists(), validator: sharedSchemaValidator(), tracing });
     events.onEvent((event) => {
       const ended = mcpCalls.apply(event);
       if (ended > 0) app.log.info({ calls: ended, reason: event.kind }, 'ended MCP calls whose agent went away');

@@ -23,6 +23,7 @@ import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { failureAnswer } from '../domain/failure-codes.js';
 import { forwardRequest, type Forwarded } from '../proxy/forward.js';
 import { SseReader } from './sse.js';
+import type { TraceHeaders } from '../tracing/trace-context.js';
 
 /** The agent answered the request with a JSON-RPC error: its answer, passed on as it is. */
 export class AgentRpcError extends Error {
@@ -67,6 +68,8 @@ export interface AgentCallOptions {
   maxMessageBytes: number;
   /** Notifications the agent sends about this request while it runs. */
   onNotification?: (notification: JSONRPCNotification) => void;
+  /** W3C trace context sent with the call's requests: the gate's span, or the caller's (tracing off). */
+  trace?: TraceHeaders | undefined;
 }
 
 interface AgentSession {
@@ -207,6 +210,10 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
     'content-length': String(body.length),
     [SIGNATURE_HEADER]: conn.sign('POST', path),
   };
+  if (options.trace) {
+    headers.traceparent = options.trace.traceparent;
+    if (options.trace.tracestate !== undefined) headers.tracestate = options.trace.tracestate;
+  }
   if (session?.sessionId !== undefined) headers['mcp-session-id'] = session.sessionId;
   if (session !== undefined) headers['mcp-protocol-version'] = session.protocolVersion;
   let forwarded: Forwarded;

@@ -5,7 +5,7 @@
 // answer, is a tool result the model can read (results.ts), never a transport error; while the
 // agent is refused, tools/list serves its last list, marked stale.
 import type { FastifyBaseLogger } from 'fastify';
-import type { Context } from '@opentelemetry/api';
+import { SpanKind, type Context, type Span } from '@opentelemetry/api';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/types.js';
@@ -30,6 +30,8 @@ import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent
 import { AgentGone, CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
 import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
+import { ATTR, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
+import type { TraceHeaders } from '../tracing/trace-context.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 export type ToolMethod = 'tools/list' | 'tools/call';
@@ -52,6 +54,7 @@ export interface FrontDoorOptions {
   calls: RunningCalls;
   lists: ToolLists;
   validator: jsonSchemaValidator;
+  tracing: Tracing;
 }
 
 /** Who calls which endpoint, for one HTTP request. */
@@ -70,6 +73,8 @@ export interface Endpoint {
   startedAt: number;
   /** The request's server span (tracing on): the gate's spans are made under it. */
   trace?: Context | null | undefined;
+  /** The caller's well-formed trace headers, passed to the agent as they are when tracing is off. */
+  callerTrace?: TraceHeaders | undefined;
 }
 
 export class FrontDoor {
@@ -339,8 +344,20 @@ export class ToolRequest {
     };
     const { config } = this.options;
     const callerToken = (params as { _meta?: { progressToken?: unknown } } | undefined)?._meta?.progressToken;
+    // The call to the agent's /mcp (tracing on): the agent is told this span as its parent.
+    const { tracing } = this.options;
+    const trace = this.exchange.endpoint.trace;
+    const span =
+      tracing.enabled && trace
+        ? tracing.tracer.startSpan(
+            'agentgate.mcp',
+            { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'jsonrpc', 'rpc.method': this.method, [ATTR.agentId]: success.agent.id } },
+            trace,
+          )
+        : undefined;
     try {
-      const result = await callAgent(conn, this.method, params, {
+      const result = await traced(span, callAgent(conn, this.method, params, {
+        trace: span ? tracing.headersFor(span) : this.exchange.endpoint.callerTrace,
         signal,
         headersTimeoutMs: config.proxyHeadersTimeoutMs,
         idleTimeoutMs: config.proxyHeadersTimeoutMs,
@@ -350,7 +367,7 @@ export class ToolRequest {
         sessionTimeoutMs: config.dialTimeoutMs,
         maxMessageBytes: config.bodyLimitBytes,
         onNotification: (notification) => this.#relay(notification, callerToken, extra),
-      });
+      }));
       const valid = validResult(this.method, result);
       if (!valid.ok) {
         // What the model reads says what the agent did wrong, never agentgate's own failure.
@@ -411,5 +428,21 @@ export class ToolRequest {
     const params = notification.params as { progressToken?: unknown; progress?: unknown } | undefined;
     if (!params || params.progressToken !== callerToken || typeof params.progress !== 'number') return;
     void extra.sendNotification(notification as ServerNotification).catch(() => undefined);
+  }
+}
+
+/** Ends the agent call's span (tracing on) with how the call went: answered, or why not. */
+async function traced<T>(span: Span | undefined, call: Promise<T>): Promise<T> {
+  if (!span) return call;
+  try {
+    const value = await call;
+    endSpan(span, { code: 'ok' });
+    return value;
+  } catch (error) {
+    if (error instanceof AgentHttpError) endSpan(span, { code: agentAnswerCode(error.status), status: error.status });
+    else if (error instanceof AgentRpcError) endSpan(span, { code: 'rpc_error' });
+    else if (error instanceof AgentGone) endSpan(span, { code: 'AGENT_CONNECTION_LOST', status: 502 });
+    else endSpan(span, failureOutcome(error));
+    throw error;
   }
 }

@@ -77,6 +77,14 @@ async function traced(call: (headers: Record<string, string>) => Promise<Respons
 const proxied = (workspace: Workspace, rest: string, init: RequestInit = {}) => (headers: Record<string, string>) =>
   fetch(`${t.url}/workspaces/${workspace.id}/conn${rest}`, { ...init, headers });
 
+/** One MCP tools/call to the workspace's front door, with the caller's headers. */
+const mcpCall = (app: TestApp, workspace: Workspace) => (headers: Record<string, string>) =>
+  fetch(`${app.url}/workspaces/${workspace.id}/mcp`, {
+    method: 'POST',
+    headers: { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'exec', arguments: {} } }),
+  });
+
 describe('tracing on', () => {
   it('a proxied call is one trace: caller span, server span, gate, database read, dial and proxy spans, and the agent’s traceparent', async () => {
     const before = agent.requests.length;
@@ -250,6 +258,24 @@ describe('tracing on', () => {
     }
   });
 
+  it('an MCP tools/call: an agentgate.mcp span under the server span, and the agent’s /mcp receives its traceparent', async () => {
+    const before = agent.records.length;
+    const { response, text, caller, spans } = await traced(mcpCall(t, ws));
+    // The echo agent is no MCP server: its 404 is told as NOT_FOUND, in a result the model reads.
+    expect(response.status, text).toBe(200);
+    expect(text).toContain('"isError":true');
+    const server = only(spans, 'POST /workspaces/{workspaceId}/mcp');
+    expect(parentOf(server)).toBe(idOf(caller));
+    expect(parentOf(only(spans, 'agentgate.gate'))).toBe(idOf(server));
+    const mcp = only(spans, 'agentgate.mcp');
+    expect(parentOf(mcp)).toBe(idOf(server));
+    expect(mcp.kind).toBe(SpanKind.CLIENT);
+    expect(mcp.attributes).toMatchObject({ 'rpc.method': 'tools/call', 'agentgate.outcome': 'NOT_FOUND' });
+    const seen = agent.records.slice(before).filter((r) => r.url === '/base/mcp');
+    expect(seen.length).toBeGreaterThan(0);
+    for (const r of seen) expect(r.headers.traceparent).toBe(traceparentOf(mcp));
+  });
+
   it('reads that share a batch each keep a span of their own, told the batch size', async () => {
     const reads = new CurrentAgentReads(t.handle.pool);
     const tracer = provider.getTracer('test');
@@ -359,6 +385,16 @@ describe('tracing off', () => {
     const seen = await through({ traceparent, tracestate: 'rojo=00f067aa0ba902b7' });
     expect(seen.traceparent).toBeUndefined();
     expect(seen.tracestate).toBeUndefined();
+  });
+
+  it('passes the caller’s traceparent to the agent’s /mcp unchanged on an MCP tools/call', async () => {
+    const before = agent.records.length;
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const r = await mcpCall(off, ws)({ authorization: `Bearer ${ENV_ADMIN_TOKEN}`, traceparent });
+    expect(r.status, await r.text()).toBe(200);
+    const seen = agent.records.slice(before).filter((x) => x.url === '/base/mcp');
+    expect(seen.length).toBeGreaterThan(0);
+    for (const x of seen) expect(x.headers.traceparent).toBe(traceparent);
   });
 
   it('drops a malformed tracestate beside a valid traceparent', async () => {

@@ -19,6 +19,7 @@ import { logRequest, noteOutcome } from '../plugins/request-log.js';
 import { JSONRPC_INVALID_PARAMS, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR, UNPARSABLE, transportRefuses, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
 import { WorkspaceParams, withProblems } from '../schemas.js';
 import { AgentQuery } from './conn.js';
+import { callerTraceHeaders } from '../../tracing/trace-context.js';
 
 export interface McpRouteOptions {
   gate: Gate;
@@ -141,6 +142,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         log: request.log,
         startedAt: started,
         trace: request.traceContext,
+        callerTrace: callerTraceHeaders(request.headers.traceparent, request.headers.tracestate),
       });
       const res = reply.raw;
       // First of all: a caller that leaves while the gate reads lets go of what the gate gave.
