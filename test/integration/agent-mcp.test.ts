@@ -13,7 +13,7 @@ import { SIGNATURE_HEADER } from '../../src/auth/gate-signature.js';
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import type { GateKeySource } from '../../src/agent/gate-keys.js';
 import { eventually } from '../support/eventually.js';
-import { readPid, running } from '../support/pids.js';
+import { readPid, running, killSurvivors } from '../support/pids.js';
 import { connectClient, resultText, signedFetch, type McpClient } from '../support/mcp.js';
 
 const AGENT_ID = '33333333-3333-4333-8333-333333333333';
@@ -51,16 +51,8 @@ afterAll(async () => {
 });
 
 const spawned: number[] = [];
-afterEach(async () => {
-  for (const pid of spawned.splice(0)) {
-    if (!(await running(pid))) continue;
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
+// A failed assertion must not leave the processes these tests started behind.
+afterEach(() => killSurvivors(spawned));
 
 const call = (name: string, args: Record<string, unknown>) => mcp.client.callTool({ name, arguments: args });
 

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { buildAgentApp } from '../../src/agent/agent-app.js';
 import { createLogger } from '../../src/logger.js';
 import { eventually } from '../support/eventually.js';
-import { readPid, running } from '../support/pids.js';
+import { readPid, running, killSurvivors } from '../support/pids.js';
 import { SIGNATURE_HEADER } from '../../src/auth/gate-signature.js';
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
 import type { GateKeySource } from '../../src/agent/gate-keys.js';
@@ -99,17 +99,8 @@ const exec = (body: unknown, options: SendOptions = {}) => send('POST', '/exec',
 const filePath = (p: string) => `/files?path=${encodeURIComponent(p)}`;
 
 const spawned: number[] = [];
-afterEach(async () => {
-  // A failed assertion must not leave the sleepers these tests started behind.
-  for (const pid of spawned.splice(0)) {
-    if (!(await running(pid))) continue;
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
+// A failed assertion must not leave the processes these tests started behind.
+afterEach(() => killSurvivors(spawned));
 
 describe('gate signature', () => {
   it('GET /health is open without a signature', async () => {

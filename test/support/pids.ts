@@ -33,3 +33,15 @@ export async function readPid(file: string): Promise<number> {
   );
   return pid;
 }
+
+/** Kills (SIGKILL) whichever of `pids` still run, and empties the list: for an afterEach. */
+export async function killSurvivors(pids: number[]): Promise<void> {
+  for (const pid of pids.splice(0)) {
+    if (!(await running(pid))) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
