@@ -9,13 +9,14 @@ import { ROUTES, routePath, type AgentResponse, type ConnResponse } from './type
 export interface WebSocketLike {
   readonly readyState: number;
   close(code?: number, reason?: string): void;
-  // why: the standard listener types (Event, MessageEvent) are not in Node 20's types; any
-  // WebSocket implementation's own listener signature must be assignable here.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  addEventListener(type: string, listener: (event: any) => void, options?: { once?: boolean }): void;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as addEventListener
-  removeEventListener(type: string, listener: (event: any) => void): void;
+  addEventListener(type: string, listener: SocketListener, options?: { once?: boolean }): void;
+  removeEventListener(type: string, listener: SocketListener): void;
 }
+
+// why: the standard listener types (Event, MessageEvent) are not in Node 20's types, and every
+// WebSocket implementation's own listener signature must be assignable to this one.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type SocketListener = (event: any) => void;
 
 /** A WebSocket class taking Node's (undici's) init: `new WebSocket(url, { protocols, headers })`. */
 export type WebSocketClass<W extends WebSocketLike = WebSocketLike> = new (

@@ -20,7 +20,7 @@ export const CLIENT_ERROR_CODES = {
     hint: 'agentgate answered in an unexpected way, perhaps through a proxy in between; try again shortly.',
     meaning:
       'An answer agentgate did not write as a problem: a proxy or load balancer in between answering HTML or an empty 502, ' +
-      'or a success whose body is not the documented JSON. On a proxied call: any answer, a 2xx included, without ' +
+      'or a success whose body is not the documented JSON. On a proxied call: every answer, a 2xx included, without ' +
       '`x-agentgate-upstream: agent` that is not a problem+json with a `code`; and the gate’s refusal of a `HEAD`, whose ' +
       'answer has no body to carry the code (the error has the refusal’s status and `Retry-After`).',
     chatServer:

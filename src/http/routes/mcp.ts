@@ -180,8 +180,8 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
           await checkVisible(gate, exchange);
         }
       } catch (error) {
-        // Cancelled during the dial: answered below as any cancel is (nothing for it, counted
-        // `cancelled`), the transport reading the request as usual.
+        // Cancelled during the dial: answered below like every other cancel (nothing for it,
+        // counted `cancelled`), the transport reading the request as usual.
         if (!(error instanceof CallCancelled)) {
           exchange.dispose();
           for (const r of requests) exchange.note(r.id, r.method, error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL');
