@@ -1,12 +1,9 @@
 // The proxied request's target (SPEC 4.1, 6): its raw URL parsed into workspace, agent, path and
 // query (proxyTarget). The rules its path must pass are src/domain/forward-path.ts, which the
 // client applies too.
-
 import { ApiError } from '../domain/errors.js';
 import { checkForwardPath } from '../domain/forward-path.js';
 import { AGENT_NAME_MAX_LENGTH, AGENT_NAME_PATTERN, UUID_PATTERN } from '../domain/names.js';
-
-export { checkForwardPath, MAX_DECODE_ROUNDS, type PathCheck } from '../domain/forward-path.js';
 
 export interface SplitQuery {
   /** The query string to forward, without `agent` parameters, with its leading `?` (or ''). */

@@ -3,8 +3,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type ForwardContext } from '../../src/proxy/headers.js';
-import { checkForwardPath, MAX_DECODE_ROUNDS, splitAgentParam } from '../../src/proxy/target-path.js';
-import { proxyTarget } from '../../src/proxy/target-path.js';
+import { checkForwardPath, MAX_DECODE_ROUNDS } from '../../src/domain/forward-path.js';
+import { proxyTarget, splitAgentParam } from '../../src/proxy/target-path.js';
 import { forwardedFor, trustProxyFrom } from '../../src/proxy/trust-proxy.js';
 import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../../src/domain/errors.js';
