@@ -161,12 +161,7 @@ describe('the Grafana dashboard', () => {
     t = await startTestApp({ processMetrics: true, env: { AGENTGATE_RATE_LIMIT_PER_MIN: '5' } });
     echo = await startEchoAgent();
     const ws = await createWorkspace(t, [{ name: 'main', address: echo.address }]);
-    const rows = await AgentRows.open(t.database.url);
-    try {
-      await rows.heartbeat(ws.agents[0]!.id);
-    } finally {
-      await rows.close();
-    }
+    await AgentRows.heartbeatOnce(t.database.url, ws.agents[0]!.id);
     // Traffic for the labelled series: a dial and a gate decision, proxied calls, a refusal.
     expect((await conn(t, ws.id)).status).toBe(200);
     expect((await t.call('GET', `/workspaces/${ws.id}/conn/echo`, { token: ENV_ADMIN_TOKEN })).status).toBe(200);

@@ -365,12 +365,7 @@ describe('an agent that dies, and its replacement', () => {
   it('a dial that times out is an isError result (AGENT_DIAL_TIMEOUT, retryable), never a hang', async () => {
     const hole = await fakes.blackHole();
     const ws = await createWorkspace(t, [{ name: 'main', address: hole.address }]);
-    const rows = await AgentRows.open(t.database.url);
-    try {
-      await rows.heartbeat(ws.agents[0]!.id);
-    } finally {
-      await rows.close();
-    }
+    await AgentRows.heartbeatOnce(t.database.url, ws.agents[0]!.id);
     const mcp = await client(ws.id);
     const result = await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
     expect(result.isError).toBe(true);
@@ -391,12 +386,7 @@ describe('cancels during a dial (a black-holed agent, a dial bound of 10 s)', ()
   async function blackHoled() {
     const hole = await fakes.blackHole();
     const ws = await createWorkspace(patient, [{ name: 'main', address: hole.address }]);
-    const rows = await AgentRows.open(patient.database.url);
-    try {
-      await rows.heartbeat(ws.agents[0]!.id);
-    } finally {
-      await rows.close();
-    }
+    await AgentRows.heartbeatOnce(patient.database.url, ws.agents[0]!.id);
     return { hole, ws };
   }
 
@@ -500,12 +490,7 @@ describe('other MCP servers at the agent, and the bounds', () => {
       return true;
     };
     const ws = await createWorkspace(short, [{ name: 'main', address: agent.address }]);
-    const rows = await AgentRows.open(short.database.url);
-    try {
-      await rows.heartbeat(ws.agents[0]!.id);
-    } finally {
-      await rows.close();
-    }
+    await AgentRows.heartbeatOnce(short.database.url, ws.agents[0]!.id);
     return { agent, ws, seen };
   }
 

@@ -47,12 +47,7 @@ it('counts token lookups by source, notifications by kind, dials in flight and r
   await eventually(async () => (sample(await scrape(), 'agentgate_notifications_total{kind="build_created"}') ?? 0) >= 1, 5_000, 'the notification counted');
 
   // One dial, then none in flight.
-  const rows = await AgentRows.open(t.database.url);
-  try {
-    await rows.heartbeat(ws.agents[0]!.id);
-  } finally {
-    await rows.close();
-  }
+  await AgentRows.heartbeatOnce(t.database.url, ws.agents[0]!.id);
   expect((await conn(t, ws.id)).status).toBe(200);
   const text = await scrape();
   expect(sample(text, 'agentgate_dials_in_flight')).toBe(0);

@@ -56,6 +56,16 @@ export class AgentRows {
     return Object.assign(rows, { close: () => client.end() });
   }
 
+  /** One heartbeat now, through a connection of its own: a workspace's agent counts as connected. */
+  static async heartbeatOnce(url: string, agentId: string): Promise<void> {
+    const rows = await AgentRows.open(url);
+    try {
+      await rows.heartbeat(agentId);
+    } finally {
+      await rows.close();
+    }
+  }
+
   /** Heartbeat `agoMs` before the database's now() (first connect at the same time if unset). */
   async heartbeat(agentId: string, agoMs = 0): Promise<void> {
     await this.client.query(
