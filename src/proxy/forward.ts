@@ -151,7 +151,16 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
  * listeners, not stream.pipeline: pipeline makes and aborts an AbortController per call, whose
  * DOMException alone cost more than the rest of the relay.)
  */
-export function relayBody(forwarded: Forwarded, res: ServerResponse): Promise<'complete' | 'broken'> {
+export function relayBody(
+  forwarded: Forwarded,
+  res: ServerResponse,
+  /**
+   * Told the outcome at once, before the response's other `close` listeners run (the server
+   * span's among them), so whatever it ends ends inside the request; a promise continuation
+   * may run after them.
+   */
+  onSettled?: (outcome: 'complete' | 'broken') => void,
+): Promise<'complete' | 'broken'> {
   const body = forwarded.body;
   return new Promise((resolve) => {
     let settled = false;
@@ -166,6 +175,7 @@ export function relayBody(forwarded: Forwarded, res: ServerResponse): Promise<'c
         forwarded.abort(error ?? new Error('relay failed'));
         res.destroy();
       }
+      onSettled?.(outcome);
       resolve(outcome);
     };
     const onError = (error: Error) => settle('broken', error);
@@ -175,7 +185,9 @@ export function relayBody(forwarded: Forwarded, res: ServerResponse): Promise<'c
     body.on('error', onError);
     res.on('error', onError);
     res.once('finish', onFinish);
-    res.once('close', onClose);
+    // First among the close listeners: a caller gone mid-response settles the relay before the
+    // request's own close handling sees it.
+    res.prependOnceListener('close', onClose);
     body.pipe(res);
   });
 }

@@ -145,12 +145,16 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           reply.raw.destroy();
           throw error;
         }
-        const outcome = await relayBody(forwarded, reply.raw);
+        const outcome = await relayBody(
+          forwarded,
+          reply.raw,
+          span &&
+            ((stream) => {
+              span.setAttributes({ 'http.response.status_code': forwarded.statusCode, 'agentgate.proxy.stream': stream });
+              endSpan(span, { code: 'ok', status: forwarded.statusCode });
+            }),
+        );
         count(forwarded.statusCode, started);
-        if (span) {
-          span.setAttributes({ 'http.response.status_code': forwarded.statusCode, 'agentgate.proxy.stream': outcome });
-          endSpan(span, { code: 'ok', status: forwarded.statusCode });
-        }
         if (outcome !== 'complete') {
           // The response was destroyed: no onResponse, so its line is written here.
           noteOutcome(request, { stream: outcome });
