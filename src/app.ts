@@ -26,6 +26,7 @@ import { RunningCalls } from './mcp/calls.js';
 import { ToolLists } from './mcp/tool-lists.js';
 import { sharedSchemaValidator } from './http/mcp-http.js';
 import { readTunnelAuthority } from './db/tunnel-authority.js';
+import { publishCancel } from './db/events.js';
 import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -210,10 +211,30 @@ export async function buildApp(options: AppOptions) {
     // The MCP front door's calls in flight end when their agent says goodbye or is replaced,
     // wherever the transition was written (SPEC 11).
     const mcpCalls = new RunningCalls();
-    const frontDoor = new FrontDoor({ gate, config, metrics, calls: mcpCalls, lists: new ToolLists(), validator: sharedSchemaValidator(), tracing });
+    const frontDoor = new FrontDoor({
+      gate,
+      config,
+      metrics,
+      calls: mcpCalls,
+      lists: new ToolLists(),
+      validator: sharedSchemaValidator(),
+      tracing,
+      // A cancel may reach a replica other than the one running its call (SPEC 11: no affinity).
+      cancelElsewhere: (notice) => {
+        publishCancel(app.db, notice).then(
+          (sent) => {
+            if (!sent) app.log.info('an MCP cancel whose request id is too long to send to the other replicas was dropped');
+          },
+          (error: Error) => app.log.warn({ err: error.message }, 'could not send an MCP cancel to the other replicas'),
+        );
+      },
+    });
     events.onEvent((event) => {
       const ended = mcpCalls.apply(event);
       if (ended > 0) app.log.info({ calls: ended, reason: event.kind }, 'ended MCP calls whose agent went away');
+    });
+    events.onCancel((notice) => {
+      if (mcpCalls.cancel(notice.key, notice.reason) === 'cancelled') app.log.info('cancelled an MCP call on a cancel sent to another replica');
     });
 
     // Chat-server routes share one per-token budget when AGENTGATE_RATE_LIMIT_PER_MIN is set.

@@ -1,10 +1,10 @@
 // Delivers state-transition events to this process's subscribers (token cache, connection
 // cache), whether they come from this process's own writes or from another replica's NOTIFY.
 import { EventEmitter } from 'node:events';
-import type { GateEvent } from './domain/events.js';
+import type { CancelNotice, GateEvent } from './domain/events.js';
 
 export class EventHub {
-  readonly #emitter = new EventEmitter<{ event: [GateEvent]; resync: [] }>();
+  readonly #emitter = new EventEmitter<{ event: [GateEvent]; cancel: [CancelNotice]; resync: [] }>();
 
   /** Applies an event locally; applying one twice (own write, then its NOTIFY) is harmless. */
   apply(event: GateEvent): void {
@@ -22,5 +22,14 @@ export class EventHub {
 
   onResync(handler: () => void): void {
     this.#emitter.on('resync', handler);
+  }
+
+  /** An MCP cancel from a replica where it matched no call (this one's own included). */
+  cancel(notice: CancelNotice): void {
+    this.#emitter.emit('cancel', notice);
+  }
+
+  onCancel(handler: (notice: CancelNotice) => void): void {
+    this.#emitter.on('cancel', handler);
   }
 }

@@ -57,7 +57,7 @@ export class Metrics {
   });
   readonly notifications = new Counter({
     name: 'agentgate_notifications_total',
-    help: 'State-transition notifications received from PostgreSQL, by kind',
+    help: 'Notifications received from PostgreSQL, by kind: state transitions, and mcp_cancel (an MCP cancel from another replica)',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

@@ -1,17 +1,44 @@
 // State-transition events on PostgreSQL's `agentgate_events` channel (SPEC 5 step 13):
-// published in the same transaction as the change, received by every replica's listener.
+// published in the same transaction as the change, received by every replica's listener. MCP
+// cancels that found no call where they arrived travel on a channel of their own, so that the
+// events channel carries only transitions.
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { sql, type Kysely } from 'kysely';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from './schema.js';
-import type { GateEvent } from '../domain/events.js';
+import type { CancelNotice, GateEvent } from '../domain/events.js';
 
 export const EVENTS_CHANNEL = 'agentgate_events';
+export const CANCELS_CHANNEL = 'agentgate_mcp_cancels';
+/** PostgreSQL refuses a NOTIFY payload of 8000 bytes or more. */
+const MAX_NOTIFY_BYTES = 7_900;
+const MAX_REASON_CHARS = 200;
 
 /** Queues the event for delivery when the surrounding transaction commits. */
 export async function publishEvent(db: Kysely<Database>, event: GateEvent): Promise<void> {
   await sql`select pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify(event)})`.execute(db);
+}
+
+/**
+ * Sends a cancel to every replica; false when its key is too long for a notification (a
+ * client's request id can be a long string), so nothing was sent.
+ */
+export async function publishCancel(db: Kysely<Database>, notice: CancelNotice): Promise<boolean> {
+  const payload = JSON.stringify({ key: notice.key, reason: notice.reason.slice(0, MAX_REASON_CHARS) });
+  if (Buffer.byteLength(payload) > MAX_NOTIFY_BYTES) return false;
+  await sql`select pg_notify(${CANCELS_CHANNEL}, ${payload})`.execute(db);
+  return true;
+}
+
+export function parseCancel(payload: string | undefined): CancelNotice | undefined {
+  if (!payload) return undefined;
+  try {
+    const value = JSON.parse(payload) as Partial<CancelNotice> | null;
+    return value && typeof value.key === 'string' && typeof value.reason === 'string' ? { key: value.key, reason: value.reason } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function parseEvent(payload: string | undefined): GateEvent | undefined {
@@ -41,10 +68,11 @@ export interface EventListenerOptions {
 
 /**
  * Holds one dedicated LISTEN connection (never a pooled one) and reconnects with backoff when
- * PostgreSQL goes away, without crashing the process. Emits `event` for each notification and
- * `resync` after every (re)connect, since notifications sent while disconnected are lost.
+ * PostgreSQL goes away, without crashing the process. Emits `event` for each transition,
+ * `cancel` for each MCP cancel, and `resync` after every (re)connect, since notifications sent
+ * while disconnected are lost.
  */
-export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []; connected: [] }> {
+export class EventListener extends EventEmitter<{ event: [GateEvent]; cancel: [CancelNotice]; resync: []; connected: [] }> {
   #client: pg.Client | undefined;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -96,12 +124,17 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; resync: []
     client.on('error', fail);
     client.on('end', () => fail());
     client.on('notification', (message) => {
+      if (message.channel === CANCELS_CHANNEL) {
+        const notice = parseCancel(message.payload);
+        if (notice) this.emit('cancel', notice);
+        return;
+      }
       const event = parseEvent(message.payload);
       if (event) this.emit('event', event);
     });
     try {
       await client.connect();
-      const listen: pg.QueryConfig & { query_timeout: number } = { text: `listen ${EVENTS_CHANNEL}`, query_timeout: this.#options.probeTimeoutMs };
+      const listen: pg.QueryConfig & { query_timeout: number } = { text: `listen ${EVENTS_CHANNEL}; listen ${CANCELS_CHANNEL}`, query_timeout: this.#options.probeTimeoutMs };
       await client.query(listen);
     } catch (error) {
       fail(error as Error);

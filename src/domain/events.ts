@@ -9,3 +9,13 @@ export type GateEvent =
   | { kind: 'workspace_deleted'; workspaceId: string }
   | { kind: 'token_created'; tokenId: string }
   | { kind: 'token_revoked'; tokenId: string };
+
+/**
+ * A caller's `notifications/cancelled` that matched no MCP call on the replica that received it:
+ * sent to every replica (the call may run on another), each applying it to its own calls.
+ */
+export interface CancelNotice {
+  /** The call's cancel key: token, endpoint and request id (no secret: ids only). */
+  key: string;
+  reason: string;
+}

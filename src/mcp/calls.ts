@@ -4,8 +4,8 @@
 //   own: matched on the token, the endpoint (workspace and agent selection) and the request id.
 //   Ids are only unique per client, and several clients may share a token: a cancel that
 //   matches more than one call cancels none (the caller's own request ending always cancels).
-//   A cancel that reaches another replica finds nothing here: it is lost, as with any
-//   stateless MCP server;
+//   A cancel that matches nothing here is sent to every replica through NOTIFY, and each
+//   applies it to its own calls: the call may run on another (no affinity);
 // - by a state transition (this replica's or, through NOTIFY, another's): a call whose agent
 //   said goodbye or was replaced ends at once (AGENT_CONNECTION_LOST) instead of waiting on an
 //   agent that is going away.

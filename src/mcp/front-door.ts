@@ -28,6 +28,7 @@ import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
 import { disconnectedSeconds } from '../gate/classify.js';
 import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
 import { AgentGone, CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
+import type { CancelNotice } from '../domain/events.js';
 import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
 import { ATTR, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
@@ -55,7 +56,15 @@ export interface FrontDoorOptions {
   lists: ToolLists;
   validator: jsonSchemaValidator;
   tracing: Tracing;
+  /**
+   * Sends a cancel that matched no call here to every replica (the call may run on another:
+   * stateless, no affinity). Fire and forget: it reports its own failures.
+   */
+  cancelElsewhere?: ((notice: CancelNotice) => void) | undefined;
 }
+
+/** Cancels one HTTP request may send to the other replicas (a client sends one per request). */
+export const MAX_REMOTE_CANCELS = 8;
 
 /** Who calls which endpoint, for one HTTP request. */
 export interface Endpoint {
@@ -101,6 +110,7 @@ export class McpExchange {
   /** The requests of this HTTP request still owed an answer, and those cancelled (owed none). */
   readonly #owed = new Set<string>();
   readonly #cancelled = new Set<string>();
+  #remoteCancels = 0;
   #ending = false;
   #server: McpServer | undefined;
 
@@ -120,12 +130,25 @@ export class McpExchange {
     return tool;
   }
 
-  /** Applies a `notifications/cancelled` to the running calls of the same token and endpoint. */
+  /**
+   * Applies a `notifications/cancelled` to the running calls of the same token and endpoint:
+   * this replica's, or when none matches here, every replica's.
+   */
   cancel(requestId: RequestId, reason: string): void {
-    const result = this.options.calls.cancel(cancelKey(this.endpoint.tokenKey, this.endpoint.endpointKey, requestId), reason);
+    const key = cancelKey(this.endpoint.tokenKey, this.endpoint.endpointKey, requestId);
+    const result = this.options.calls.cancel(key, reason);
     if (result === 'ambiguous') {
       this.endpoint.log.info({ requestId }, 'notifications/cancelled matches several running calls of this token; none cancelled');
+      return;
     }
+    // A request of this same POST is not running yet, and the server cancels it itself.
+    if (result === 'cancelled' || this.#owed.has(idKey(requestId)) || !this.options.cancelElsewhere) return;
+    if (this.#remoteCancels >= MAX_REMOTE_CANCELS) {
+      this.endpoint.log.info({ requestId }, `more than ${MAX_REMOTE_CANCELS} cancels in one request match no call here; the rest are not sent on`);
+      return;
+    }
+    this.#remoteCancels += 1;
+    this.options.cancelElsewhere({ key, reason });
   }
 
   /** The requests this HTTP request carries (its response ends once each is answered or cancelled). */

@@ -33,6 +33,7 @@ export function startEvents(url: string, tokens: TokenStore, gate: Gate, logger:
   hub.onResync(() => tokens.forgetAll());
   const listener = new EventListener({ url, logger });
   listener.on('event', (event) => hub.apply(event));
+  listener.on('cancel', (notice) => hub.cancel(notice));
   listener.on('resync', () => hub.resync());
   listener.start();
   return { hub, listener };
@@ -43,6 +44,7 @@ export default fp(
     const { hub, listener } = startEvents(app.database.url, app.tokens, app.gate, app.log);
     const { notifications, listenReconnects } = app.metrics;
     listener.on('event', (event) => notifications.inc({ kind: event.kind }));
+    listener.on('cancel', () => notifications.inc({ kind: 'mcp_cancel' }));
     let connectedBefore = false;
     listener.on('connected', () => {
       if (connectedBefore) listenReconnects.inc();

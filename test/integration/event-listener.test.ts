@@ -6,8 +6,8 @@ import { startAppBehindFaultProxy, type AppBehindProxy, type TestApp } from '../
 import type { TestDatabase } from '../support/database.js';
 import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { EventListener, EVENTS_CHANNEL } from '../../src/db/events.js';
-import type { GateEvent } from '../../src/domain/events.js';
+import { CANCELS_CHANNEL, EventListener, EVENTS_CHANNEL, publishCancel } from '../../src/db/events.js';
+import type { CancelNotice, GateEvent } from '../../src/domain/events.js';
 import { createLogger } from '../../src/logger.js';
 
 let env: AppBehindProxy;
@@ -49,6 +49,30 @@ it('reconnects after the database connection is cut, resyncs, and receives event
   await notify('after');
   await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === 'after'));
   expect(events.some((e) => 'workspaceId' in e && e.workspaceId === 'while-away')).toBe(false);
+});
+
+it('carries MCP cancels on a channel of their own: each one reaches the cancel handlers, never the transition handlers', async () => {
+  const cancels: CancelNotice[] = [];
+  const events: GateEvent[] = [];
+  t.events.hub.onCancel((n) => cancels.push(n));
+  t.events.hub.onEvent((e) => events.push(e));
+  const key = `api:token\u0000ws?agent=\u0000number:${Date.now()}`;
+  expect(await publishCancel(t.app.db, { key, reason: 'r'.repeat(1_000) })).toBe(true);
+  // Malformed ones are dropped; a transition shape on the cancels channel is not a transition.
+  const c = new pg.Client({ connectionString: database.url });
+  await c.connect();
+  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, 'not json']);
+  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ kind: 'workspace_deleted', workspaceId: 'w' })]);
+  await c.end();
+  // A request id too long for a notification is not sent (PostgreSQL would refuse it).
+  expect(await publishCancel(t.app.db, { key: 'k'.repeat(8_000), reason: '' })).toBe(false);
+  expect(await publishCancel(t.app.db, { key: `${key}-last`, reason: '' })).toBe(true);
+  await eventually(() => cancels.some((n) => n.key === `${key}-last`));
+  expect(cancels).toEqual([
+    { key, reason: 'r'.repeat(200) },
+    { key: `${key}-last`, reason: '' },
+  ]);
+  expect(events.filter((e) => 'workspaceId' in e && e.workspaceId === 'w')).toEqual([]);
 });
 
 it('notices a LISTEN connection that died silently (no reset, nothing received) by its probe, then reconnects and resyncs', async () => {

@@ -715,6 +715,48 @@ describe('two replicas', () => {
     expect(after[1]! - before[1]!).toBeGreaterThan(0);
     expect(after[0]! - before[0]! + after[1]! - before[1]!).toBe(4);
   });
+
+  it("a cancel that reaches the other replica still stops the call: the agent's command is killed", async () => {
+    const { ws, agent } = await workspaceWithAgent();
+    const origins = [new URL(t.url).origin, new URL(other.url).origin];
+    // Each POST goes to the other replica than the one before; what went where is kept.
+    const sent: Array<{ method: string; origin: string }> = [];
+    let turn = 0;
+    const alternating = (url: string | URL, init?: RequestInit) => {
+      const target = new URL(url);
+      const origin = origins[turn++ % 2]!;
+      target.host = new URL(origin).host;
+      const method = typeof init?.body === 'string' ? String((JSON.parse(init.body) as { method?: unknown }).method) : '';
+      sent.push({ method, origin });
+      return fetch(target, init);
+    };
+    const mcp = await connectClient(mcpUrl(t, ws.id), { token: ENV_ADMIN_TOKEN, fetch: alternating });
+    clients.push(mcp);
+    const pidFile = path.join(agent.root, 'cross-replica.pid');
+    const controller = new AbortController();
+    const pending = mcp.client.callTool(
+      { name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`], timeoutMs: 60_000 } },
+      undefined,
+      { signal: controller.signal },
+    );
+    const grandchild = await readPid(pidFile);
+    const aborted = agent.lines('mcp exec aborted').length;
+    const apps = new Map([
+      [origins[0]!, t],
+      [origins[1]!, other],
+    ]);
+    const call = sent.find((s) => s.method === 'tools/call')!;
+    const before = await metric(apps.get(call.origin)!, 'tools/call', 'cancelled');
+    controller.abort(new Error('the user changed their mind'));
+    await expect(pending).rejects.toThrow('the user changed their mind');
+    await eventually(() => sent.some((s) => s.method === 'notifications/cancelled'), 2_000, 'the cancel to be sent');
+    const cancel = sent.find((s) => s.method === 'notifications/cancelled')!;
+    expect(cancel.origin).not.toBe(call.origin);
+    await eventually(async () => !(await running(grandchild)), 3_000, `the command ${grandchild} to be killed`);
+    await eventually(() => agent.lines('mcp exec aborted').length > aborted, 2_000, 'the agent to log the abort');
+    await eventually(async () => (await metric(apps.get(call.origin)!, 'tools/call', 'cancelled')) === before + 1, 2_000, 'the cancel counted where the call ran');
+    expect(await mcp.client.ping()).toEqual({});
+  });
 });
 
 describe('a second client: the MCP inspector CLI (scripts/mcp-inspector.sh)', () => {

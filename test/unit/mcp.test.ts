@@ -7,7 +7,9 @@ import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, type CallT
 import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
-import type { GateEvent } from '../../src/domain/events.js';
+import type { CancelNotice, GateEvent } from '../../src/domain/events.js';
+import { FrontDoor, MAX_REMOTE_CANCELS, type Endpoint, type FrontDoorOptions } from '../../src/mcp/front-door.js';
+import { createLogger } from '../../src/logger.js';
 
 describe('SseReader', () => {
   const read = (chunks: string[], max = 1024) => {
@@ -99,6 +101,53 @@ describe('RunningCalls', () => {
     expect(elsewhere.signal.aborted).toBe(false);
     // Not twice.
     expect(calls.apply({ kind: 'workspace_deleted', workspaceId: 'w' })).toBe(0);
+  });
+});
+
+describe('McpExchange.cancel: here, or sent to the other replicas', () => {
+  const setup = () => {
+    const calls = new RunningCalls();
+    const sent: CancelNotice[] = [];
+    // Only what a cancel uses: the running calls and where an unmatched one goes.
+    const options = { calls, cancelElsewhere: (n: CancelNotice) => sent.push(n) } as Partial<FrontDoorOptions> as FrontDoorOptions;
+    const endpoint = { tokenKey: 'api:t1', endpointKey: 'ws?agent=', log: createLogger('silent') } as Partial<Endpoint> as Endpoint;
+    const exchange = () => new FrontDoor(options).exchange(endpoint);
+    const key = (id: string | number) => cancelKey('api:t1', 'ws?agent=', id);
+    return { calls, sent, exchange, key };
+  };
+
+  it('a call running here is cancelled here; nothing is sent on', () => {
+    const { calls, sent, exchange, key } = setup();
+    const call = calls.open(key(1));
+    exchange().cancel(1, 'stop');
+    expect(call.signal.reason).toBeInstanceOf(CallCancelled);
+    expect(sent).toEqual([]);
+  });
+
+  it('a cancel that matches nothing here is sent on once, with its key and reason', () => {
+    const { sent, exchange, key } = setup();
+    exchange().cancel('abc', 'stop');
+    expect(sent).toEqual([{ key: key('abc'), reason: 'stop' }]);
+  });
+
+  it('an ambiguous cancel, or one for a request of the same POST, is not sent on', () => {
+    const { calls, sent, exchange, key } = setup();
+    calls.open(key(1));
+    calls.open(key(1));
+    const e = exchange();
+    e.cancel(1, '');
+    e.expect([2]);
+    e.cancel(2, '');
+    expect(sent).toEqual([]);
+  });
+
+  it(`one request sends at most ${MAX_REMOTE_CANCELS} cancels on`, () => {
+    const { sent, exchange } = setup();
+    const e = exchange();
+    for (let id = 0; id < MAX_REMOTE_CANCELS + 5; id += 1) e.cancel(id, '');
+    expect(sent).toHaveLength(MAX_REMOTE_CANCELS);
+    exchange().cancel('next request', '');
+    expect(sent).toHaveLength(MAX_REMOTE_CANCELS + 1);
   });
 });
 
