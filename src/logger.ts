@@ -45,6 +45,32 @@ export function serializeRequest(req: LoggedRequest) {
   };
 }
 
+/**
+ * Log bytes held in memory while stdout takes no more (a log pipe whose reader is stuck or
+ * slow): lines past it are dropped and counted, so a stuck log pipe costs log lines, never the
+ * process's memory. Several seconds of lines at full load.
+ */
+export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
+let droppedLines = 0;
+
+/** Log lines dropped so far because stdout took no more (agentgate_log_lines_dropped_total). */
+export function droppedLogLines(): number {
+  return droppedLines;
+}
+
+/**
+ * Where lines go when no destination is given: stdout (or `fd`), written asynchronously as
+ * pino does by default, with what waits for a full pipe bounded by `maxBufferBytes`.
+ */
+export function stdoutDestination(fd = 1, maxBufferBytes = LOG_BUFFER_MAX_BYTES): DestinationStream {
+  const stream = pino.destination({ dest: fd, sync: false, maxLength: maxBufferBytes });
+  stream.on('drop', () => {
+    droppedLines += 1;
+  });
+  return stream;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
     level,
@@ -58,7 +84,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   if (process.stdout.isTTY && canResolve('pino-pretty')) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } });
   }
-  return pino(options);
+  return pino(options, stdoutDestination());
 }
 
 function canResolve(specifier: string): boolean {

@@ -1,5 +1,6 @@
 // Prometheus metrics (SPEC section 8): one registry per app, default process metrics included.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { droppedLogLines } from './logger.js';
 
 export class Metrics {
   readonly registry = new Registry();
@@ -61,6 +62,21 @@ export class Metrics {
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
+  readonly logLinesDropped = new Counter({
+    name: 'agentgate_log_lines_dropped_total',
+    help: 'Log lines dropped because stdout took no more (its reader stuck or too slow)',
+    registers: [this.registry],
+    // The count is the logger's (the process's), which exists before the metrics: caught up
+    // at each scrape.
+    collect: () => {
+      const now = droppedLogLines();
+      if (now > this.#reportedDrops) {
+        this.logLinesDropped.inc(now - this.#reportedDrops);
+        this.#reportedDrops = now;
+      }
+    },
+  });
+  #reportedDrops = 0;
   readonly listenReconnects = new Counter({
     name: 'agentgate_listen_reconnects_total',
     help: 'Times the LISTEN connection was opened again after losing it',
