@@ -50,6 +50,11 @@ export class Metrics {
     labelNames: ['method', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly mcpProgressDropped = new Counter({
+    name: 'agentgate_mcp_progress_dropped_total',
+    help: "Agent progress notifications not passed on because the MCP caller was not reading (its response wanted a drain)",
+    registers: [this.registry],
+  });
 
   readonly dialsInFlight = new Gauge({
     name: 'agentgate_dials_in_flight',

@@ -67,7 +67,7 @@ export interface AgentCallOptions {
   /** The largest message (or event) read from the agent. */
   maxMessageBytes: number;
   /** Notifications the agent sends about this request while it runs. */
-  onNotification?: (notification: JSONRPCNotification) => void;
+  onNotification?: (notification: JSONRPCNotification, bytes: number) => void;
   /** W3C trace context sent with the call's requests: the gate's span, or the caller's (tracing off). */
   trace?: TraceHeaders | undefined;
 }
@@ -369,7 +369,7 @@ function readEvents(forwarded: Forwarded, id: RequestId | undefined, options: Ag
           body.once('close', () => clearTimeout(trailing));
           return;
         }
-        if (isNotification(message)) options.onNotification?.(message);
+        if (isNotification(message)) options.onNotification?.(message, data.length);
       }
     };
     body.on('data', onData);

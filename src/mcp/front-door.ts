@@ -66,6 +66,9 @@ export interface FrontDoorOptions {
 /** Cancels one HTTP request may send to the other replicas (a client sends one per request). */
 export const MAX_REMOTE_CANCELS = 8;
 
+/** Progress bytes one call may queue behind a caller that is not reading. */
+export const MAX_QUEUED_PROGRESS_BYTES = 1024 * 1024;
+
 /** Who calls which endpoint, for one HTTP request. */
 export interface Endpoint {
   workspaceId: string;
@@ -84,6 +87,11 @@ export interface Endpoint {
   trace?: Context | null | undefined;
   /** The caller's well-formed trace headers, passed to the agent as they are when tracing is off. */
   callerTrace?: TraceHeaders | undefined;
+  /**
+   * Whether the caller's response is not taking what is written to it now (its socket wants a
+   * drain): the agent's progress is then dropped rather than queued without bound.
+   */
+  congested?: (() => boolean) | undefined;
 }
 
 export class FrontDoor {
@@ -228,6 +236,8 @@ export class ToolRequest {
   #acquired: Promise<Acquired> | undefined;
   #lease: GateSuccess['lease'] | undefined;
   #disposed = false;
+  /** Progress handed on since the caller's response last took writes (see #relay). */
+  #queuedWhileCongested = 0;
 
   constructor(
     private readonly options: FrontDoorOptions,
@@ -389,7 +399,7 @@ export class ToolRequest {
         ...(this.method === 'tools/list' ? { totalTimeoutMs: config.dialTimeoutMs + config.proxyHeadersTimeoutMs } : {}),
         sessionTimeoutMs: config.dialTimeoutMs,
         maxMessageBytes: config.bodyLimitBytes,
-        onNotification: (notification) => this.#relay(notification, callerToken, extra),
+        onNotification: (notification, bytes) => this.#relay(notification, bytes, callerToken, extra),
       }));
       const valid = validResult(this.method, result);
       if (!valid.ok) {
@@ -445,11 +455,26 @@ export class ToolRequest {
     throw error;
   }
 
-  /** The agent's progress on this request, passed on under the caller's own token. */
-  #relay(notification: JSONRPCNotification, callerToken: unknown, extra: Extra): void {
+  /**
+   * The agent's progress on this request, passed on under the caller's own token. An agent may
+   * send progress faster than the caller reads it, and the transport queues what it is given
+   * without limit: while the caller's response wants a drain, at most
+   * MAX_QUEUED_PROGRESS_BYTES more are handed on, and the rest dropped (each notification
+   * carries the progress so far, so a later one stands for those before it) and counted.
+   */
+  #relay(notification: JSONRPCNotification, bytes: number, callerToken: unknown, extra: Extra): void {
     if (notification.method !== 'notifications/progress' || callerToken === undefined) return;
     const params = notification.params as { progressToken?: unknown; progress?: unknown } | undefined;
     if (!params || params.progressToken !== callerToken || typeof params.progress !== 'number') return;
+    if (!this.exchange.endpoint.congested?.()) {
+      // Taking writes again: what was queued has reached the socket.
+      this.#queuedWhileCongested = 0;
+    } else if (this.#queuedWhileCongested + bytes > MAX_QUEUED_PROGRESS_BYTES) {
+      this.options.metrics.mcpProgressDropped.inc();
+      return;
+    } else {
+      this.#queuedWhileCongested += bytes;
+    }
     void extra.sendNotification(notification as ServerNotification).catch(() => undefined);
   }
 }

@@ -625,6 +625,63 @@ describe('other MCP servers at the agent, and the bounds', () => {
     expect(resultText(result)).toMatch(/sent nothing \(no event, no keep-alive\) for 300 ms/);
   });
 
+  it("an agent's progress faster than the caller reads it: at most about 1 MiB waits per call, the rest dropped and counted; the result still arrives", async () => {
+    const events = 512;
+    const message = 'x'.repeat(64 * 1024);
+    let sentAll!: () => void;
+    const agentDone = new Promise<void>((resolve) => (sentAll = resolve));
+    const { ws } = await scriptedAgent({
+      answer: (m) => (m.method === 'initialize' ? initialized(m.id) : { status: 202 }),
+      raw: (m, res) => {
+        if (m.method !== 'tools/call') return false;
+        const token = (m as { params?: { _meta?: { progressToken?: unknown } } }).params?._meta?.progressToken;
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        void (async () => {
+          // As fast as the gate reads: 32 MiB of progress, then the result.
+          for (let i = 1; i <= events; i += 1) {
+            const progress = { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: i, message } };
+            if (!res.write(`event: message\ndata: ${JSON.stringify(progress)}\n\n`)) await new Promise((r) => res.once('drain', r));
+          }
+          const result = { jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'done' }] } };
+          res.end(`event: message\ndata: ${JSON.stringify(result)}\n\n`, () => sentAll());
+        })();
+        return true;
+      },
+    });
+    const dropped = async () => Number(/^agentgate_mcp_progress_dropped_total (\d+)$/m.exec(await short.metrics.registry.metrics())?.[1]);
+    const before = await dropped();
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'exec', arguments: {}, _meta: { progressToken: 'p' } } });
+    // A caller that reads nothing until the agent has sent everything, then reads it all.
+    const received = await new Promise<string>((resolve, reject) => {
+      const req = request(mcpUrl(short, ws.id), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      });
+      req.on('response', (res) => {
+        res.pause();
+        let text = '';
+        void agentDone.then(() => {
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve(text));
+          res.resume();
+        });
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    const messages = received
+      .split('\n')
+      .filter((line) => line.startsWith('data: '))
+      .map((line) => JSON.parse(line.slice(6)) as { method?: string; id?: number; result?: unknown; params?: { progress: number } });
+    const progress = messages.filter((m) => m.method === 'notifications/progress');
+    // What waited for the caller: the 1 MiB bound, the socket buffers and the kernel's.
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.length * message.length).toBeLessThan(16 * 1024 * 1024);
+    expect(progress.map((m) => m.params!.progress)).toEqual([...progress.map((m) => m.params!.progress)].sort((a, b) => a - b));
+    expect(messages.at(-1)).toEqual({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'done' }] } });
+    expect((await dropped()) - before).toBe(events - progress.length);
+  });
+
   it('tools/list is bounded end to end: keep-alive comments alone do not hold it', async () => {
     const { ws } = await scriptedAgent(
       streamOpened((res) => {

@@ -143,6 +143,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         startedAt: started,
         trace: request.traceContext,
         callerTrace: callerTraceHeaders(request.headers.traceparent, request.headers.tracestate),
+        congested: () => reply.raw.writableNeedDrain,
       });
       const res = reply.raw;
       // First of all: a caller that leaves while the gate reads lets go of what the gate gave.
