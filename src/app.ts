@@ -55,6 +55,8 @@ export interface AppOptions {
   logger: Logger;
   /** Event loop delay past which API calls are shed (tests lower it, or turn it off with 0). */
   maxEventLoopDelayMs?: number | undefined;
+  /** How long after start-up nothing is shed (tests lengthen it). */
+  loadSheddingGraceMs?: number | undefined;
   /** Node's default process metrics (tests, running several apps in one process, turn them off). */
   processMetrics?: boolean | undefined;
   signingKey?: SigningKeyPluginOptions | undefined;
@@ -140,7 +142,7 @@ export async function buildApp(options: AppOptions) {
     await app.register(requestLog, { metrics });
     // Before every other onRequest hook, so that the server span covers admission too.
     await app.register(serverSpan, { tracing });
-    await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs });
+    await app.register(loadShedding, { maxEventLoopDelayMs: options.maxEventLoopDelayMs, startupGraceMs: options.loadSheddingGraceMs });
     await app.register(openapiPlugin);
     // Before authentication: a draining process answers SHUTTING_DOWN without a token lookup.
     app.addHook('onRequest', async (request, reply) => {

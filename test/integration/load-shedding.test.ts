@@ -77,3 +77,19 @@ it('sheds WebSocket upgrades too: they meet the same admission as other calls', 
   }
   expect(shed?.body).toMatchObject({ code: 'OVERLOADED' });
 });
+
+// Last: its blocks lag the loop that the app above shares.
+it('sheds nothing just after start-up: a loop blocked before the first clean sample is start-up, not load', async () => {
+  const fresh = await startTestApp({ maxEventLoopDelayMs: 200, loadSheddingGraceMs: 5_000 });
+  try {
+    const path = `/workspaces/${randomUUID()}`;
+    // As start-up work on a busy machine would: the first sampled interval holds only lag.
+    blockEventLoop(700);
+    expect((await fresh.call('GET', path, { token: ENV_ADMIN_TOKEN })).status).toBe(404);
+    blockEventLoop(700);
+    expect((await fresh.call('GET', path, { token: ENV_ADMIN_TOKEN })).status).toBe(404);
+    expect(fresh.logs.some((l) => l.includes('"code":"OVERLOADED"'))).toBe(false);
+  } finally {
+    await fresh.close();
+  }
+});

@@ -58,6 +58,7 @@ export interface TestAppOptions {
   /** Open the app's database on another URL (e.g. through a fault proxy). */
   databaseUrl?: string;
   maxEventLoopDelayMs?: number;
+  loadSheddingGraceMs?: number;
   /** Signing key lifetime and refresh interval (tests of key expiry shorten them). */
   keyLifetimeMs?: number;
   keyRefreshMs?: number;
@@ -98,6 +99,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     config,
     logger,
     maxEventLoopDelayMs: options.maxEventLoopDelayMs,
+    loadSheddingGraceMs: options.loadSheddingGraceMs,
     processMetrics: options.processMetrics ?? false,
     signingKey: { lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs },
     tracing: options.tracing,

@@ -7,15 +7,37 @@ import underPressure from '@fastify/under-pressure';
 import { ApiError } from '../../domain/errors.js';
 
 export const MAX_EVENT_LOOP_DELAY_MS = 1_000;
+const SAMPLE_INTERVAL_MS = 500;
+
+export interface LoadSheddingOptions {
+  maxEventLoopDelayMs?: number | undefined;
+  sampleIntervalMs?: number | undefined;
+  /**
+   * How long after the app is ready nothing is shed (default: two sample intervals). Start-up
+   * work (loading modules, compiling schemas) blocks the loop before anyone is served, and the
+   * sampler reads it as lag (an interval with no sample at all reads as an infinite one): the
+   * first interval that ends after start-up still holds it, the second is the first clean one.
+   */
+  startupGraceMs?: number | undefined;
+}
 
 export default fp(
-  async (app, options: { maxEventLoopDelayMs?: number; sampleIntervalMs?: number }) => {
+  async (app, options: LoadSheddingOptions) => {
+    const sampleInterval = options.sampleIntervalMs ?? SAMPLE_INTERVAL_MS;
+    const grace = options.startupGraceMs ?? 2 * sampleInterval;
+    let readyAt = Number.POSITIVE_INFINITY;
+    app.addHook('onReady', (done) => {
+      readyAt = performance.now();
+      done();
+    });
     await app.register(underPressure, {
       maxEventLoopDelay: options.maxEventLoopDelayMs ?? MAX_EVENT_LOOP_DELAY_MS,
-      sampleInterval: options.sampleIntervalMs ?? 500,
+      sampleInterval,
       // Async, so that the refusal reaches the error handler through the hook's promise.
       pressureHandler: async (request, _reply, type, value) => {
         if (request.routeOptions.config.access === undefined || request.routeOptions.config.access === 'public') return;
+        // `readyAt` is infinite before ready, so this holds then too.
+        if (!(performance.now() - readyAt >= grace)) return;
         request.log.warn({ code: 'OVERLOADED', type, value }, 'shedding load');
         throw new ApiError('OVERLOADED', 'agentgate is overloaded; retry shortly', { retryAfter: 1 });
       },
