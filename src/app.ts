@@ -27,6 +27,8 @@ import { ToolLists } from './mcp/tool-lists.js';
 import { sharedSchemaValidator } from './http/mcp-http.js';
 import { readTunnelAuthority } from './db/tunnel-authority.js';
 import { publishCancel } from './db/events.js';
+import { readAgentTimes } from './db/agent-times.js';
+import { CallWatch, watchIntervalMs } from './mcp/call-watch.js';
 import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -235,6 +237,17 @@ export async function buildApp(options: AppOptions) {
       const ended = mcpCalls.apply(event);
       if (ended > 0) app.log.info({ calls: ended, reason: event.kind }, 'ended MCP calls whose agent went away');
     });
+    // And when their agent stops reporting heartbeats: no event tells of that.
+    const watch = new CallWatch({
+      calls: mcpCalls,
+      read: (ids) => readAgentTimes(app.db, ids),
+      inactiveTimeoutMs: config.inactiveTimeoutMs,
+      disconnectGraceMs: config.disconnectGraceMs,
+      intervalMs: watchIntervalMs(config.inactiveTimeoutMs),
+      log: app.log,
+    });
+    watch.start();
+    app.addHook('onClose', async () => watch.stop());
     events.onCancel((notice) => {
       if (mcpCalls.cancel(notice.key, notice.reason) === 'cancelled') app.log.info('cancelled an MCP call on a cancel sent to another replica');
     });

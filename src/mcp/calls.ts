@@ -10,7 +10,9 @@
 //   said goodbye or was replaced ends at once (AGENT_CONNECTION_LOST) instead of waiting on an
 //   agent that is going away.
 import type { GateEvent } from '../domain/events.js';
+import type { Classification } from '../domain/agent.js';
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { isStrongDisconnect } from '../gate/decide.js';
 
 /** Abort reason: the caller cancelled the request (notifications/cancelled). */
 export class CallCancelled extends Error {
@@ -46,6 +48,18 @@ export function endsCall(event: GateEvent, target: CallTarget): string | undefin
     case 'token_revoked':
       return undefined;
   }
+}
+
+/**
+ * Pure: why an agent's fresh status ends the calls running on it, or undefined. The same rule as
+ * a new call's: a disconnect the gate would refuse a new call for at once (a goodbye, silence
+ * past the grace) ends the running ones too; a weak signal does not.
+ */
+export function endsCallsOnStatus(c: Classification, disconnectGraceMs: number): string | undefined {
+  if (!isStrongDisconnect(c, disconnectGraceMs)) return undefined;
+  return c.status === 'disconnected' && c.cause === 'goodbye'
+    ? 'the agent said goodbye during the call'
+    : 'the agent stopped reporting heartbeats during the call';
 }
 
 export interface RunningCall {
@@ -104,6 +118,28 @@ export class RunningCalls {
     if (set.size > 1) return 'ambiguous';
     for (const entry of set) entry.controller.abort(new CallCancelled(reason || 'the caller cancelled the request'));
     return 'cancelled';
+  }
+
+  /** The agents that calls are running on. */
+  agentIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const set of this.#byKey.values()) {
+      for (const entry of set) if (entry.target && !entry.controller.signal.aborted) ids.add(entry.target.agentId);
+    }
+    return ids;
+  }
+
+  /** Ends the calls running on `agentId`; returns how many. */
+  endAgent(agentId: string, reason: string): number {
+    let ended = 0;
+    for (const set of this.#byKey.values()) {
+      for (const entry of set) {
+        if (entry.target?.agentId !== agentId || entry.controller.signal.aborted) continue;
+        entry.controller.abort(new AgentGone(reason));
+        ended += 1;
+      }
+    }
+    return ended;
   }
 
   /** Ends the calls a transition takes the agent from; returns how many. */

@@ -349,6 +349,39 @@ describe('an agent that dies, and its replacement', () => {
     await eventually(async () => !(await running(grandchild)), 2_000, `the command ${grandchild} to be killed`);
   });
 
+  it('a call whose agent freezes mid-call (SIGSTOP: no goodbye, no heartbeat) ends once the gate calls it disconnected, long before its silence bound', async () => {
+    const port = await agents.port();
+    const ws = await createWorkspace(t, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+    const agent = await agents.start({ gate: t.url, token: ws.agents[0]!.token, port, name: 'frozen-mid-call' });
+    await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
+    const mcp = await client(ws.id);
+    let ticks = 0;
+    const pending = mcp.client.callTool(
+      { name: 'exec', arguments: { command: 'sh', args: ['-c', 'while :; do echo tick; sleep 0.05; done'], timeoutMs: 60_000 } },
+      undefined,
+      { timeout: 20_000, onprogress: () => (ticks += 1) },
+    );
+    pending.catch(() => undefined);
+    await eventually(() => ticks >= 3, 5_000, 'the command to run');
+    const pid = agent.cli.child.pid!;
+    process.kill(pid, 'SIGSTOP');
+    const frozenAt = performance.now();
+    try {
+      const result = await pending;
+      // This app's silence bound is the default 300 s: only the watch over running calls ends it,
+      // once silence passes the inactive timeout (300 ms) and the grace (600 ms).
+      expect(performance.now() - frozenAt).toBeLessThan(10_000);
+      expect(errorOf(result)).toMatchObject({ code: 'AGENT_CONNECTION_LOST', retryable: true });
+      expect(resultText(result)).toContain('the agent stopped reporting heartbeats during the call');
+      // The next call is refused at once, as the agent is disconnected.
+      const next = await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
+      expect(errorOf(next)).toMatchObject({ code: 'AGENT_DISCONNECTED' });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await agent.kill();
+    }
+  });
+
   it('a call whose agent says goodbye mid-call ends with AGENT_CONNECTION_LOST', async () => {
     const { ws, agent } = await workspaceWithAgent();
     const mcp = await client(ws.id);
@@ -459,7 +492,20 @@ describe('other MCP servers at the agent, and the bounds', () => {
   beforeAll(async () => {
     short = await startTestApp({ database: t.database, env: { ...ENV, AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: '300' } });
   });
+  // The scripted agents stay connected as real ones do: they heartbeat (a silent one would be
+  // called disconnected, and its running calls ended, within a second).
+  let rows: Awaited<ReturnType<typeof AgentRows.open>>;
+  const beating = new Set<string>();
+  let beat: NodeJS.Timeout;
+  beforeAll(async () => {
+    rows = await AgentRows.open(t.database.url);
+    beat = setInterval(() => {
+      for (const id of beating) void rows.heartbeat(id).catch(() => undefined);
+    }, 100);
+  });
   afterAll(async () => {
+    clearInterval(beat);
+    await rows?.close();
     await short?.close();
   });
 
@@ -490,7 +536,8 @@ describe('other MCP servers at the agent, and the bounds', () => {
       return true;
     };
     const ws = await createWorkspace(short, [{ name: 'main', address: agent.address }]);
-    await AgentRows.heartbeatOnce(short.database.url, ws.agents[0]!.id);
+    await rows.heartbeat(ws.agents[0]!.id);
+    beating.add(ws.agents[0]!.id);
     return { agent, ws, seen };
   }
 

@@ -3,7 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
-import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, type CallTarget } from '../../src/mcp/calls.js';
+import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, endsCallsOnStatus, type CallTarget } from '../../src/mcp/calls.js';
+import { CallWatch, watchIntervalMs } from '../../src/mcp/call-watch.js';
+import type { AgentTimes, Classification } from '../../src/domain/agent.js';
 import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
@@ -101,6 +103,110 @@ describe('RunningCalls', () => {
     expect(elsewhere.signal.aborted).toBe(false);
     // Not twice.
     expect(calls.apply({ kind: 'workspace_deleted', workspaceId: 'w' })).toBe(0);
+  });
+});
+
+describe('endsCallsOnStatus: the rule of a new call, applied to the running ones', () => {
+  const grace = 1_000;
+  const cases: Array<[string, Classification, string | undefined]> = [
+    ['connected', { status: 'connected', disconnectedAt: null }, undefined],
+    ['connecting', { status: 'connecting', disconnectedAt: null }, undefined],
+    ['a goodbye', { status: 'disconnected', cause: 'goodbye', disconnectedAt: 0, disconnectedForMs: 0 }, 'the agent said goodbye during the call'],
+    ['silence within the grace (weak)', { status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace - 1 }, undefined],
+    ['silence past the grace', { status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace }, 'the agent stopped reporting heartbeats during the call'],
+    ['silence since an unknown time', { status: 'disconnected', cause: 'silence', disconnectedAt: null, disconnectedForMs: null }, 'the agent stopped reporting heartbeats during the call'],
+  ];
+  it.each(cases)('%s', (_name, c, reason) => {
+    expect(endsCallsOnStatus(c, grace)).toBe(reason);
+  });
+});
+
+describe('CallWatch', () => {
+  const times = (lastConnectedAt: number, disconnectedAt: number | null = null): AgentTimes => ({
+    createdAt: 0,
+    firstConnectedAt: 0,
+    lastConnectedAt,
+    disconnectedAt,
+    connectionTimeoutSeconds: 0,
+  });
+  const setup = (agents: Map<string, AgentTimes>, nowMs: number) => {
+    const calls = new RunningCalls();
+    const reads: string[][] = [];
+    const watch = new CallWatch({
+      calls,
+      read: async (ids) => {
+        reads.push([...ids]);
+        return { nowMs, agents };
+      },
+      inactiveTimeoutMs: 100,
+      disconnectGraceMs: 1_000,
+      intervalMs: 50,
+      log: createLogger('silent'),
+    });
+    const on = (agentId: string) => {
+      const call = calls.open(`k-${agentId}-${reads.length}-${Math.random()}`);
+      call.setTarget({ workspaceId: 'w', agentId, buildId: 'b' });
+      return call;
+    };
+    return { calls, reads, watch, on };
+  };
+
+  it('reads nothing while no call runs', async () => {
+    const { reads, watch, calls } = setup(new Map(), 0);
+    calls.open('not yet at an agent');
+    expect(await watch.look()).toBe(0);
+    expect(reads).toEqual([]);
+  });
+
+  it('ends the calls on an agent silent past the inactive timeout and the grace, and only those', async () => {
+    const now = 10_000;
+    const agents = new Map([
+      ['silent', times(now - 100 - 1_000)],
+      ['weak', times(now - 500)],
+      ['alive', times(now - 10)],
+      ['gone', times(now - 10, now - 5)],
+    ]);
+    const { reads, watch, on } = setup(agents, now);
+    const silent = [on('silent'), on('silent')];
+    const weak = on('weak');
+    const alive = on('alive');
+    const gone = on('gone');
+    const deleted = on('row deleted');
+    expect(await watch.look()).toBe(3);
+    expect(reads).toHaveLength(1);
+    expect(new Set(reads[0])).toEqual(new Set(['silent', 'weak', 'alive', 'gone', 'row deleted']));
+    for (const call of [...silent, gone]) expect(call.signal.reason).toBeInstanceOf(AgentGone);
+    expect((silent[0]!.signal.reason as Error).message).toBe('the agent stopped reporting heartbeats during the call');
+    for (const call of [weak, alive, deleted]) expect(call.signal.aborted).toBe(false);
+    // The calls it ended are not read again.
+    await watch.look();
+    expect(new Set(reads[1])).toEqual(new Set(['weak', 'alive', 'row deleted']));
+  });
+
+  it('a read that fails ends nothing, and the next look tries again', async () => {
+    const calls = new RunningCalls();
+    let fail = true;
+    const watch = new CallWatch({
+      calls,
+      read: async () => {
+        if (fail) throw new Error('database unavailable');
+        return { nowMs: 10_000, agents: new Map([['a', times(0)]]) };
+      },
+      inactiveTimeoutMs: 100,
+      disconnectGraceMs: 1_000,
+      intervalMs: 50,
+      log: createLogger('silent'),
+    });
+    const call = calls.open('k');
+    call.setTarget({ workspaceId: 'w', agentId: 'a', buildId: 'b' });
+    expect(await watch.look()).toBe(0);
+    expect(call.signal.aborted).toBe(false);
+    fail = false;
+    expect(await watch.look()).toBe(1);
+  });
+
+  it('looks at half the inactive timeout, within 100 ms and 5 s', () => {
+    expect([watchIntervalMs(50), watchIntervalMs(300), watchIntervalMs(30_000)]).toEqual([100, 150, 5_000]);
   });
 });
 

@@ -1,0 +1,70 @@
+// A running MCP call on an agent that dies without a goodbye (frozen, cut off from the network)
+// would run on until its silence bound, or for as long as something keeps its stream open. While
+// calls run, their agents' rows are read every interval (one query for all of them), classified
+// as a new call's row would be, and the calls on an agent the gate now refuses new calls for end
+// with AGENT_CONNECTION_LOST, as a goodbye ends them.
+import type { FastifyBaseLogger } from 'fastify';
+import type { AgentTimesRead } from '../db/agent-times.js';
+import { classifyAgent } from '../gate/classify.js';
+import { endsCallsOnStatus, type RunningCalls } from './calls.js';
+
+export interface CallWatchOptions {
+  calls: RunningCalls;
+  read(agentIds: readonly string[]): Promise<AgentTimesRead>;
+  inactiveTimeoutMs: number;
+  disconnectGraceMs: number;
+  intervalMs: number;
+  log: FastifyBaseLogger;
+}
+
+/** How often running calls' agents are read: half the inactive timeout, within 100 ms and 5 s. */
+export function watchIntervalMs(inactiveTimeoutMs: number): number {
+  return Math.min(5_000, Math.max(100, Math.round(inactiveTimeoutMs / 2)));
+}
+
+export class CallWatch {
+  #timer: NodeJS.Timeout | undefined;
+  #looking = false;
+  #failing = false;
+
+  constructor(private readonly options: CallWatchOptions) {}
+
+  start(): void {
+    this.#timer = setInterval(() => void this.look(), this.options.intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** One look at the agents calls run on; resolves with how many calls it ended. */
+  async look(): Promise<number> {
+    const { calls, log } = this.options;
+    if (this.#looking) return 0;
+    const ids = calls.agentIds();
+    if (ids.size === 0) return 0;
+    this.#looking = true;
+    try {
+      const read = await this.options.read([...ids]);
+      this.#failing = false;
+      let ended = 0;
+      for (const id of ids) {
+        // A row that is gone went with its workspace, whose deletion ends the calls.
+        const times = read.agents.get(id);
+        if (!times) continue;
+        const reason = endsCallsOnStatus(classifyAgent(times, read.nowMs, this.options.inactiveTimeoutMs), this.options.disconnectGraceMs);
+        if (reason !== undefined) ended += calls.endAgent(id, reason);
+      }
+      if (ended > 0) log.info({ calls: ended }, 'ended MCP calls whose agent stopped reporting heartbeats');
+      return ended;
+    } catch (error) {
+      // The calls run on (their own bounds still hold); the next look tries again.
+      if (!this.#failing) log.warn({ err: (error as Error).message }, 'could not read the agents of running MCP calls');
+      this.#failing = true;
+      return 0;
+    } finally {
+      this.#looking = false;
+    }
+  }
+}
