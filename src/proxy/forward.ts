@@ -175,8 +175,11 @@ export function relayBody(
         forwarded.abort(error ?? new Error('relay failed'));
         res.destroy();
       }
-      onSettled?.(outcome);
-      resolve(outcome);
+      try {
+        onSettled?.(outcome);
+      } finally {
+        resolve(outcome);
+      }
     };
     const onError = (error: Error) => settle('broken', error);
     const onFinish = () => settle('complete');

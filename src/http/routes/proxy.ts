@@ -114,6 +114,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
             request.traceContext,
           )
         : undefined;
+      let spanEnded = false;
       try {
         const path = `${conn.basePath}${target.path}${target.query}`;
         const hasBody = request.headers['transfer-encoding'] !== undefined || (Number.isFinite(declared) && declared > 0);
@@ -150,6 +151,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           reply.raw,
           span &&
             ((stream) => {
+              spanEnded = true;
               span.setAttributes({ 'http.response.status_code': forwarded.statusCode, 'agentgate.proxy.stream': stream });
               endSpan(span, { code: 'ok', status: forwarded.statusCode });
             }),
@@ -161,7 +163,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           logRequest(request, forwarded.statusCode, performance.now() - started);
         }
       } catch (error) {
-        if (span) endSpan(span, failureOutcome(error));
+        if (span && !spanEnded) endSpan(span, failureOutcome(error));
         if (error instanceof ApiError && (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE')) {
           // The pool's sockets are suspect, or the agent refuses new ones; the next call dials
           // afresh (unless one already did).
