@@ -84,7 +84,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   if (process.stdout.isTTY && canResolve('pino-pretty')) {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 2 } } });
   }
-  return pino(options, stdoutDestination());
+  // A stdout replaced in process (a test runner's, say) is written through, as pino would.
+  if (process.stdout.write !== (Object.getPrototypeOf(process.stdout) as NodeJS.WritableStream).write) return pino(options);
+  return pino(options, stdoutDestination(process.stdout.fd ?? 1));
 }
 
 function canResolve(specifier: string): boolean {
