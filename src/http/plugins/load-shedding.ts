@@ -13,10 +13,11 @@ export interface LoadSheddingOptions {
   maxEventLoopDelayMs?: number | undefined;
   sampleIntervalMs?: number | undefined;
   /**
-   * How long after the app is ready nothing is shed (default: two sample intervals). Start-up
-   * work (loading modules, compiling schemas) blocks the loop before anyone is served, and the
-   * sampler reads it as lag (an interval with no sample at all reads as an infinite one): the
-   * first interval that ends after start-up still holds it, the second is the first clean one.
+   * How long after the app is ready nothing is shed (default: two and a half sample
+   * intervals). Start-up work (loading modules, compiling schemas) blocks the loop before
+   * anyone is served, and the sampler reads it as lag (an interval with no sample at all reads
+   * as an infinite one): the first interval that ends after start-up still holds it, the second
+   * is the first clean one, and the half is for the sampler's timer running late.
    */
   startupGraceMs?: number | undefined;
 }
@@ -24,7 +25,7 @@ export interface LoadSheddingOptions {
 export default fp(
   async (app, options: LoadSheddingOptions) => {
     const sampleInterval = options.sampleIntervalMs ?? SAMPLE_INTERVAL_MS;
-    const grace = options.startupGraceMs ?? 2 * sampleInterval;
+    const grace = options.startupGraceMs ?? 2.5 * sampleInterval;
     let readyAt = Number.POSITIVE_INFINITY;
     app.addHook('onReady', (done) => {
       readyAt = performance.now();
