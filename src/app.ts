@@ -26,7 +26,8 @@ import { RunningCalls } from './mcp/calls.js';
 import { ToolLists } from './mcp/tool-lists.js';
 import { sharedSchemaValidator } from './http/mcp-http.js';
 import { readTunnelAuthority } from './db/tunnel-authority.js';
-import { publishCancel } from './db/events.js';
+import { publishCancels } from './db/events.js';
+import { cancelRelay } from './mcp/cancel-relay.js';
 import { readAgentTimes } from './db/agent-times.js';
 import { CallWatch, watchIntervalMs } from './mcp/call-watch.js';
 import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
@@ -224,14 +225,7 @@ export async function buildApp(options: AppOptions) {
       validator: sharedSchemaValidator(),
       tracing,
       // A cancel may reach a replica other than the one running its call (SPEC 11: no affinity).
-      cancelElsewhere: (notice) => {
-        publishCancel(app.db, notice).then(
-          (sent) => {
-            if (!sent) app.log.info('an MCP cancel whose request id is too long to send to the other replicas was dropped');
-          },
-          (error: Error) => app.log.warn({ err: error.message }, 'could not send an MCP cancel to the other replicas'),
-        );
-      },
+      cancelElsewhere: cancelRelay((notices) => publishCancels(app.db, notices), app.log),
     });
     events.onEvent((event) => {
       const ended = mcpCalls.apply(event);

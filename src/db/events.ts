@@ -21,23 +21,33 @@ export async function publishEvent(db: Kysely<Database>, event: GateEvent): Prom
 }
 
 /**
- * Sends a cancel to every replica; false when its key is too long for a notification (a
- * client's request id can be a long string), so nothing was sent.
+ * Sends cancels to every replica, in one notification; resolves with how many it carried (those
+ * that do not fit in a notification are left out: a client's request id can be a long string).
  */
-export async function publishCancel(db: Kysely<Database>, notice: CancelNotice): Promise<boolean> {
-  const payload = JSON.stringify({ key: notice.key, reason: notice.reason.slice(0, MAX_REASON_CHARS) });
-  if (Buffer.byteLength(payload) > MAX_NOTIFY_BYTES) return false;
+export async function publishCancels(db: Kysely<Database>, notices: readonly CancelNotice[]): Promise<number> {
+  const cancels = notices.map((n) => ({ key: n.key, reason: n.reason.slice(0, MAX_REASON_CHARS) }));
+  let payload = JSON.stringify({ cancels });
+  while (cancels.length > 0 && Buffer.byteLength(payload) > MAX_NOTIFY_BYTES) {
+    cancels.pop();
+    payload = JSON.stringify({ cancels });
+  }
+  if (cancels.length === 0) return 0;
   await sql`select pg_notify(${CANCELS_CHANNEL}, ${payload})`.execute(db);
-  return true;
+  return cancels.length;
 }
 
-export function parseCancel(payload: string | undefined): CancelNotice | undefined {
-  if (!payload) return undefined;
+/** The cancels a notification carries; none when it is not one of ours. */
+export function parseCancels(payload: string | undefined): CancelNotice[] {
+  if (!payload) return [];
   try {
-    const value = JSON.parse(payload) as Partial<CancelNotice> | null;
-    return value && typeof value.key === 'string' && typeof value.reason === 'string' ? { key: value.key, reason: value.reason } : undefined;
+    const value = JSON.parse(payload) as { cancels?: unknown } | null;
+    if (!value || !Array.isArray(value.cancels)) return [];
+    return value.cancels.flatMap((c: unknown) => {
+      const n = c as Partial<CancelNotice> | null;
+      return n && typeof n.key === 'string' && typeof n.reason === 'string' ? [{ key: n.key, reason: n.reason }] : [];
+    });
   } catch {
-    return undefined;
+    return [];
   }
 }
 
@@ -125,8 +135,7 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; cancel: [C
     client.on('end', () => fail());
     client.on('notification', (message) => {
       if (message.channel === CANCELS_CHANNEL) {
-        const notice = parseCancel(message.payload);
-        if (notice) this.emit('cancel', notice);
+        for (const notice of parseCancels(message.payload)) this.emit('cancel', notice);
         return;
       }
       const event = parseEvent(message.payload);

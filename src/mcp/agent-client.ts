@@ -66,7 +66,7 @@ export interface AgentCallOptions {
   sessionTimeoutMs: number;
   /** The largest message (or event) read from the agent. */
   maxMessageBytes: number;
-  /** Notifications the agent sends about this request while it runs. */
+  /** Notifications the agent sends about this request while it runs, with their size in UTF-8. */
   onNotification?: (notification: JSONRPCNotification, bytes: number) => void;
   /** W3C trace context sent with the call's requests: the gate's span, or the caller's (tracing off). */
   trace?: TraceHeaders | undefined;
@@ -369,7 +369,7 @@ function readEvents(forwarded: Forwarded, id: RequestId | undefined, options: Ag
           body.once('close', () => clearTimeout(trailing));
           return;
         }
-        if (isNotification(message)) options.onNotification?.(message, data.length);
+        if (isNotification(message)) options.onNotification?.(message, Buffer.byteLength(data));
       }
     };
     body.on('data', onData);

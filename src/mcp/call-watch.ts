@@ -1,12 +1,13 @@
 // A running MCP call on an agent that dies without a goodbye (frozen, cut off from the network)
-// would run on until its silence bound, or for as long as something keeps its stream open. While
-// calls run, their agents' rows are read every interval (one query for all of them), classified
-// as a new call's row would be, and the calls on an agent the gate now refuses new calls for end
-// with AGENT_CONNECTION_LOST, as a goodbye ends them.
+// would run on until its silence bound, or for as long as something keeps its stream open; and
+// one whose workspace changed while notifications were down would never hear of it. While
+// calls run, their agents are read every interval (one query for all of them), and the calls
+// on an agent the gate would now refuse a new call for end with AGENT_CONNECTION_LOST, as a
+// goodbye ends them.
 import type { FastifyBaseLogger } from 'fastify';
 import type { AgentTimesRead } from '../db/agent-times.js';
 import { classifyAgent } from '../gate/classify.js';
-import { endsCallsOnStatus, type RunningCalls } from './calls.js';
+import { endsCallsOn, type RunningCalls } from './calls.js';
 
 export interface CallWatchOptions {
   calls: RunningCalls;
@@ -42,21 +43,25 @@ export class CallWatch {
   async look(): Promise<number> {
     const { calls, log } = this.options;
     if (this.#looking) return 0;
-    const ids = calls.agentIds();
-    if (ids.size === 0) return 0;
+    // Only the calls that reached their agent before the read: the read is newer than theirs.
+    const reached = calls.reached();
+    if (reached.length === 0) return 0;
     this.#looking = true;
     try {
-      const read = await this.options.read([...ids]);
+      const read = await this.options.read([...new Set(reached.map((c) => c.agentId))]);
       this.#failing = false;
+      const reasons = new Map<string, string | undefined>();
       let ended = 0;
-      for (const id of ids) {
-        // A row that is gone went with its workspace, whose deletion ends the calls.
-        const times = read.agents.get(id);
-        if (!times) continue;
-        const reason = endsCallsOnStatus(classifyAgent(times, read.nowMs, this.options.inactiveTimeoutMs), this.options.disconnectGraceMs);
-        if (reason !== undefined) ended += calls.endAgent(id, reason);
+      for (const call of reached) {
+        if (!reasons.has(call.agentId)) {
+          const agent = read.agents.get(call.agentId);
+          const now = agent && { classification: classifyAgent(agent.times, read.nowMs, this.options.inactiveTimeoutMs), current: agent.current };
+          reasons.set(call.agentId, endsCallsOn(now, this.options.disconnectGraceMs));
+        }
+        const reason = reasons.get(call.agentId);
+        if (reason !== undefined && call.end(reason)) ended += 1;
       }
-      if (ended > 0) log.info({ calls: ended }, 'ended MCP calls whose agent stopped reporting heartbeats');
+      if (ended > 0) log.info({ calls: ended }, 'ended MCP calls whose agent the gate would now refuse');
       return ended;
     } catch (error) {
       // The calls run on (their own bounds still hold); the next look tries again.

@@ -51,15 +51,26 @@ export function endsCall(event: GateEvent, target: CallTarget): string | undefin
 }
 
 /**
- * Pure: why an agent's fresh status ends the calls running on it, or undefined. The same rule as
- * a new call's: a disconnect the gate would refuse a new call for at once (a goodbye, silence
- * past the grace) ends the running ones too; a weak signal does not.
+ * Pure: why what the agent is now ends the calls running on it, or undefined. The rule of a new
+ * call: what the gate would refuse a new call for at once (the agent no longer the workspace's
+ * current one, its connection timeout passed, a goodbye, silence past the grace) ends the
+ * running calls too; a weak signal does not. `now` undefined: the agent's row is gone.
  */
-export function endsCallsOnStatus(c: Classification, disconnectGraceMs: number): string | undefined {
+export function endsCallsOn(now: { classification: Classification; current: boolean } | undefined, disconnectGraceMs: number): string | undefined {
+  if (now === undefined || !now.current) return 'the workspace was stopped, rebuilt or deleted during the call';
+  const c = now.classification;
+  if (c.status === 'timeout') return 'the agent never connected and its connection timeout passed during the call';
   if (!isStrongDisconnect(c, disconnectGraceMs)) return undefined;
   return c.status === 'disconnected' && c.cause === 'goodbye'
     ? 'the agent said goodbye during the call'
     : 'the agent stopped reporting heartbeats during the call';
+}
+
+/** A call that has reached its agent, as the watch sees it. */
+export interface ReachedCall {
+  readonly agentId: string;
+  /** Ends the call (AgentGone); false when it was over already. */
+  end(reason: string): boolean;
 }
 
 export interface RunningCall {
@@ -120,26 +131,27 @@ export class RunningCalls {
     return 'cancelled';
   }
 
-  /** The agents that calls are running on. */
-  agentIds(): Set<string> {
-    const ids = new Set<string>();
-    for (const set of this.#byKey.values()) {
-      for (const entry of set) if (entry.target && !entry.controller.signal.aborted) ids.add(entry.target.agentId);
-    }
-    return ids;
-  }
-
-  /** Ends the calls running on `agentId`; returns how many. */
-  endAgent(agentId: string, reason: string): number {
-    let ended = 0;
+  /**
+   * The calls that have reached their agent, now: one that reaches it later is not among them,
+   * so what is read after this cannot end a call that passed a newer read of its own.
+   */
+  reached(): ReachedCall[] {
+    const calls: ReachedCall[] = [];
     for (const set of this.#byKey.values()) {
       for (const entry of set) {
-        if (entry.target?.agentId !== agentId || entry.controller.signal.aborted) continue;
-        entry.controller.abort(new AgentGone(reason));
-        ended += 1;
+        const target = entry.target;
+        if (!target || entry.controller.signal.aborted) continue;
+        calls.push({
+          agentId: target.agentId,
+          end: (reason) => {
+            if (entry.controller.signal.aborted) return false;
+            entry.controller.abort(new AgentGone(reason));
+            return true;
+          },
+        });
       }
     }
-    return ended;
+    return calls;
   }
 
   /** Ends the calls a transition takes the agent from; returns how many. */

@@ -57,16 +57,16 @@ export interface FrontDoorOptions {
   validator: jsonSchemaValidator;
   tracing: Tracing;
   /**
-   * Sends a cancel that matched no call here to every replica (the call may run on another:
-   * stateless, no affinity). Fire and forget: it reports its own failures.
+   * Sends the cancels of one request that matched no call here to every replica (the call may
+   * run on another: stateless, no affinity). Fire and forget: it reports its own failures.
    */
-  cancelElsewhere?: ((notice: CancelNotice) => void) | undefined;
+  cancelElsewhere?: ((notices: readonly CancelNotice[]) => void) | undefined;
 }
 
 /** Cancels one HTTP request may send to the other replicas (a client sends one per request). */
 export const MAX_REMOTE_CANCELS = 8;
 
-/** Progress bytes one call may queue behind a caller that is not reading. */
+/** Progress bytes one response may queue behind a caller that is not reading. */
 export const MAX_QUEUED_PROGRESS_BYTES = 1024 * 1024;
 
 /** Who calls which endpoint, for one HTTP request. */
@@ -118,7 +118,9 @@ export class McpExchange {
   /** The requests of this HTTP request still owed an answer, and those cancelled (owed none). */
   readonly #owed = new Set<string>();
   readonly #cancelled = new Set<string>();
-  #remoteCancels = 0;
+  readonly #unmatched: CancelNotice[] = [];
+  /** Progress handed on since the caller's response last took writes (admitProgress). */
+  #queuedWhileCongested = 0;
   #ending = false;
   #server: McpServer | undefined;
 
@@ -151,12 +153,34 @@ export class McpExchange {
     }
     // A request of this same POST is not running yet, and the server cancels it itself.
     if (result === 'cancelled' || this.#owed.has(idKey(requestId)) || !this.options.cancelElsewhere) return;
-    if (this.#remoteCancels >= MAX_REMOTE_CANCELS) {
+    if (this.#unmatched.length >= MAX_REMOTE_CANCELS) {
       this.endpoint.log.info({ requestId }, `more than ${MAX_REMOTE_CANCELS} cancels in one request match no call here; the rest are not sent on`);
       return;
     }
-    this.#remoteCancels += 1;
-    this.options.cancelElsewhere({ key, reason });
+    this.#unmatched.push({ key, reason });
+  }
+
+  /** Sends this request's cancels that matched no call here to every replica, in one notice. */
+  sendUnmatchedCancels(): void {
+    if (this.#unmatched.length === 0) return;
+    this.options.cancelElsewhere?.(this.#unmatched.splice(0));
+  }
+
+  /**
+   * Whether a progress notification of `bytes` may be handed to the transport, which queues what
+   * it is given without limit. While the caller's response wants a drain (the caller reads
+   * slower than the agents send), at most MAX_QUEUED_PROGRESS_BYTES more are handed on for the
+   * whole response, its batch's calls together; the rest is dropped.
+   */
+  admitProgress(bytes: number): boolean {
+    if (!this.endpoint.congested?.()) {
+      // Taking writes again: what was queued has reached the socket.
+      this.#queuedWhileCongested = 0;
+      return true;
+    }
+    if (this.#queuedWhileCongested + bytes > MAX_QUEUED_PROGRESS_BYTES) return false;
+    this.#queuedWhileCongested += bytes;
+    return true;
   }
 
   /** The requests this HTTP request carries (its response ends once each is answered or cancelled). */
@@ -236,8 +260,6 @@ export class ToolRequest {
   #acquired: Promise<Acquired> | undefined;
   #lease: GateSuccess['lease'] | undefined;
   #disposed = false;
-  /** Progress handed on since the caller's response last took writes (see #relay). */
-  #queuedWhileCongested = 0;
 
   constructor(
     private readonly options: FrontDoorOptions,
@@ -455,25 +477,14 @@ export class ToolRequest {
     throw error;
   }
 
-  /**
-   * The agent's progress on this request, passed on under the caller's own token. An agent may
-   * send progress faster than the caller reads it, and the transport queues what it is given
-   * without limit: while the caller's response wants a drain, at most
-   * MAX_QUEUED_PROGRESS_BYTES more are handed on, and the rest dropped (each notification
-   * carries the progress so far, so a later one stands for those before it) and counted.
-   */
+  /** The agent's progress on this request, passed on under the caller's own token while the caller keeps up. */
   #relay(notification: JSONRPCNotification, bytes: number, callerToken: unknown, extra: Extra): void {
     if (notification.method !== 'notifications/progress' || callerToken === undefined) return;
     const params = notification.params as { progressToken?: unknown; progress?: unknown } | undefined;
     if (!params || params.progressToken !== callerToken || typeof params.progress !== 'number') return;
-    if (!this.exchange.endpoint.congested?.()) {
-      // Taking writes again: what was queued has reached the socket.
-      this.#queuedWhileCongested = 0;
-    } else if (this.#queuedWhileCongested + bytes > MAX_QUEUED_PROGRESS_BYTES) {
+    if (!this.exchange.admitProgress(bytes)) {
       this.options.metrics.mcpProgressDropped.inc();
       return;
-    } else {
-      this.#queuedWhileCongested += bytes;
     }
     void extra.sendNotification(notification as ServerNotification).catch(() => undefined);
   }

@@ -6,7 +6,7 @@ import { startAppBehindFaultProxy, type AppBehindProxy, type TestApp } from '../
 import type { TestDatabase } from '../support/database.js';
 import { eventually } from '../support/eventually.js';
 import type { FaultProxy } from '../support/fault-proxy.js';
-import { CANCELS_CHANNEL, EventListener, EVENTS_CHANNEL, publishCancel } from '../../src/db/events.js';
+import { CANCELS_CHANNEL, EventListener, EVENTS_CHANNEL, publishCancels } from '../../src/db/events.js';
 import type { CancelNotice, GateEvent } from '../../src/domain/events.js';
 import { createLogger } from '../../src/logger.js';
 
@@ -57,19 +57,23 @@ it('carries MCP cancels on a channel of their own: each one reaches the cancel h
   t.events.hub.onCancel((n) => cancels.push(n));
   t.events.hub.onEvent((e) => events.push(e));
   const key = `api:token\u0000ws?agent=\u0000number:${Date.now()}`;
-  expect(await publishCancel(t.app.db, { key, reason: 'r'.repeat(1_000) })).toBe(true);
+  // Several in one notification, reasons cut short.
+  expect(await publishCancels(t.app.db, [{ key, reason: 'r'.repeat(1_000) }, { key: `${key}-2`, reason: '' }])).toBe(2);
   // Malformed ones are dropped; a transition shape on the cancels channel is not a transition.
   const c = new pg.Client({ connectionString: database.url });
   await c.connect();
   await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, 'not json']);
   await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ kind: 'workspace_deleted', workspaceId: 'w' })]);
+  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ cancels: [{ key: 1 }, null, { key: `${key}-3`, reason: 'ok' }] })]);
   await c.end();
-  // A request id too long for a notification is not sent (PostgreSQL would refuse it).
-  expect(await publishCancel(t.app.db, { key: 'k'.repeat(8_000), reason: '' })).toBe(false);
-  expect(await publishCancel(t.app.db, { key: `${key}-last`, reason: '' })).toBe(true);
+  // Request ids too long for one notification are left out (PostgreSQL would refuse it).
+  expect(await publishCancels(t.app.db, [{ key: 'k'.repeat(8_000), reason: '' }])).toBe(0);
+  expect(await publishCancels(t.app.db, [{ key: `${key}-last`, reason: '' }, { key: 'k'.repeat(8_000), reason: '' }])).toBe(1);
   await eventually(() => cancels.some((n) => n.key === `${key}-last`));
   expect(cancels).toEqual([
     { key, reason: 'r'.repeat(200) },
+    { key: `${key}-2`, reason: '' },
+    { key: `${key}-3`, reason: 'ok' },
     { key: `${key}-last`, reason: '' },
   ]);
   expect(events.filter((e) => 'workspaceId' in e && e.workspaceId === 'w')).toEqual([]);

@@ -721,8 +721,9 @@ describe('other MCP servers at the agent, and the bounds', () => {
       .filter((line) => line.startsWith('data: '))
       .map((line) => JSON.parse(line.slice(6)) as { method?: string; id?: number; result?: unknown; params?: { progress: number } });
     const progress = messages.filter((m) => m.method === 'notifications/progress');
-    // What waited for the caller: the 1 MiB bound, the socket buffers and the kernel's.
     expect(progress.length).toBeGreaterThan(0);
+    // The kernel's socket buffers hold a share too (about 4 MiB here, by its autotuning): the
+    // check is bounded against unbounded (all 32 MiB); the 1 MiB rule itself is a unit test.
     expect(progress.length * message.length).toBeLessThan(16 * 1024 * 1024);
     expect(progress.map((m) => m.params!.progress)).toEqual([...progress.map((m) => m.params!.progress)].sort((a, b) => a - b));
     expect(messages.at(-1)).toEqual({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'done' }] } });

@@ -3,14 +3,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
-import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, endsCallsOnStatus, type CallTarget } from '../../src/mcp/calls.js';
+import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, endsCallsOn, type CallTarget } from '../../src/mcp/calls.js';
 import { CallWatch, watchIntervalMs } from '../../src/mcp/call-watch.js';
 import type { AgentTimes, Classification } from '../../src/domain/agent.js';
 import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
 import type { CancelNotice, GateEvent } from '../../src/domain/events.js';
-import { FrontDoor, MAX_REMOTE_CANCELS, type Endpoint, type FrontDoorOptions } from '../../src/mcp/front-door.js';
+import { FrontDoor, MAX_QUEUED_PROGRESS_BYTES, MAX_REMOTE_CANCELS, type Endpoint, type FrontDoorOptions } from '../../src/mcp/front-door.js';
+import { MAX_CANCEL_NOTICES_IN_FLIGHT, cancelRelay } from '../../src/mcp/cancel-relay.js';
 import { createLogger } from '../../src/logger.js';
 
 describe('SseReader', () => {
@@ -106,36 +107,40 @@ describe('RunningCalls', () => {
   });
 });
 
-describe('endsCallsOnStatus: the rule of a new call, applied to the running ones', () => {
+describe('endsCallsOn: the rule of a new call, applied to the running ones', () => {
   const grace = 1_000;
-  const cases: Array<[string, Classification, string | undefined]> = [
-    ['connected', { status: 'connected', disconnectedAt: null }, undefined],
-    ['connecting', { status: 'connecting', disconnectedAt: null }, undefined],
-    ['a goodbye', { status: 'disconnected', cause: 'goodbye', disconnectedAt: 0, disconnectedForMs: 0 }, 'the agent said goodbye during the call'],
-    ['silence within the grace (weak)', { status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace - 1 }, undefined],
-    ['silence past the grace', { status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace }, 'the agent stopped reporting heartbeats during the call'],
-    ['silence since an unknown time', { status: 'disconnected', cause: 'silence', disconnectedAt: null, disconnectedForMs: null }, 'the agent stopped reporting heartbeats during the call'],
+  const current = (classification: Classification) => ({ classification, current: true });
+  const connected: Classification = { status: 'connected', disconnectedAt: null };
+  const cases: Array<[string, { classification: Classification; current: boolean } | undefined, string | undefined]> = [
+    ['connected', current(connected), undefined],
+    ['connecting', current({ status: 'connecting', disconnectedAt: null }), undefined],
+    ['connection timeout passed', current({ status: 'timeout', disconnectedAt: null }), 'the agent never connected and its connection timeout passed during the call'],
+    ['a goodbye', current({ status: 'disconnected', cause: 'goodbye', disconnectedAt: 0, disconnectedForMs: 0 }), 'the agent said goodbye during the call'],
+    ['silence within the grace (weak)', current({ status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace - 1 }), undefined],
+    ['silence past the grace', current({ status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace }), 'the agent stopped reporting heartbeats during the call'],
+    ['silence since an unknown time', current({ status: 'disconnected', cause: 'silence', disconnectedAt: null, disconnectedForMs: null }), 'the agent stopped reporting heartbeats during the call'],
+    ['connected, but no longer the current agent', { classification: connected, current: false }, 'the workspace was stopped, rebuilt or deleted during the call'],
+    ['its row gone', undefined, 'the workspace was stopped, rebuilt or deleted during the call'],
   ];
-  it.each(cases)('%s', (_name, c, reason) => {
-    expect(endsCallsOnStatus(c, grace)).toBe(reason);
+  it.each(cases)('%s', (_name, now, reason) => {
+    expect(endsCallsOn(now, grace)).toBe(reason);
   });
 });
 
 describe('CallWatch', () => {
-  const times = (lastConnectedAt: number, disconnectedAt: number | null = null): AgentTimes => ({
-    createdAt: 0,
-    firstConnectedAt: 0,
-    lastConnectedAt,
-    disconnectedAt,
-    connectionTimeoutSeconds: 0,
+  const agentNow = (lastConnectedAt: number, disconnectedAt: number | null = null, isCurrent = true) => ({
+    times: { createdAt: 0, firstConnectedAt: 0, lastConnectedAt, disconnectedAt, connectionTimeoutSeconds: 0 } satisfies AgentTimes,
+    current: isCurrent,
   });
-  const setup = (agents: Map<string, AgentTimes>, nowMs: number) => {
+  const setup = (agents: Map<string, ReturnType<typeof agentNow>>, nowMs: number, options: { fail?: () => boolean; during?: () => void } = {}) => {
     const calls = new RunningCalls();
     const reads: string[][] = [];
     const watch = new CallWatch({
       calls,
       read: async (ids) => {
         reads.push([...ids]);
+        options.during?.();
+        if (options.fail?.()) throw new Error('database unavailable');
         return { nowMs, agents };
       },
       inactiveTimeoutMs: 100,
@@ -143,62 +148,62 @@ describe('CallWatch', () => {
       intervalMs: 50,
       log: createLogger('silent'),
     });
+    let n = 0;
     const on = (agentId: string) => {
-      const call = calls.open(`k-${agentId}-${reads.length}-${Math.random()}`);
+      const call = calls.open(`k${(n += 1)}`);
       call.setTarget({ workspaceId: 'w', agentId, buildId: 'b' });
       return call;
     };
     return { calls, reads, watch, on };
   };
 
-  it('reads nothing while no call runs', async () => {
+  it('reads nothing while no call has reached its agent', async () => {
     const { reads, watch, calls } = setup(new Map(), 0);
-    calls.open('not yet at an agent');
+    calls.open('still at the gate');
     expect(await watch.look()).toBe(0);
     expect(reads).toEqual([]);
   });
 
-  it('ends the calls on an agent silent past the inactive timeout and the grace, and only those', async () => {
+  it('ends the calls on an agent the gate would now refuse, and only those', async () => {
     const now = 10_000;
     const agents = new Map([
-      ['silent', times(now - 100 - 1_000)],
-      ['weak', times(now - 500)],
-      ['alive', times(now - 10)],
-      ['gone', times(now - 10, now - 5)],
+      ['silent', agentNow(now - 100 - 1_000)],
+      ['weak', agentNow(now - 500)],
+      ['alive', agentNow(now - 10)],
+      ['gone', agentNow(now - 10, now - 5)],
+      ['replaced', agentNow(now - 10, null, false)],
     ]);
     const { reads, watch, on } = setup(agents, now);
     const silent = [on('silent'), on('silent')];
     const weak = on('weak');
     const alive = on('alive');
-    const gone = on('gone');
-    const deleted = on('row deleted');
-    expect(await watch.look()).toBe(3);
+    const ended = [...silent, on('gone'), on('replaced'), on('row deleted')];
+    expect(await watch.look()).toBe(5);
+    // One read for all, each agent once.
     expect(reads).toHaveLength(1);
-    expect(new Set(reads[0])).toEqual(new Set(['silent', 'weak', 'alive', 'gone', 'row deleted']));
-    for (const call of [...silent, gone]) expect(call.signal.reason).toBeInstanceOf(AgentGone);
+    expect(reads[0]!.slice().sort()).toEqual(['alive', 'gone', 'replaced', 'row deleted', 'silent', 'weak']);
+    for (const call of ended) expect(call.signal.reason).toBeInstanceOf(AgentGone);
     expect((silent[0]!.signal.reason as Error).message).toBe('the agent stopped reporting heartbeats during the call');
-    for (const call of [weak, alive, deleted]) expect(call.signal.aborted).toBe(false);
+    for (const call of [weak, alive]) expect(call.signal.aborted).toBe(false);
     // The calls it ended are not read again.
     await watch.look();
-    expect(new Set(reads[1])).toEqual(new Set(['weak', 'alive', 'row deleted']));
+    expect(reads[1]!.slice().sort()).toEqual(['alive', 'weak']);
+  });
+
+  it('a call that reaches the agent while the read is under way is not ended by it', async () => {
+    const now = 10_000;
+    let later: ReturnType<RunningCalls['open']> | undefined;
+    const { watch, on } = setup(new Map([['a', agentNow(0)]]), now, { during: () => (later ??= on('a')) });
+    const before = on('a');
+    expect(await watch.look()).toBe(1);
+    expect(before.signal.aborted).toBe(true);
+    expect(later?.signal.aborted).toBe(false);
   });
 
   it('a read that fails ends nothing, and the next look tries again', async () => {
-    const calls = new RunningCalls();
     let fail = true;
-    const watch = new CallWatch({
-      calls,
-      read: async () => {
-        if (fail) throw new Error('database unavailable');
-        return { nowMs: 10_000, agents: new Map([['a', times(0)]]) };
-      },
-      inactiveTimeoutMs: 100,
-      disconnectGraceMs: 1_000,
-      intervalMs: 50,
-      log: createLogger('silent'),
-    });
-    const call = calls.open('k');
-    call.setTarget({ workspaceId: 'w', agentId: 'a', buildId: 'b' });
+    const { watch, on } = setup(new Map([['a', agentNow(0)]]), 10_000, { fail: () => fail });
+    const call = on('a');
     expect(await watch.look()).toBe(0);
     expect(call.signal.aborted).toBe(false);
     fail = false;
@@ -213,9 +218,9 @@ describe('CallWatch', () => {
 describe('McpExchange.cancel: here, or sent to the other replicas', () => {
   const setup = () => {
     const calls = new RunningCalls();
-    const sent: CancelNotice[] = [];
-    // Only what a cancel uses: the running calls and where an unmatched one goes.
-    const options = { calls, cancelElsewhere: (n: CancelNotice) => sent.push(n) } as Partial<FrontDoorOptions> as FrontDoorOptions;
+    const sent: CancelNotice[][] = [];
+    // Only what a cancel uses: the running calls and where the unmatched ones go.
+    const options = { calls, cancelElsewhere: (n: readonly CancelNotice[]) => sent.push([...n]) } as Partial<FrontDoorOptions> as FrontDoorOptions;
     const endpoint = { tokenKey: 'api:t1', endpointKey: 'ws?agent=', log: createLogger('silent') } as Partial<Endpoint> as Endpoint;
     const exchange = () => new FrontDoor(options).exchange(endpoint);
     const key = (id: string | number) => cancelKey('api:t1', 'ws?agent=', id);
@@ -225,15 +230,26 @@ describe('McpExchange.cancel: here, or sent to the other replicas', () => {
   it('a call running here is cancelled here; nothing is sent on', () => {
     const { calls, sent, exchange, key } = setup();
     const call = calls.open(key(1));
-    exchange().cancel(1, 'stop');
+    const e = exchange();
+    e.cancel(1, 'stop');
+    e.sendUnmatchedCancels();
     expect(call.signal.reason).toBeInstanceOf(CallCancelled);
     expect(sent).toEqual([]);
   });
 
-  it('a cancel that matches nothing here is sent on once, with its key and reason', () => {
+  it("a request's cancels that match nothing here are sent on together, once, with their keys and reasons", () => {
     const { sent, exchange, key } = setup();
-    exchange().cancel('abc', 'stop');
-    expect(sent).toEqual([{ key: key('abc'), reason: 'stop' }]);
+    const e = exchange();
+    e.cancel('abc', 'stop');
+    e.cancel(7, '');
+    e.sendUnmatchedCancels();
+    e.sendUnmatchedCancels();
+    expect(sent).toEqual([
+      [
+        { key: key('abc'), reason: 'stop' },
+        { key: key(7), reason: '' },
+      ],
+    ]);
   });
 
   it('an ambiguous cancel, or one for a request of the same POST, is not sent on', () => {
@@ -244,6 +260,7 @@ describe('McpExchange.cancel: here, or sent to the other replicas', () => {
     e.cancel(1, '');
     e.expect([2]);
     e.cancel(2, '');
+    e.sendUnmatchedCancels();
     expect(sent).toEqual([]);
   });
 
@@ -251,9 +268,57 @@ describe('McpExchange.cancel: here, or sent to the other replicas', () => {
     const { sent, exchange } = setup();
     const e = exchange();
     for (let id = 0; id < MAX_REMOTE_CANCELS + 5; id += 1) e.cancel(id, '');
-    expect(sent).toHaveLength(MAX_REMOTE_CANCELS);
-    exchange().cancel('next request', '');
-    expect(sent).toHaveLength(MAX_REMOTE_CANCELS + 1);
+    e.sendUnmatchedCancels();
+    expect(sent.map((n) => n.length)).toEqual([MAX_REMOTE_CANCELS]);
+  });
+});
+
+describe('McpExchange.admitProgress: what may queue behind a caller that is not reading', () => {
+  it(`admits everything while the caller takes writes, then at most ${MAX_QUEUED_PROGRESS_BYTES} bytes per response until it takes them again`, () => {
+    let congested = false;
+    const endpoint = { congested: () => congested, log: createLogger('silent') } as Partial<Endpoint> as Endpoint;
+    const e = new FrontDoor({} as FrontDoorOptions).exchange(endpoint);
+    const size = 100 * 1024;
+    for (let i = 0; i < 100; i += 1) expect(e.admitProgress(size)).toBe(true);
+    congested = true;
+    const admitted = Array.from({ length: 20 }, () => e.admitProgress(size)).filter(Boolean).length;
+    expect(admitted).toBe(Math.floor(MAX_QUEUED_PROGRESS_BYTES / size));
+    expect(e.admitProgress(1)).toBe(true); // what still fits
+    congested = false;
+    expect(e.admitProgress(size)).toBe(true);
+    congested = true;
+    expect(Array.from({ length: 20 }, () => e.admitProgress(size)).filter(Boolean).length).toBe(Math.floor(MAX_QUEUED_PROGRESS_BYTES / size));
+  });
+});
+
+describe('cancelRelay', () => {
+  it(`keeps at most ${MAX_CANCEL_NOTICES_IN_FLIGHT} notices in flight, drops the rest, and sends again once they are done`, async () => {
+    const pending: Array<() => void> = [];
+    const sent: number[] = [];
+    const relay = cancelRelay((notices) => {
+      sent.push(notices.length);
+      return new Promise((resolve) => pending.push(() => resolve(notices.length)));
+    }, createLogger('silent'));
+    const notice = [{ key: 'k', reason: '' }];
+    for (let i = 0; i < MAX_CANCEL_NOTICES_IN_FLIGHT + 3; i += 1) relay(notice);
+    expect(sent).toHaveLength(MAX_CANCEL_NOTICES_IN_FLIGHT);
+    for (const done of pending.splice(0)) done();
+    await new Promise((r) => setImmediate(r));
+    relay(notice);
+    expect(sent).toHaveLength(MAX_CANCEL_NOTICES_IN_FLIGHT + 1);
+  });
+
+  it('a send that fails frees its place', async () => {
+    let calls = 0;
+    const relay = cancelRelay(async () => {
+      calls += 1;
+      throw new Error('database unavailable');
+    }, createLogger('silent'));
+    for (let i = 0; i < MAX_CANCEL_NOTICES_IN_FLIGHT * 2; i += 1) {
+      relay([{ key: 'k', reason: '' }]);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(calls).toBe(MAX_CANCEL_NOTICES_IN_FLIGHT * 2);
   });
 });
 

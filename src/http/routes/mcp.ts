@@ -155,6 +155,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         const cancel = cancelOf(message);
         if (cancel) exchange.cancel(cancel.requestId, cancel.reason);
       }
+      exchange.sendUnmatchedCancels();
 
       try {
         const only = !Array.isArray(body) && requests.length === 1 ? requests[0] : undefined;
