@@ -68,6 +68,54 @@ async function rebuild(ws: Workspace, name: string): Promise<ReferenceAgent> {
   return agent;
 }
 
+/**
+ * A reference agent streaming a command's output over MCP (a line every 50 ms) once `ticks`
+ * lines arrived, then frozen: SIGSTOP, so its sockets stay open, with no goodbye and no
+ * heartbeat. `thaw` lets it go and stops it.
+ */
+async function frozenMidCall(app: TestApp, name: string, options: { ticks: number; timeoutMs: number }) {
+  const port = await agents.port();
+  const ws = await createWorkspace(app, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
+  const agent = await agents.start({ gate: app.url, token: ws.agents[0]!.token, port, name });
+  await eventually(async () => (await agentStatus(app, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
+  const mcp = await client(ws.id, { app });
+  let ticks = 0;
+  const pending = mcp.client.callTool(
+    { name: 'exec', arguments: { command: 'sh', args: ['-c', 'while :; do echo tick; sleep 0.05; done'], timeoutMs: 60_000 } },
+    undefined,
+    { timeout: options.timeoutMs, onprogress: () => (ticks += 1) },
+  );
+  pending.catch(() => undefined);
+  await eventually(() => ticks >= options.ticks, 5_000, 'the command to stream');
+  const pid = agent.cli.child.pid!;
+  process.kill(pid, 'SIGSTOP');
+  return {
+    pending,
+    mcp,
+    frozenAt: performance.now(),
+    thaw: async () => {
+      process.kill(pid, 'SIGCONT');
+      await agent.kill();
+    },
+  };
+}
+
+/**
+ * A 30 s command (with a grandchild of its own, whose pid is returned) started through `mcp`,
+ * and cancellable through `controller`; `aborted` counts the agent's abort lines before it.
+ */
+async function longExec(mcp: McpClient, agent: ReferenceAgent, name: string) {
+  const pidFile = path.join(agent.root, `${name}.pid`);
+  const controller = new AbortController();
+  const pending = mcp.client.callTool(
+    { name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`], timeoutMs: 60_000 } },
+    undefined,
+    { signal: controller.signal },
+  );
+  const grandchild = await readPid(pidFile);
+  return { pending, controller, grandchild, aborted: agent.lines('mcp exec aborted').length };
+}
+
 async function metric(app: TestApp, method: string, outcome: string): Promise<number> {
   const text = await app.metrics.registry.metrics();
   const line = text.split('\n').find((l) => l.startsWith(`agentgate_mcp_requests_total{method="${method}",outcome="${outcome}"}`));
@@ -176,15 +224,7 @@ describe('a healthy agent', () => {
   });
 
   it("notifications/cancelled aborts the agent's call: the command is killed and the agent logs it", async () => {
-    const pidFile = path.join(agent.root, 'cancel.pid');
-    const controller = new AbortController();
-    const pending = mcp.client.callTool(
-      { name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`], timeoutMs: 60_000 } },
-      undefined,
-      { signal: controller.signal },
-    );
-    const grandchild = await readPid(pidFile);
-    const aborted = agent.lines('mcp exec aborted').length;
+    const { pending, controller, grandchild, aborted } = await longExec(mcp, agent, 'cancel');
     const before = await metric(t, 'tools/call', 'cancelled');
     controller.abort(new Error('the user changed their mind'));
     await expect(pending).rejects.toThrow('the user changed their mind');
@@ -350,35 +390,19 @@ describe('an agent that dies, and its replacement', () => {
   });
 
   it('a call whose agent freezes mid-call (SIGSTOP: no goodbye, no heartbeat) ends once the gate calls it disconnected, long before its silence bound', async () => {
-    const port = await agents.port();
-    const ws = await createWorkspace(t, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
-    const agent = await agents.start({ gate: t.url, token: ws.agents[0]!.token, port, name: 'frozen-mid-call' });
-    await eventually(async () => (await agentStatus(t, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
-    const mcp = await client(ws.id);
-    let ticks = 0;
-    const pending = mcp.client.callTool(
-      { name: 'exec', arguments: { command: 'sh', args: ['-c', 'while :; do echo tick; sleep 0.05; done'], timeoutMs: 60_000 } },
-      undefined,
-      { timeout: 20_000, onprogress: () => (ticks += 1) },
-    );
-    pending.catch(() => undefined);
-    await eventually(() => ticks >= 3, 5_000, 'the command to run');
-    const pid = agent.cli.child.pid!;
-    process.kill(pid, 'SIGSTOP');
-    const frozenAt = performance.now();
+    const frozen = await frozenMidCall(t, 'frozen-mid-call', { ticks: 3, timeoutMs: 20_000 });
     try {
-      const result = await pending;
+      const result = await frozen.pending;
       // This app's silence bound is the default 300 s: only the watch over running calls ends it,
       // once silence passes the inactive timeout (300 ms) and the grace (600 ms).
-      expect(performance.now() - frozenAt).toBeLessThan(10_000);
+      expect(performance.now() - frozen.frozenAt).toBeLessThan(10_000);
       expect(errorOf(result)).toMatchObject({ code: 'AGENT_CONNECTION_LOST', retryable: true });
       expect(resultText(result)).toContain('the agent stopped reporting heartbeats during the call');
       // The next call is refused at once, as the agent is disconnected.
-      const next = await mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
+      const next = await frozen.mcp.client.callTool({ name: 'exec', arguments: { command: 'true' } });
       expect(errorOf(next)).toMatchObject({ code: 'AGENT_DISCONNECTED' });
     } finally {
-      process.kill(pid, 'SIGCONT');
-      await agent.kill();
+      await frozen.thaw();
     }
   });
 
@@ -743,29 +767,14 @@ describe('other MCP servers at the agent, and the bounds', () => {
   });
 
   it('a reference agent frozen mid-call (SIGSTOP: socket open, no goodbye): the running call ends with AGENT_RESPONSE_TIMEOUT', async () => {
-    const port = await agents.port();
-    const ws = await createWorkspace(short, [{ name: 'main', address: `http://127.0.0.1:${port}` }]);
-    const agent = await agents.start({ gate: short.url, token: ws.agents[0]!.token, port, name: 'frozen' });
-    await eventually(async () => (await agentStatus(short, ws.id)).body.agent.status === 'connected', 5_000, 'the agent to connect');
-    const mcp = await client(ws.id, { app: short });
-    let ticks = 0;
     // Output every 50 ms keeps the response alive past the 300 ms bound while the agent runs.
-    const pending = mcp.client.callTool(
-      { name: 'exec', arguments: { command: 'sh', args: ['-c', 'while :; do echo tick; sleep 0.05; done'], timeoutMs: 60_000 } },
-      undefined,
-      { timeout: 10_000, onprogress: () => (ticks += 1) },
-    );
-    pending.catch(() => undefined);
-    await eventually(() => ticks >= 10, 5_000, 'the command to stream past the silence bound');
-    const pid = agent.cli.child.pid!;
-    process.kill(pid, 'SIGSTOP');
+    const frozen = await frozenMidCall(short, 'frozen', { ticks: 10, timeoutMs: 10_000 });
     try {
-      const result = await pending;
+      const result = await frozen.pending;
       expect(result.isError).toBe(true);
       expect(errorOf(result)).toMatchObject({ code: 'AGENT_RESPONSE_TIMEOUT', retryable: true });
     } finally {
-      process.kill(pid, 'SIGCONT');
-      await agent.kill();
+      await frozen.thaw();
     }
   });
 
@@ -837,15 +846,7 @@ describe('two replicas', () => {
     };
     const mcp = await connectClient(mcpUrl(t, ws.id), { token: ENV_ADMIN_TOKEN, fetch: alternating });
     clients.push(mcp);
-    const pidFile = path.join(agent.root, 'cross-replica.pid');
-    const controller = new AbortController();
-    const pending = mcp.client.callTool(
-      { name: 'exec', arguments: { command: 'sh', args: ['-c', `sleep 30 & echo $! > ${pidFile}; sleep 30`], timeoutMs: 60_000 } },
-      undefined,
-      { signal: controller.signal },
-    );
-    const grandchild = await readPid(pidFile);
-    const aborted = agent.lines('mcp exec aborted').length;
+    const { pending, controller, grandchild, aborted } = await longExec(mcp, agent, 'cross-replica');
     const apps = new Map([
       [origins[0]!, t],
       [origins[1]!, other],
