@@ -30,7 +30,7 @@ export async function readAgentTimes(db: Kysely<Database>, agentIds: readonly st
                     and b.build_number = (select max(build_number) from workspace_builds where workspace_id = b.workspace_id),
                     false) as current
       from (select 1) as clock
-      left join workspace_agents a on a.id = any(${[...agentIds]}::uuid[])
+      left join workspace_agents a on a.id in (select unnest(${[...agentIds]}::uuid[]))
       left join workspace_builds b on b.id = a.build_id
       left join workspaces w on w.id = b.workspace_id`.execute(db);
   const agents = new Map<string, AgentNow>();
