@@ -29,7 +29,8 @@ import { readTunnelAuthority } from './db/tunnel-authority.js';
 import { publishCancels } from './db/events.js';
 import { cancelRelay } from './mcp/cancel-relay.js';
 import { readAgentTimes } from './db/agent-times.js';
-import { CallWatch, watchIntervalMs } from './mcp/call-watch.js';
+import { CallWatch, watchIntervalMs } from './gate/call-watch.js';
+import { ProxiedCalls } from './proxy/proxied-calls.js';
 import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -231,9 +232,11 @@ export async function buildApp(options: AppOptions) {
       const ended = mcpCalls.apply(event);
       if (ended > 0) app.log.info({ calls: ended, reason: event.kind }, 'ended MCP calls whose agent went away');
     });
-    // And when their agent stops reporting heartbeats: no event tells of that.
+    // Calls in flight, MCP and proxied, end when their agent stops reporting heartbeats (no
+    // event tells of that), or when a transition was missed while notifications were down.
+    const proxiedCalls = new ProxiedCalls();
     const watch = new CallWatch({
-      calls: mcpCalls,
+      sources: [() => mcpCalls.reached(), () => proxiedCalls.reached()],
       read: (ids) => readAgentTimes(app.db, ids),
       inactiveTimeoutMs: config.inactiveTimeoutMs,
       disconnectGraceMs: config.disconnectGraceMs,
@@ -250,7 +253,7 @@ export async function buildApp(options: AppOptions) {
     await app.register(async (chat) => {
       if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
       await chat.register(connRoutes, { gate, metrics });
-      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing });
+      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing, inFlight: proxiedCalls });
       await chat.register(mcpRoutes, { gate, metrics, frontDoor });
     });
 

@@ -68,3 +68,19 @@ export function decide(input: DecideInput): Decision {
   }
   return { kind: 'dial', evict };
 }
+
+/**
+ * Pure: why what the agent is now ends the calls running on it, or undefined. The rule of a new
+ * call: what the gate would refuse a new call for at once (the agent no longer the workspace's
+ * current one, its connection timeout passed, a goodbye, silence past the grace) ends the
+ * running calls too; a weak signal does not. `now` undefined: the agent's row is gone.
+ */
+export function endsCallsOn(now: { classification: Classification; current: boolean } | undefined, disconnectGraceMs: number): string | undefined {
+  if (now === undefined || !now.current) return 'the workspace was stopped, rebuilt or deleted during the call';
+  const c = now.classification;
+  if (c.status === 'timeout') return 'the agent never connected and its connection timeout passed during the call';
+  if (!isStrongDisconnect(c, disconnectGraceMs)) return undefined;
+  return c.status === 'disconnected' && c.cause === 'goodbye'
+    ? 'the agent said goodbye during the call'
+    : 'the agent stopped reporting heartbeats during the call';
+}

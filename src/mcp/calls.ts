@@ -10,18 +10,13 @@
 //   said goodbye or was replaced ends at once (AGENT_CONNECTION_LOST) instead of waiting on an
 //   agent that is going away.
 import type { GateEvent } from '../domain/events.js';
-import type { Classification } from '../domain/agent.js';
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
-import { isStrongDisconnect } from '../gate/decide.js';
+import { AgentGone } from '../domain/agent-gone.js';
+import type { ReachedCall } from '../gate/call-watch.js';
 
 /** Abort reason: the caller cancelled the request (notifications/cancelled). */
 export class CallCancelled extends Error {
   override name = 'CallCancelled';
-}
-
-/** Abort reason: the agent the call runs on said goodbye or was replaced. */
-export class AgentGone extends Error {
-  override name = 'AgentGone';
 }
 
 export interface CallTarget {
@@ -48,29 +43,6 @@ export function endsCall(event: GateEvent, target: CallTarget): string | undefin
     case 'token_revoked':
       return undefined;
   }
-}
-
-/**
- * Pure: why what the agent is now ends the calls running on it, or undefined. The rule of a new
- * call: what the gate would refuse a new call for at once (the agent no longer the workspace's
- * current one, its connection timeout passed, a goodbye, silence past the grace) ends the
- * running calls too; a weak signal does not. `now` undefined: the agent's row is gone.
- */
-export function endsCallsOn(now: { classification: Classification; current: boolean } | undefined, disconnectGraceMs: number): string | undefined {
-  if (now === undefined || !now.current) return 'the workspace was stopped, rebuilt or deleted during the call';
-  const c = now.classification;
-  if (c.status === 'timeout') return 'the agent never connected and its connection timeout passed during the call';
-  if (!isStrongDisconnect(c, disconnectGraceMs)) return undefined;
-  return c.status === 'disconnected' && c.cause === 'goodbye'
-    ? 'the agent said goodbye during the call'
-    : 'the agent stopped reporting heartbeats during the call';
-}
-
-/** A call that has reached its agent, as the watch sees it. */
-export interface ReachedCall {
-  readonly agentId: string;
-  /** Ends the call (AgentGone); false when it was over already. */
-  end(reason: string): boolean;
 }
 
 export interface RunningCall {

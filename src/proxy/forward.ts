@@ -8,6 +8,7 @@ import type { AgentConnection } from '../gate/agent-connection.js';
 import { neverConnected } from '../gate/connector.js';
 import { CallerGone } from '../gate/shared-dials.js';
 import { failureAnswer, type FailureCode } from '../domain/failure-codes.js';
+import { AgentGone } from '../domain/agent-gone.js';
 
 /** Abort reason: the agent sent no response headers in time. */
 export class HeadersTimeout extends Error {
@@ -49,6 +50,11 @@ export interface ForwardOptions {
   headersTimeoutMs: number;
   /** Aborted when the caller goes away. */
   callerSignal: AbortSignal;
+  /**
+   * Given the request's abort as soon as it exists, for the watch over calls in flight: an
+   * abort with AgentGone, before the headers or during the body, is the agent's going.
+   */
+  onStart?: ((abort: (reason: Error) => void) => void) | undefined;
 }
 
 export interface Forwarded {
@@ -66,6 +72,8 @@ export interface Forwarded {
  */
 export async function forwardRequest(options: ForwardOptions): Promise<Forwarded> {
   const controller = new AbortController();
+  const abort = (reason: Error) => controller.abort(reason);
+  options.onStart?.(abort);
   const onCaller = () => controller.abort(options.callerSignal.reason);
   if (options.callerSignal.aborted) onCaller();
   else options.callerSignal.addEventListener('abort', onCaller, { once: true });
@@ -119,7 +127,7 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
       statusCode: response.statusCode,
       headers: response.headers,
       body: response.body,
-      abort: (reason) => controller.abort(reason),
+      abort,
     };
   } catch (error) {
     clearTimeout(timer);
@@ -133,6 +141,7 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
     if (options.callerSignal.aborted || uploadError) throw new CallerGone('the caller went away');
     const where = { workspaceId: options.conn.target.workspaceId, agentId: options.conn.agentId };
     if (reason instanceof HeadersTimeout) throw failureAnswer(reason.code, reason.message, where);
+    if (reason instanceof AgentGone) throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', reason.message, where);
     // The pool had to open a new socket and could not: the request never left, so the agent
     // is unreachable, not a connection lost under a request that may have run.
     if (reason === undefined && neverConnected(error)) {

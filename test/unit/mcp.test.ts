@@ -3,9 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
-import { AgentGone, CallCancelled, RunningCalls, cancelKey, endsCall, endsCallsOn, type CallTarget } from '../../src/mcp/calls.js';
-import { CallWatch, watchIntervalMs } from '../../src/mcp/call-watch.js';
-import type { AgentTimes, Classification } from '../../src/domain/agent.js';
+import { CallCancelled, RunningCalls, cancelKey, endsCall, type CallTarget } from '../../src/mcp/calls.js';
+import { AgentGone } from '../../src/domain/agent-gone.js';
 import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
@@ -104,114 +103,6 @@ describe('RunningCalls', () => {
     expect(elsewhere.signal.aborted).toBe(false);
     // Not twice.
     expect(calls.apply({ kind: 'workspace_deleted', workspaceId: 'w' })).toBe(0);
-  });
-});
-
-describe('endsCallsOn: the rule of a new call, applied to the running ones', () => {
-  const grace = 1_000;
-  const current = (classification: Classification) => ({ classification, current: true });
-  const connected: Classification = { status: 'connected', disconnectedAt: null };
-  const cases: Array<[string, { classification: Classification; current: boolean } | undefined, string | undefined]> = [
-    ['connected', current(connected), undefined],
-    ['connecting', current({ status: 'connecting', disconnectedAt: null }), undefined],
-    ['connection timeout passed', current({ status: 'timeout', disconnectedAt: null }), 'the agent never connected and its connection timeout passed during the call'],
-    ['a goodbye', current({ status: 'disconnected', cause: 'goodbye', disconnectedAt: 0, disconnectedForMs: 0 }), 'the agent said goodbye during the call'],
-    ['silence within the grace (weak)', current({ status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace - 1 }), undefined],
-    ['silence past the grace', current({ status: 'disconnected', cause: 'silence', disconnectedAt: 0, disconnectedForMs: grace }), 'the agent stopped reporting heartbeats during the call'],
-    ['silence since an unknown time', current({ status: 'disconnected', cause: 'silence', disconnectedAt: null, disconnectedForMs: null }), 'the agent stopped reporting heartbeats during the call'],
-    ['connected, but no longer the current agent', { classification: connected, current: false }, 'the workspace was stopped, rebuilt or deleted during the call'],
-    ['its row gone', undefined, 'the workspace was stopped, rebuilt or deleted during the call'],
-  ];
-  it.each(cases)('%s', (_name, now, reason) => {
-    expect(endsCallsOn(now, grace)).toBe(reason);
-  });
-});
-
-describe('CallWatch', () => {
-  const agentNow = (lastConnectedAt: number, disconnectedAt: number | null = null, isCurrent = true) => ({
-    times: { createdAt: 0, firstConnectedAt: 0, lastConnectedAt, disconnectedAt, connectionTimeoutSeconds: 0 } satisfies AgentTimes,
-    current: isCurrent,
-  });
-  const setup = (agents: Map<string, ReturnType<typeof agentNow>>, nowMs: number, options: { fail?: () => boolean; during?: () => void } = {}) => {
-    const calls = new RunningCalls();
-    const reads: string[][] = [];
-    const watch = new CallWatch({
-      calls,
-      read: async (ids) => {
-        reads.push([...ids]);
-        options.during?.();
-        if (options.fail?.()) throw new Error('database unavailable');
-        return { nowMs, agents };
-      },
-      inactiveTimeoutMs: 100,
-      disconnectGraceMs: 1_000,
-      intervalMs: 50,
-      log: createLogger('silent'),
-    });
-    let n = 0;
-    const on = (agentId: string) => {
-      const call = calls.open(`k${(n += 1)}`);
-      call.setTarget({ workspaceId: 'w', agentId, buildId: 'b' });
-      return call;
-    };
-    return { calls, reads, watch, on };
-  };
-
-  it('reads nothing while no call has reached its agent', async () => {
-    const { reads, watch, calls } = setup(new Map(), 0);
-    calls.open('still at the gate');
-    expect(await watch.look()).toBe(0);
-    expect(reads).toEqual([]);
-  });
-
-  it('ends the calls on an agent the gate would now refuse, and only those', async () => {
-    const now = 10_000;
-    const agents = new Map([
-      ['silent', agentNow(now - 100 - 1_000)],
-      ['weak', agentNow(now - 500)],
-      ['alive', agentNow(now - 10)],
-      ['gone', agentNow(now - 10, now - 5)],
-      ['replaced', agentNow(now - 10, null, false)],
-    ]);
-    const { reads, watch, on } = setup(agents, now);
-    const silent = [on('silent'), on('silent')];
-    const weak = on('weak');
-    const alive = on('alive');
-    const ended = [...silent, on('gone'), on('replaced'), on('row deleted')];
-    expect(await watch.look()).toBe(5);
-    // One read for all, each agent once.
-    expect(reads).toHaveLength(1);
-    expect(reads[0]!.slice().sort()).toEqual(['alive', 'gone', 'replaced', 'row deleted', 'silent', 'weak']);
-    for (const call of ended) expect(call.signal.reason).toBeInstanceOf(AgentGone);
-    expect((silent[0]!.signal.reason as Error).message).toBe('the agent stopped reporting heartbeats during the call');
-    for (const call of [weak, alive]) expect(call.signal.aborted).toBe(false);
-    // The calls it ended are not read again.
-    await watch.look();
-    expect(reads[1]!.slice().sort()).toEqual(['alive', 'weak']);
-  });
-
-  it('a call that reaches the agent while the read is under way is not ended by it', async () => {
-    const now = 10_000;
-    let later: ReturnType<RunningCalls['open']> | undefined;
-    const { watch, on } = setup(new Map([['a', agentNow(0)]]), now, { during: () => (later ??= on('a')) });
-    const before = on('a');
-    expect(await watch.look()).toBe(1);
-    expect(before.signal.aborted).toBe(true);
-    expect(later?.signal.aborted).toBe(false);
-  });
-
-  it('a read that fails ends nothing, and the next look tries again', async () => {
-    let fail = true;
-    const { watch, on } = setup(new Map([['a', agentNow(0)]]), 10_000, { fail: () => fail });
-    const call = on('a');
-    expect(await watch.look()).toBe(0);
-    expect(call.signal.aborted).toBe(false);
-    fail = false;
-    expect(await watch.look()).toBe(1);
-  });
-
-  it('looks at half the inactive timeout, within 100 ms and 5 s', () => {
-    expect([watchIntervalMs(50), watchIntervalMs(300), watchIntervalMs(30_000)]).toEqual([100, 150, 5_000]);
   });
 });
 

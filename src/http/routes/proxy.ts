@@ -17,6 +17,7 @@ import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../proxy/h
 import { forwardRequest, relayBody } from '../../proxy/forward.js';
 import { forwardedFor, type TrustProxy } from '../../proxy/trust-proxy.js';
 import type { WebSockets } from '../../proxy/websocket.js';
+import type { ProxiedCalls } from '../../proxy/proxied-calls.js';
 import { ATTR, endSpan, failureOutcome, type Tracing } from '../../tracing/tracing.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
@@ -29,9 +30,11 @@ export interface ProxyRouteOptions {
   /** Upgrade requests accepted from the server: this route turns them into tunnels. */
   websockets: WebSockets;
   tracing: Tracing;
+  /** The requests in flight, for the watch that ends those whose agent the gate would now refuse. */
+  inFlight: ProxiedCalls;
 }
 
-const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust, websockets, tracing }) => {
+const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust, websockets, tracing, inFlight }) => {
   // Bodies are streamed to the agent as they arrive, never parsed nor buffered here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
@@ -115,6 +118,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           )
         : undefined;
       let spanEnded = false;
+      const tracked = inFlight.add(conn.agentId);
       try {
         const path = `${conn.basePath}${target.path}${target.query}`;
         const hasBody = request.headers['transfer-encoding'] !== undefined || (Number.isFinite(declared) && declared > 0);
@@ -133,6 +137,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           bodyLimit: config.bodyLimitBytes,
           headersTimeoutMs: config.proxyHeadersTimeoutMs,
           callerSignal: signal,
+          onStart: (abort) => (tracked.abort = abort),
         });
         const headers = downstreamResponseHeaders(forwarded.headers);
         headers['x-request-id'] = request.id;
@@ -171,6 +176,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         }
         return onFailure(error, request, reply, started, false);
       } finally {
+        inFlight.delete(tracked);
         lease.release();
       }
     },

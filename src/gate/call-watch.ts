@@ -1,16 +1,24 @@
-// A running MCP call on an agent that dies without a goodbye (frozen, cut off from the network)
-// would run on until its silence bound, or for as long as something keeps its stream open; and
-// one whose workspace changed while notifications were down would never hear of it. While
-// calls run, their agents are read every interval (one query for all of them), and the calls
-// on an agent the gate would now refuse a new call for end with AGENT_CONNECTION_LOST, as a
-// goodbye ends them.
+// A call in flight (a proxied request, an MCP tool call) on an agent that dies without a
+// goodbye (frozen, cut off from the network) would run on until a silence bound, or for as long
+// as something keeps its stream open; and one whose workspace changed while notifications were
+// down would never hear of it. While calls are in flight, their agents are read every interval
+// (one query for all of them), and the calls on an agent the gate would now refuse a new call
+// for end (AGENT_CONNECTION_LOST), as a goodbye ends them.
 import type { FastifyBaseLogger } from 'fastify';
 import type { AgentTimesRead } from '../db/agent-times.js';
-import { classifyAgent } from '../gate/classify.js';
-import { endsCallsOn, type RunningCalls } from './calls.js';
+import { classifyAgent } from './classify.js';
+import { endsCallsOn } from './decide.js';
+
+/** A call that has reached its agent, as the watch sees it. */
+export interface ReachedCall {
+  readonly agentId: string;
+  /** Ends the call (AgentGone); false when it was over already. */
+  end(reason: string): boolean;
+}
 
 export interface CallWatchOptions {
-  calls: RunningCalls;
+  /** Where calls in flight are kept: each gives the calls that have reached their agent, now. */
+  sources: ReadonlyArray<() => ReachedCall[]>;
   read(agentIds: readonly string[]): Promise<AgentTimesRead>;
   inactiveTimeoutMs: number;
   disconnectGraceMs: number;
@@ -41,10 +49,10 @@ export class CallWatch {
 
   /** One look at the agents calls run on; resolves with how many calls it ended. */
   async look(): Promise<number> {
-    const { calls, log } = this.options;
+    const { sources, log } = this.options;
     if (this.#looking) return 0;
     // Only the calls that reached their agent before the read: the read is newer than theirs.
-    const reached = calls.reached();
+    const reached = sources.flatMap((source) => source());
     if (reached.length === 0) return 0;
     this.#looking = true;
     try {
@@ -61,11 +69,11 @@ export class CallWatch {
         const reason = reasons.get(call.agentId);
         if (reason !== undefined && call.end(reason)) ended += 1;
       }
-      if (ended > 0) log.info({ calls: ended }, 'ended MCP calls whose agent the gate would now refuse');
+      if (ended > 0) log.info({ calls: ended }, 'ended calls in flight whose agent the gate would now refuse');
       return ended;
     } catch (error) {
       // The calls run on (their own bounds still hold); the next look tries again.
-      if (!this.#failing) log.warn({ err: (error as Error).message }, 'could not read the agents of running MCP calls');
+      if (!this.#failing) log.warn({ err: (error as Error).message }, 'could not read the agents of calls in flight');
       this.#failing = true;
       return 0;
     } finally {
