@@ -82,7 +82,9 @@ export const ERROR_GUIDE = {
     chatServer: 'Retry a few times after `Retry-After` (or a short backoff); if it lasts, relay the hint. Never advise a restart on it.',
   },
   AGENT_CONNECTION_LOST: {
-    meaning: 'A proxied request failed because the connection to the agent broke before the response began. The agent may have run it.',
+    meaning:
+      'A proxied request failed because the connection to the agent broke before the response began, or because the agent went ' +
+      'away while the request waited: it said goodbye, its workspace was rebuilt, or it stopped reporting heartbeats. The agent may have run it.',
     chatServer:
       'Retry only idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE). For the others, relay the hint and let the model decide ' +
       'whether the call is safe to repeat.',
