@@ -13,10 +13,10 @@ export interface WebSocketLike {
   removeEventListener(type: string, listener: SocketListener): void;
 }
 
-// why: the standard listener types (Event, MessageEvent) are not in Node 20's types, and every
-// WebSocket implementation's own listener signature must be assignable to this one.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type SocketListener = (event: any) => void;
+// The standard listener types (Event, MessageEvent) are not in Node 20's types, and every
+// WebSocket implementation's own listener must be assignable to this one: a method's parameter
+// is compared both ways, so `(event: MessageEvent) => void` fits `unknown`.
+type SocketListener = { listener(event: unknown): void }['listener'];
 
 /** A WebSocket class taking Node's (undici's) init: `new WebSocket(url, { protocols, headers })`. */
 export type WebSocketClass<W extends WebSocketLike = WebSocketLike> = new (
