@@ -4,7 +4,7 @@
 // decides on; the per-call read stays the gate's own.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
-import { agentTimes, type AgentTimesRow } from './workspaces-repo.js';
+import { AGENT_TIMES_SQL, agentTimes, type AgentTimesRow } from './workspaces-repo.js';
 import type { AgentTimes } from '../domain/agent.js';
 
 export interface AgentNow {
@@ -20,12 +20,7 @@ export interface AgentTimesRead {
 
 export async function readAgentTimes(db: Kysely<Database>, agentIds: readonly string[]): Promise<AgentTimesRead> {
   const { rows } = await sql<AgentTimesRow & { id: string | null; now_ms: number; current: boolean }>`
-    select (extract(epoch from now()) * 1000)::float8 as now_ms, a.id,
-           (extract(epoch from a.created_at) * 1000)::float8 as created_ms,
-           (extract(epoch from a.first_connected_at) * 1000)::float8 as first_connected_ms,
-           (extract(epoch from a.last_connected_at) * 1000)::float8 as last_connected_ms,
-           (extract(epoch from a.disconnected_at) * 1000)::float8 as disconnected_ms,
-           a.connection_timeout_seconds,
+    select (extract(epoch from now()) * 1000)::float8 as now_ms, a.id, ${AGENT_TIMES_SQL},
            coalesce(w.deleted_at is null and b.transition = 'start'
                     and b.build_number = (select max(build_number) from workspace_builds where workspace_id = b.workspace_id),
                     false) as current
