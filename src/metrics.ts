@@ -71,17 +71,13 @@ export class Metrics {
     name: 'agentgate_log_lines_dropped_total',
     help: 'Log lines dropped because stdout took no more (its reader stuck or too slow)',
     registers: [this.registry],
-    // The count is the logger's (the process's), which exists before the metrics: caught up
-    // at each scrape.
-    collect: () => {
-      const now = droppedLogLines();
-      if (now > this.#reportedDrops) {
-        this.logLinesDropped.inc(now - this.#reportedDrops);
-        this.#reportedDrops = now;
-      }
+    // The count is the logger's (the process's), which exists before the metrics: read at
+    // each scrape.
+    collect(this: Counter) {
+      this.reset();
+      this.inc(droppedLogLines());
     },
   });
-  #reportedDrops = 0;
   readonly listenReconnects = new Counter({
     name: 'agentgate_listen_reconnects_total',
     help: 'Times the LISTEN connection was opened again after losing it',
