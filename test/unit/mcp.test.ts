@@ -43,6 +43,31 @@ describe('SseReader', () => {
     // Many lines of one event count together.
     expect(() => read(['data: aaaaaaaaaa\n'.repeat(200)], 1024)).toThrow(SseEventTooLarge);
     expect(read(['data: aaaaaaaaaa\n\n'.repeat(200)], 1024)).toHaveLength(200);
+    // A line with no end, and comments, count too.
+    expect(() => read([`: ${'x'.repeat(2000)}`], 1024)).toThrow(SseEventTooLarge);
+  });
+
+  it('costs time linear in the bytes, however finely the agent cuts them', () => {
+    // A hostile agent trickles one long line in small pieces: a reader that looks at its whole
+    // buffer on every piece does quadratic work (hundreds of times the one-piece cost here).
+    const line = Buffer.from(`data: ${'x'.repeat(4 * 1024 * 1024)}\n\n`, 'latin1');
+    const cost = (pieceBytes: number) => {
+      const reader = new SseReader(8 * 1024 * 1024);
+      const started = performance.now();
+      let events: string[] = [];
+      for (let at = 0; at < line.length; at += pieceBytes) events = events.concat(reader.push(line.subarray(at, at + pieceBytes)));
+      expect(events).toHaveLength(1);
+      return performance.now() - started;
+    };
+    cost(64 * 1024); // warm-up
+    const whole = Math.max(cost(64 * 1024), 2);
+    const trickled = cost(1024);
+    expect(trickled / whole).toBeLessThan(20);
+  });
+
+  it('reads every event of a chunk that holds many', () => {
+    const many = 'data: {}\n\n'.repeat(50_000);
+    expect(read([many], 1024)).toHaveLength(50_000);
   });
 });
 
