@@ -78,6 +78,14 @@ export class Metrics {
       this.inc(droppedLogLines());
     },
   });
+  /** What load shedding decides on, in seconds (its plugin sets the reader). */
+  readEventLoopDelay: () => number = () => 0;
+  readonly eventLoopDelay: Gauge = new Gauge({
+    name: 'agentgate_event_loop_delay_seconds',
+    help: 'The event loop delay load shedding decides on (mean over its last 500 ms sample, less the 10 ms resolution); API calls are shed past 1 s',
+    registers: [this.registry],
+    collect: (): void => this.eventLoopDelay.set(this.readEventLoopDelay()),
+  });
   readonly listenReconnects = new Counter({
     name: 'agentgate_listen_reconnects_total',
     help: 'Times the LISTEN connection was opened again after losing it',

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
+import { eventually } from '../support/eventually.js';
 
 let t: TestApp;
 beforeAll(async () => {
@@ -43,6 +44,34 @@ it('sheds API calls while the event loop lags, never the operations routes', asy
   }
   expect(status).toBe(404);
   expect(t.logs.some((l) => l.includes('"code":"OVERLOADED"'))).toBe(true);
+});
+
+it("never sheds an agent's heartbeat: a stalled loop must not make every tenant's agents look gone", async () => {
+  const workspaceId = randomUUID();
+  expect((await t.call('PUT', `/workspaces/${workspaceId}`, { token: ENV_ADMIN_TOKEN, body: { ownerId: randomUUID(), name: 'shed' } })).status).toBe(201);
+  const build = await t.call('POST', `/workspaces/${workspaceId}/builds`, {
+    token: ENV_ADMIN_TOKEN,
+    body: { transition: 'start', agents: [{ name: 'main', address: 'http://127.0.0.1:9' }] },
+  });
+  expect(build.status, build.text).toBe(201);
+  const agentToken = build.body.agents[0].token as string;
+  const path = `/workspaces/${randomUUID()}`;
+  let shedApi = false;
+  const heartbeats: number[] = [];
+  let delaySeen = 0;
+  for (let i = 0; i < 10 && !shedApi; i++) {
+    blockEventLoop(600);
+    // What load shedding decides on is what the gauge shows.
+    const scraped = (await t.call('GET', '/metrics')).text;
+    const line = scraped.split('\n').find((l) => l.startsWith('agentgate_event_loop_delay_seconds '));
+    delaySeen = Math.max(delaySeen, Number(line?.split(' ')[1] ?? 0));
+    heartbeats.push((await t.call('POST', '/agent/heartbeat', { token: agentToken })).status);
+    shedApi = (await t.call('GET', path, { token: ENV_ADMIN_TOKEN })).status === 503;
+  }
+  expect(shedApi).toBe(true);
+  expect(heartbeats.every((s) => s === 204), heartbeats.join(',')).toBe(true);
+  expect(delaySeen).toBeGreaterThan(0.2);
+  await eventually(async () => (await t.call('GET', path, { token: ENV_ADMIN_TOKEN })).status === 404, 5_000, 'calls served again');
 });
 
 /** A WebSocket upgrade request; the gate's answer when it refuses one. */

@@ -1,7 +1,10 @@
 // Load shedding (SPEC 6, OVERLOADED): when the event loop lags, API calls are refused at once
-// with 503 and Retry-After rather than queued behind the lag; operations routes stay served.
-// @fastify/under-pressure samples the event loop; one second of delay means every caller is
-// already waiting that long.
+// with 503 and Retry-After rather than queued behind the lag. Operations routes stay served, and
+// so do the agents' own routes: a heartbeat refused while another tenant's traffic stalls the
+// loop would, held past the inactive timeout, classify every healthy agent of the replica as
+// disconnected. @fastify/under-pressure samples the event loop; one second of delay means every
+// caller is already waiting that long. The delay it sheds on is exported as a gauge
+// (agentgate_event_loop_delay_seconds), so what operators see is what the gate decides on.
 import fp from 'fastify-plugin';
 import underPressure from '@fastify/under-pressure';
 import { ApiError } from '../../domain/errors.js';
@@ -36,13 +39,15 @@ export default fp(
       sampleInterval,
       // Async, so that the refusal reaches the error handler through the hook's promise.
       pressureHandler: async (request, _reply, type, value) => {
-        if (request.routeOptions.config.access === undefined || request.routeOptions.config.access === 'public') return;
+        const access = request.routeOptions.config.access;
+        if (access === undefined || access === 'public' || access === 'agent') return;
         // `readyAt` is infinite before ready, so this holds then too.
         if (!(performance.now() - readyAt >= grace)) return;
         request.log.warn({ code: 'OVERLOADED', type, value }, 'shedding load');
         throw new ApiError('OVERLOADED', 'agentgate is overloaded; retry shortly', { retryAfter: 1 });
       },
     });
+    app.metrics.readEventLoopDelay = () => app.memoryUsage().eventLoopDelay / 1000;
   },
-  { name: 'agentgate-load-shedding', dependencies: ['agentgate-problem'] },
+  { name: 'agentgate-load-shedding', dependencies: ['agentgate-problem', 'agentgate-metrics'] },
 );
