@@ -38,6 +38,7 @@ export const ConfigSchema = Type.Object({
   }),
   AGENTGATE_PROXY_HEADERS_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_REQUEST_TIMEOUT_MS: ms(30_000, 1, HOUR, 'milliseconds'),
+  AGENTGATE_MCP_CALL_TIMEOUT_MS: ms(900_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_SHUTDOWN_GRACE_MS: ms(10_000, 0, 10 * 60_000, 'milliseconds'),
   AGENTGATE_WS_IDLE_TIMEOUT_MS: ms(300_000, 1, 24 * HOUR, 'milliseconds'),
   AGENTGATE_WS_MAX_LIFETIME_MS: ms(0, 0, 7 * 24 * HOUR, 'milliseconds (0 = no limit)'),
@@ -79,6 +80,11 @@ export interface Config {
   readonly bodyLimitBytes: number;
   readonly proxyHeadersTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /**
+   * Bound on one MCP tools/call, from the gate's decision to the agent's answer, whatever the
+   * agent sends meanwhile (progress and keep-alives reset only the silence bound).
+   */
+  readonly mcpCallTimeoutMs: number;
   readonly shutdownGraceMs: number;
   /** A proxied WebSocket with no data either way for this long is closed. */
   readonly wsIdleTimeoutMs: number;
@@ -168,6 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimitBytes: raw.AGENTGATE_BODY_LIMIT_BYTES,
     proxyHeadersTimeoutMs: raw.AGENTGATE_PROXY_HEADERS_TIMEOUT_MS,
     requestTimeoutMs: raw.AGENTGATE_REQUEST_TIMEOUT_MS,
+    mcpCallTimeoutMs: raw.AGENTGATE_MCP_CALL_TIMEOUT_MS,
     shutdownGraceMs: raw.AGENTGATE_SHUTDOWN_GRACE_MS,
     wsIdleTimeoutMs: raw.AGENTGATE_WS_IDLE_TIMEOUT_MS,
     wsMaxLifetimeMs: raw.AGENTGATE_WS_MAX_LIFETIME_MS,

@@ -35,8 +35,10 @@ export const FAILURE_API_CODES = {
   AGENTGATE_PROXY_CONNECTION_LOST: 'AGENT_CONNECTION_LOST',
   /** An agent's MCP response, once begun, sent nothing (no event, no keep-alive) for the headers bound. */
   AGENTGATE_MCP_RESPONSE_SILENT: 'AGENT_RESPONSE_TIMEOUT',
-  /** An agent's answer to tools/list did not arrive within its whole bound. */
-  AGENTGATE_MCP_LIST_TIMEOUT: 'AGENT_RESPONSE_TIMEOUT',
+  /** An agent's answer to an MCP request did not arrive within its whole bound. */
+  AGENTGATE_MCP_TOTAL_TIMEOUT: 'AGENT_RESPONSE_TIMEOUT',
+  /** One message of an agent's MCP answer was larger than the gate carries. */
+  AGENTGATE_MCP_MESSAGE_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
 } as const satisfies Record<string, ErrorCode | null>;
 
 export type FailureCode = keyof typeof FAILURE_API_CODES;

@@ -22,7 +22,7 @@ import type { AgentConnection } from '../gate/agent-connection.js';
 import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { failureAnswer } from '../domain/failure-codes.js';
 import { forwardRequest, type Forwarded } from '../proxy/forward.js';
-import { SseReader } from './sse.js';
+import { SseEventTooLarge, SseReader } from './sse.js';
 import type { TraceHeaders } from '../tracing/trace-context.js';
 
 /** The agent answered the request with a JSON-RPC error: its answer, passed on as it is. */
@@ -53,6 +53,14 @@ export class AgentHttpError extends Error {
   }
 }
 
+/** One message (a JSON body, or one event of a stream) from the agent is over the bound. */
+export class AgentMessageTooLarge extends Error {
+  override name = 'AgentMessageTooLarge';
+  constructor(readonly limit: number) {
+    super(`the agent's MCP message is larger than ${limit} bytes`);
+  }
+}
+
 export interface AgentCallOptions {
   /** Aborts the call at every phase; its reason is what the call then throws. */
   signal: AbortSignal;
@@ -60,8 +68,8 @@ export interface AgentCallOptions {
   headersTimeoutMs: number;
   /** Bound on the agent's silence once its response began: no byte for this long ends the call. */
   idleTimeoutMs: number;
-  /** Bound on the whole call, session included, when it has one (tools/list does; a tool may run long). */
-  totalTimeoutMs?: number;
+  /** Bound on the whole call, session included, whatever the agent sends meanwhile. */
+  totalTimeoutMs: number;
   /** Bound on making a session with the agent (the dial bound). */
   sessionTimeoutMs: number;
   /** The largest message (or event) read from the agent. */
@@ -103,10 +111,10 @@ let nextId = 1;
  */
 export async function callAgent(conn: AgentConnection, method: string, params: unknown, options: AgentCallOptions): Promise<unknown> {
   const total = options.totalTimeoutMs;
-  if (total === undefined) return exchangeOnce(conn, method, params, options);
+  // The idle bound alone would let an agent that sends a byte now and then hold the call for ever.
   const deadline = new AbortController();
   const timer = setTimeout(
-    () => deadline.abort(failureAnswer('AGENTGATE_MCP_LIST_TIMEOUT', `the agent did not answer ${method} within ${total} ms`, where(conn))),
+    () => deadline.abort(failureAnswer('AGENTGATE_MCP_TOTAL_TIMEOUT', `the agent did not answer ${method} within ${total} ms`, where(conn))),
     total,
   );
   try {
@@ -278,6 +286,13 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
     if (options.signal.aborted) throw options.signal.reason;
     if (error instanceof AgentHttpError) throw error;
     forwarded.abort(error as Error);
+    if (error instanceof AgentMessageTooLarge) {
+      throw failureAnswer(
+        'AGENTGATE_MCP_MESSAGE_TOO_LARGE',
+        `${error.message}, the most agentgate carries (AGENTGATE_BODY_LIMIT_BYTES); the tool's output must be made smaller`,
+        where(conn),
+      );
+    }
     if (silent) {
       throw failureAnswer(
         'AGENTGATE_MCP_RESPONSE_SILENT',
@@ -312,22 +327,27 @@ function isNotification(message: unknown): message is JSONRPCNotification {
   return m.jsonrpc === '2.0' && typeof m.method === 'string' && m.id === undefined;
 }
 
-/** The body as text, up to `limit` bytes: beyond it, an error when `strict`, else cut. */
+/**
+ * The body as text, up to `limit` bytes: beyond it, an error when `strict`, else what came up to
+ * the limit; either way the rest is not read.
+ */
 function readText(body: Readable, limit: number, strict: boolean): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let done = false;
     body.on('data', (chunk: Buffer) => {
-      if (size >= limit) return;
+      if (done) return;
       size += chunk.length;
       chunks.push(chunk);
-      if (size >= limit && strict) {
-        reject(new Error(`the agent's MCP response is larger than ${limit} bytes`));
-        body.destroy();
-      }
+      if (size <= limit) return;
+      done = true;
+      body.destroy();
+      if (strict) reject(new AgentMessageTooLarge(limit));
+      else resolve(Buffer.concat(chunks).subarray(0, limit).toString('utf8'));
     });
-    body.once('end', () => resolve(Buffer.concat(chunks).subarray(0, limit).toString('utf8')));
-    body.once('error', reject);
+    body.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    body.on('error', reject);
   });
 }
 
@@ -352,7 +372,7 @@ function readEvents(forwarded: Forwarded, id: RequestId | undefined, options: Ag
       try {
         events = reader.push(chunk);
       } catch (error) {
-        settle(() => reject(asError(error)));
+        settle(() => reject(error instanceof SseEventTooLarge ? new AgentMessageTooLarge(options.maxMessageBytes) : asError(error)));
         return;
       }
       for (const data of events) {

@@ -417,9 +417,9 @@ export class ToolRequest {
         signal,
         headersTimeoutMs: config.proxyHeadersTimeoutMs,
         idleTimeoutMs: config.proxyHeadersTimeoutMs,
-        // A list is quick to make: bounded end to end (a session to make, then the headers bound),
-        // where a tool may run as long as it needs while its agent keeps the response alive.
-        ...(this.method === 'tools/list' ? { totalTimeoutMs: config.dialTimeoutMs + config.proxyHeadersTimeoutMs } : {}),
+        // A list is quick to make: a session to make, then the headers bound. A tool may run
+        // long, but not for ever, whatever its agent trickles (AGENTGATE_MCP_CALL_TIMEOUT_MS).
+        totalTimeoutMs: this.method === 'tools/list' ? config.dialTimeoutMs + config.proxyHeadersTimeoutMs : config.mcpCallTimeoutMs,
         sessionTimeoutMs: config.dialTimeoutMs,
         maxMessageBytes: config.bodyLimitBytes,
         onNotification: (notification, bytes) => this.#relay(notification, bytes, callerToken, extra),
