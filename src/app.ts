@@ -254,7 +254,7 @@ export async function buildApp(options: AppOptions) {
       if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
       await chat.register(connRoutes, { gate, metrics });
       await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing, inFlight: proxiedCalls });
-      await chat.register(mcpRoutes, { gate, metrics, frontDoor });
+      await chat.register(mcpRoutes, { gate, metrics, frontDoor, concurrency, drainTimeoutMs: config.requestTimeoutMs });
     });
 
     // preClose, not onClose: the server's close waits for every socket, upgraded ones included,

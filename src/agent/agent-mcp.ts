@@ -248,12 +248,15 @@ function outputAsProgress(extra: Extra, progressToken: string | number, limit: n
  */
 export const MCP_BODY_LIMIT_BYTES = 10 * 1024 * 1024 + 64 * 1024;
 
+/** How long an answer waits for a gate that takes no bytes of it before the response is cut. */
+const DRAIN_TIMEOUT_MS = 60_000;
+
 /** POST /mcp, and the 405 that GET and DELETE get from a stateless server. */
 export const registerMcp: FastifyPluginAsync<AgentMcpOptions> = async (app, options) => {
   parseMcpBodies(app);
   app.post('/mcp', { bodyLimit: MCP_BODY_LIMIT_BYTES }, async (request, reply) => {
     if (request.body === UNPARSABLE || request.body === undefined) return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
-    await serveMcpPost(request, reply, toolServer(options, request.log), request.body);
+    await serveMcpPost(request, reply, toolServer(options, request.log), request.body, DRAIN_TIMEOUT_MS);
   });
   app.get('/mcp', async (_request, reply) => methodNotAllowed(reply, 'this server is stateless and opens no stream on GET'));
   app.delete('/mcp', async (_request, reply) => methodNotAllowed(reply, 'this server is stateless and has no session to end'));

@@ -3,7 +3,7 @@
 // parse error, not a problem+json), one transport per request handed the raw request and
 // response, and the 405 a stateless server gives to GET (no server-initiated stream) and DELETE
 // (no session to end).
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -82,27 +82,32 @@ export function sharedSchemaValidator(): AjvJsonSchemaValidator {
  * it completed, the transport and the server close too, which aborts the signal of every
  * request still being handled: a caller that goes away cancels its call. `observe` sees every
  * message the server sends, before it is sent; `sent`, once it was.
+ *
+ * Answers are written with backpressure: the transport writes whatever it is given, so an
+ * answer waits while the caller's socket wants a drain, and a caller that takes no byte for
+ * `drainTimeoutMs` is cut off (its calls end as for a caller who left).
  */
 export async function serveMcpPost(
   request: FastifyRequest,
   reply: FastifyReply,
   server: McpServer | Server,
   body: unknown,
+  drainTimeoutMs: number,
   observe?: (message: JSONRPCMessage) => void,
   sent?: (message: JSONRPCMessage) => void,
 ): Promise<void> {
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
   await server.connect(transport);
-  if (observe || sent) {
-    const send = transport.send.bind(transport);
-    transport.send = async (message, options) => {
-      observe?.(message);
-      await send(message, options);
-      sent?.(message);
-    };
-  }
-  reply.hijack();
   const res = reply.raw;
+  const send = transport.send.bind(transport);
+  transport.send = async (message, options) => {
+    observe?.(message);
+    if (isResponse(message) && res.writableNeedDrain) await drained(res, drainTimeoutMs);
+    if (res.destroyed) return;
+    await send(message, options);
+    sent?.(message);
+  };
+  reply.hijack();
   const close = () => {
     void transport.close().catch(() => undefined);
     void server.close().catch(() => undefined);
@@ -114,4 +119,25 @@ export async function serveMcpPost(
   }
   res.once('close', close);
   await transport.handleRequest(request.raw, res, body);
+}
+
+const isResponse = (message: JSONRPCMessage): boolean => 'id' in message && !('method' in message);
+
+/** Resolves once `res` drained or closed; past `timeoutMs` without a drain, destroys it first. */
+function drained(res: ServerResponse, timeoutMs: number): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      res.destroy();
+      done();
+    }, timeoutMs);
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }

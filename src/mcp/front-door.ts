@@ -32,6 +32,7 @@ import { AgentGone } from '../domain/agent-gone.js';
 import type { CancelNotice } from '../domain/events.js';
 import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
+import { Turns } from './turns.js';
 import { ATTR, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
 import type { TraceHeaders } from '../tracing/trace-context.js';
 
@@ -70,6 +71,13 @@ export const MAX_REMOTE_CANCELS = 8;
 /** Progress bytes one response may queue behind a caller that is not reading. */
 export const MAX_QUEUED_PROGRESS_BYTES = 1024 * 1024;
 
+/**
+ * Requests to the agent one HTTP request (a batch) runs at once. Each holds a turn from the gate's
+ * decision until its answer was written to the caller, so a caller that does not read stops its
+ * batch after this many answers: what waits for it is bounded by this many agent messages.
+ */
+export const MAX_AGENT_REQUESTS_AT_ONCE = 4;
+
 /** Who calls which endpoint, for one HTTP request. */
 export interface Endpoint {
   workspaceId: string;
@@ -93,6 +101,12 @@ export interface Endpoint {
    * drain): the agent's progress is then dropped rather than queued without bound.
    */
   congested?: (() => boolean) | undefined;
+  /**
+   * Takes one more of the token's request slots (throws RATE_LIMITED over its cap), for each
+   * request to the agent beyond the one the HTTP request's own slot covers: every tool call
+   * counts against the token's cap, batched or not.
+   */
+  takeSlot?: (() => () => void) | undefined;
 }
 
 export class FrontDoor {
@@ -124,6 +138,9 @@ export class McpExchange {
   #queuedWhileCongested = 0;
   #ending = false;
   #server: McpServer | undefined;
+  readonly #turns = new Turns(MAX_AGENT_REQUESTS_AT_ONCE);
+  /** The HTTP request's own slot is not carrying a request to the agent now. */
+  #ownSlotFree = true;
 
   constructor(
     private readonly options: FrontDoorOptions,
@@ -184,14 +201,44 @@ export class McpExchange {
     return true;
   }
 
+  /**
+   * A turn to send a request to the agent, with the token slot it counts against: the HTTP
+   * request's own while no other request of it uses that, otherwise one more. Resolves with its
+   * release; rejects with the signal's reason, or RATE_LIMITED over the token's cap.
+   */
+  async takeTurn(signal: AbortSignal): Promise<() => void> {
+    const turn = await this.#turns.take(signal);
+    let slot: () => void;
+    try {
+      if (this.#ownSlotFree) {
+        this.#ownSlotFree = false;
+        slot = () => (this.#ownSlotFree = true);
+      } else {
+        slot = this.endpoint.takeSlot?.() ?? (() => undefined);
+      }
+    } catch (error) {
+      turn();
+      throw error;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      slot();
+      turn();
+    };
+  }
+
   /** The requests this HTTP request carries (its response ends once each is answered or cancelled). */
   expect(ids: readonly RequestId[]): void {
     for (const id of ids) this.#owed.add(idKey(id));
   }
 
-  /** A response to `id` was sent. */
+  /** A response to `id` was sent: its turn goes to the next request. */
   answered(id: RequestId): void {
-    this.#owed.delete(idKey(id));
+    const key = idKey(id);
+    this.#tools.get(key)?.endTurn();
+    this.#owed.delete(key);
     this.#endIfOnlyCancelled();
   }
 
@@ -201,6 +248,7 @@ export class McpExchange {
    */
   cancelled(id: RequestId): void {
     const key = idKey(id);
+    this.#tools.get(key)?.endTurn();
     this.#owed.delete(key);
     this.#cancelled.add(key);
     this.#endIfOnlyCancelled();
@@ -240,9 +288,12 @@ export class McpExchange {
     void this.#server?.close().catch(() => undefined);
   }
 
-  /** The exchange is over: leases and registrations still held are let go. */
+  /** The exchange is over: leases, registrations and turns still held are let go. */
   dispose(): void {
-    for (const tool of this.#tools.values()) tool.dispose();
+    for (const tool of this.#tools.values()) {
+      tool.dispose();
+      tool.endTurn();
+    }
   }
 }
 
@@ -261,6 +312,8 @@ export class ToolRequest {
   #acquired: Promise<Acquired> | undefined;
   #lease: GateSuccess['lease'] | undefined;
   #disposed = false;
+  /** Held from before the gate until the answer was written (or never will be). */
+  #turn: (() => void) | undefined;
 
   constructor(
     private readonly options: FrontDoorOptions,
@@ -284,6 +337,21 @@ export class ToolRequest {
 
   async #acquire(): Promise<Acquired> {
     const { endpoint } = this.exchange;
+    try {
+      this.#turn = await this.exchange.takeTurn(this.#signal);
+    } catch (error) {
+      if (error instanceof ApiError) {
+        this.options.metrics.refusals.inc({ code: error.code });
+        return { kind: 'refused', error };
+      }
+      // The gate's own abort reason for a caller that left or cancelled while waiting.
+      if (this.#signal.aborted && this.#signal.reason instanceof CallCancelled) throw this.#signal.reason;
+      throw callerGone();
+    }
+    if (this.#disposed) {
+      this.endTurn();
+      throw callerGone();
+    }
     try {
       const success = await this.options.gate.connect({
         workspaceId: endpoint.workspaceId,
@@ -344,6 +412,12 @@ export class ToolRequest {
     }
     this.#note(outcome.error.code);
     return errorResult(outcome.error);
+  }
+
+  /** The answer was written, or never will be: the turn and its token slot are let go. */
+  endTurn(): void {
+    this.#turn?.();
+    this.#turn = undefined;
   }
 
   /** Lets go of the lease and the registration (idempotent). */

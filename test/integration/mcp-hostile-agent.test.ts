@@ -3,12 +3,14 @@
 // it is bounded in bytes, each tool call in time, and every call of a batch counts against the
 // token's caps; a caller that does not read holds a bounded number of answers, and one that
 // leaves stops the agent's call at once.
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { eventually } from '../support/eventually.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { connectClient, resultText, type McpClient } from '../support/mcp.js';
 import { startHostileAgent, type HostileAgent } from '../support/hostile-mcp-agent.js';
+import { MAX_AGENT_REQUESTS_AT_ONCE } from '../../src/mcp/front-door.js';
 
 const clients: McpClient[] = [];
 const agents: HostileAgent[] = [];
@@ -42,6 +44,23 @@ async function client(t: TestApp, ws: Workspace, token = ENV_ADMIN_TOKEN): Promi
 }
 
 const errorOf = (result: unknown) => (result as { _meta?: Record<string, unknown> })._meta?.['agentgate/error'] as Record<string, unknown> | undefined;
+
+/** A raw JSON-RPC POST to the front door, its event stream read whole. */
+async function post(t: TestApp, ws: Workspace, body: unknown, token = ENV_ADMIN_TOKEN): Promise<{ status: number; messages: Array<Record<string, unknown>> }> {
+  const res = await fetch(`${t.url}/workspaces/${ws.id}/mcp`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  const messages = text
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => JSON.parse(line.slice(6)) as Record<string, unknown>);
+  return { status: res.status, messages };
+}
+
+const call = (id: number, name: string, args: Record<string, unknown> = {}) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 
 describe('one message, one call', () => {
   let t: TestApp;
@@ -91,5 +110,64 @@ describe('one message, one call', () => {
     controller.abort();
     // The SDK's client sends a cancel; the HTTP request ends too. Either stops the call.
     await eventually(() => agent.abandoned() === 1, 1_000, "the agent's request to close");
+  });
+});
+
+describe('batches and the per-token cap', () => {
+  it("every call of a batch counts against the token's cap: the agent never runs more than the cap at once", async () => {
+    const t = await app({ AGENTGATE_MAX_REQUESTS_PER_TOKEN: '2' });
+    const { ws, agent } = await hostileWorkspace(t);
+    const token = await t.call('POST', '/tokens', { token: ENV_ADMIN_TOKEN, body: { name: 'capped', scope: 'conn' } });
+    expect(token.status).toBe(201);
+    const batch = Array.from({ length: 6 }, (_, i) => call(i + 1, 'echo', { ms: 300 }));
+    const answered = await post(t, ws, batch, token.body.token as string);
+    expect(answered.status).toBe(200);
+    expect(agent.maxRunning()).toBeLessThanOrEqual(2);
+    const results = answered.messages.map((m) => m.result as { isError?: boolean; _meta?: Record<string, { code?: string }> });
+    expect(results).toHaveLength(6);
+    const codes = results.map((r) => (r.isError ? r._meta?.['agentgate/error']?.code : 'ok'));
+    expect(codes.filter((c) => c === 'ok').length).toBeGreaterThanOrEqual(2);
+    expect(codes.filter((c) => c === 'RATE_LIMITED').length).toBeGreaterThanOrEqual(1);
+    expect(codes.every((c) => c === 'ok' || c === 'RATE_LIMITED'), codes.join(',')).toBe(true);
+    // Every slot came back.
+    await eventually(async () => (await post(t, ws, call(99, 'echo'), token.body.token as string)).status === 200, 2_000, 'a call after the batch');
+  });
+
+  it(`a batch runs at most ${MAX_AGENT_REQUESTS_AT_ONCE} requests to the agent at once, and answers them all`, async () => {
+    const t = await app({});
+    const { ws, agent } = await hostileWorkspace(t);
+    const batch = Array.from({ length: 10 }, (_, i) => call(i + 1, 'echo', { ms: 100, text: `n${i + 1}` }));
+    const answered = await post(t, ws, batch);
+    expect(answered.messages.map((m) => m.id).sort((a, b) => Number(a) - Number(b))).toEqual(batch.map((b) => b.id));
+    expect(answered.messages.every((m) => (m.result as { isError?: boolean }).isError !== true)).toBe(true);
+    expect(agent.maxRunning()).toBeLessThanOrEqual(MAX_AGENT_REQUESTS_AT_ONCE);
+    expect(agent.started()).toBe(10);
+  });
+
+  it('a caller that never reads: answers wait with backpressure, the rest of its batch never starts, and it is cut off after the drain bound', async () => {
+    const t = await app({ AGENTGATE_REQUEST_TIMEOUT_MS: '1000' });
+    const { ws, agent } = await hostileWorkspace(t);
+    const batch = JSON.stringify(Array.from({ length: 10 }, (_, i) => call(i + 1, 'big', { bytes: 8 * 1024 * 1024 })));
+    const url = new URL(t.url);
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on('error', () => undefined);
+    // Never read: the socket stays paused, its kernel buffer fills, and then the gate's.
+    socket.pause();
+    const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
+    socket.write(
+      `POST /workspaces/${ws.id}/mcp HTTP/1.1\r\nhost: ${url.host}\r\nauthorization: Bearer ${ENV_ADMIN_TOKEN}\r\n` +
+        `content-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: ${Buffer.byteLength(batch)}\r\n\r\n${batch}`,
+    );
+    await eventually(() => agent.started() >= 2, 5_000, 'calls to start');
+    // The gate gives the caller up after the drain bound: its slots come back while it still
+    // reads nothing (a paused socket does not see its own close).
+    const slots = t.app.concurrency;
+    const env = { kind: 'admin', tokenId: 'env' } as const;
+    expect(slots.held('request', env)).toBeGreaterThan(0);
+    await eventually(() => slots.held('request', env) === 0, 5_000, 'the slots to be released');
+    // One answer in the socket, the others waiting their turn to be written: no more started.
+    expect(agent.started()).toBeLessThanOrEqual(MAX_AGENT_REQUESTS_AT_ONCE + 1);
+    socket.resume();
+    await closed;
   });
 });

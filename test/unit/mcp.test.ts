@@ -12,6 +12,7 @@ import type { CancelNotice, GateEvent } from '../../src/domain/events.js';
 import { FrontDoor, MAX_QUEUED_PROGRESS_BYTES, MAX_REMOTE_CANCELS, type Endpoint, type FrontDoorOptions } from '../../src/mcp/front-door.js';
 import { MAX_CANCEL_NOTICES_IN_FLIGHT, cancelRelay } from '../../src/mcp/cancel-relay.js';
 import { createLogger } from '../../src/logger.js';
+import { Turns } from '../../src/mcp/turns.js';
 
 describe('SseReader', () => {
   const read = (chunks: string[], max = 1024) => {
@@ -343,5 +344,36 @@ describe('ToolLists', () => {
     expect(accented.recall(where(1), ADMIN)).toBeUndefined();
     expect(accented.recall({ ...where(1), agentId: undefined }, ADMIN)).toBeUndefined();
     expect(accented.recall(where(2), ADMIN)).toBeDefined();
+  });
+});
+
+describe('Turns', () => {
+  it('lets `size` holders in at once, hands a released turn to the first waiter, and drops a waiter whose signal aborts', async () => {
+    const turns = new Turns(2);
+    const none = new AbortController().signal;
+    const a = await turns.take(none);
+    const b = await turns.take(none);
+    const order: string[] = [];
+    const leaving = new AbortController();
+    const c = turns.take(none).then((release) => (order.push('c'), release));
+    const gone = turns.take(leaving.signal).then(
+      () => order.push('gone got a turn'),
+      (error: unknown) => order.push(`gone: ${(error as Error).message}`),
+    );
+    const d = turns.take(none).then((release) => (order.push('d'), release));
+    leaving.abort(new Error('left'));
+    await gone;
+    a();
+    a(); // a second release frees nothing more
+    const releaseC = await c;
+    expect(order).toEqual(['gone: left', 'c']);
+    b();
+    const releaseD = await d;
+    expect(order).toEqual(['gone: left', 'c', 'd']);
+    releaseC();
+    releaseD();
+    // Both free again: two take at once without waiting.
+    await Promise.all([turns.take(none), turns.take(none)]);
+    await expect(turns.take(AbortSignal.abort(new Error('already')))).rejects.toThrow('already');
   });
 });

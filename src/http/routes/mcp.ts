@@ -20,11 +20,16 @@ import { JSONRPC_INVALID_PARAMS, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR, U
 import { WorkspaceParams, withProblems } from '../schemas.js';
 import { AgentQuery } from './conn.js';
 import { callerTraceHeaders } from '../../tracing/trace-context.js';
+import type { TokenConcurrency } from '../../auth/token-concurrency.js';
 
 export interface McpRouteOptions {
   gate: Gate;
   frontDoor: FrontDoor;
   metrics: Metrics;
+  /** The per-token caps: each request to the agent beyond a POST's first takes a slot of its own. */
+  concurrency: TokenConcurrency;
+  /** How long an answer may wait for a caller that takes no bytes before its response is cut. */
+  drainTimeoutMs: number;
 }
 
 /** Refusals that mean the endpoint itself does not exist for this token: a plain 404. */
@@ -88,7 +93,7 @@ const JsonRpcError = Type.Object(
   { description: 'JSON-RPC error' },
 );
 
-const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate, frontDoor, metrics }) => {
+const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate, frontDoor, metrics, concurrency, drainTimeoutMs }) => {
   parseMcpBodies(app);
   const url = '/workspaces/:workspaceId/mcp';
 
@@ -144,6 +149,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         trace: request.traceContext,
         callerTrace: callerTraceHeaders(request.headers.traceparent, request.headers.tracestate),
         congested: () => reply.raw.writableNeedDrain,
+        takeSlot: () => concurrency.acquire('request', principal),
       });
       const res = reply.raw;
       // First of all: a caller that leaves while the gate reads lets go of what the gate gave.
@@ -221,6 +227,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         reply,
         exchange.server(),
         body,
+        drainTimeoutMs,
         (message) => {
           const r = responseTo(message);
           if (r && !exchange.outcomes.has(idKey(r.id))) exchange.note(r.id, r.method, 'error' in message ? 'rpc_error' : 'ok');
