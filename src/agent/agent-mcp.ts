@@ -12,7 +12,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError } from '../domain/errors.js';
-import { UNPARSABLE, JSONRPC_PARSE_ERROR, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost, sharedSchemaValidator } from '../http/mcp-http.js';
+import { jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost, sharedSchemaValidator, unreadableBody } from '../http/mcp-http.js';
 import { directory, readableFile, writableFile, writeAtomically, fileError } from './files.js';
 import { runProcess, type RunResult } from './run-process.js';
 
@@ -255,8 +255,9 @@ const DRAIN_TIMEOUT_MS = 60_000;
 export const registerMcp: FastifyPluginAsync<AgentMcpOptions> = async (app, options) => {
   parseMcpBodies(app);
   app.post('/mcp', { bodyLimit: MCP_BODY_LIMIT_BYTES }, async (request, reply) => {
-    if (request.body === UNPARSABLE || request.body === undefined) return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
-    await serveMcpPost(request, reply, toolServer(options, request.log), request.body, DRAIN_TIMEOUT_MS);
+    const unreadable = unreadableBody(request.body);
+    if (unreadable) return jsonRpcError(reply, 400, unreadable.code, unreadable.message);
+    await serveMcpPost(request, reply, toolServer(options, request.log), request.body, { drainTimeoutMs: DRAIN_TIMEOUT_MS, log: request.log });
   });
   app.get('/mcp', async (_request, reply) => methodNotAllowed(reply, 'this server is stateless and opens no stream on GET'));
   app.delete('/mcp', async (_request, reply) => methodNotAllowed(reply, 'this server is stateless and has no session to end'));

@@ -23,6 +23,7 @@ import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
 import { failureAnswer } from '../domain/failure-codes.js';
 import { forwardRequest, type Forwarded } from '../proxy/forward.js';
 import { SseEventTooLarge, SseReader } from './sse.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../domain/json-depth.js';
 import type { TraceHeaders } from '../tracing/trace-context.js';
 
 /** The agent answered the request with a JSON-RPC error: its answer, passed on as it is. */
@@ -271,7 +272,14 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
     }
     if (type === 'application/json') {
       const text = await readText(forwarded.body, options.maxMessageBytes, true);
-      for (const candidate of [JSON.parse(text) as unknown].flat()) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new AgentHttpError(exchange.status, 'the agent answered MCP at /mcp with a body that is not JSON');
+      }
+      checkDepth(parsed, exchange.status);
+      for (const candidate of [parsed].flat()) {
         if (isResponseTo(candidate, id)) exchange.response = candidate;
       }
       return exchange;
@@ -304,6 +312,13 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
   } finally {
     clearTimeout(idle);
     options.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** An agent's message nested too deep to walk: an answer that is not MCP, refused before anything reads it. */
+function checkDepth(message: unknown, status: number): void {
+  if (nestedDeeperThan(message, MAX_JSON_DEPTH)) {
+    throw new AgentHttpError(status, `the agent's MCP answer nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep`);
   }
 }
 
@@ -381,6 +396,12 @@ function readEvents(forwarded: Forwarded, id: RequestId | undefined, options: Ag
           message = JSON.parse(data);
         } catch {
           continue; // not a message: nothing of ours
+        }
+        try {
+          checkDepth(message, forwarded.statusCode);
+        } catch (error) {
+          settle(() => reject(asError(error)));
+          return;
         }
         if (isResponseTo(message, id)) {
           settle(() => resolve(message));

@@ -3,7 +3,11 @@
 // it is bounded in bytes, each tool call in time, and every call of a batch counts against the
 // token's caps; a caller that does not read holds a bounded number of answers, and one that
 // leaves stops the agent's call at once.
-import { connect } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { CallToolRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { parseMcpBodies, serveMcpPost } from '../../src/http/mcp-http.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { eventually } from '../support/eventually.js';
@@ -169,5 +173,76 @@ describe('batches and the per-token cap', () => {
     expect(agent.started()).toBeLessThanOrEqual(MAX_AGENT_REQUESTS_AT_ONCE + 1);
     socket.resume();
     await closed;
+  });
+});
+
+describe('nothing internal reaches the caller', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await app({});
+  });
+
+  it('deeply nested arguments are refused as a JSON-RPC error that names the problem, never the internal error', async () => {
+    const { ws, agent } = await hostileWorkspace(t);
+    const depth = 50_000;
+    const nested = `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+    for (const batch of [false, true]) {
+      const message = `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":${nested}}}`;
+      const res = await fetch(`${t.url}/workspaces/${ws.id}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ENV_ADMIN_TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: batch ? `[${message}]` : message,
+      });
+      const text = await res.text();
+      expect(text).not.toMatch(/stack|RangeError|at [A-Za-z]+ \(/i);
+      expect(res.status).toBe(400);
+      expect(JSON.parse(text)).toMatchObject({ jsonrpc: '2.0', error: { code: -32600, message: expect.stringMatching(/nests arrays and objects more than 64 levels deep/) as unknown } });
+    }
+    expect(agent.started()).toBe(0);
+  });
+
+  it("an agent's answer nested too deep is an isError result saying what the agent did wrong", async () => {
+    const { ws } = await hostileWorkspace(t);
+    const mcp = await client(t, ws);
+    const result = await mcp.client.callTool({ name: 'deep', arguments: { depth: 50_000 } });
+    expect(result.isError).toBe(true);
+    expect(resultText(result)).not.toMatch(/stack|RangeError/i);
+    expect(errorOf(result)).toMatchObject({ code: 'INVALID_REQUEST' });
+  });
+
+  it("an answer the transport cannot write, or a handler's own failure, is an internal error without its text: never a hang, never a leak", async () => {
+    // A server of its own on serveMcpPost, the function every MCP route answers through.
+    const server = Fastify({ logger: false });
+    const logged: string[] = [];
+    const log = { ...server.log, error: (obj: unknown) => void logged.push(JSON.stringify(obj)) } as unknown as FastifyBaseLogger;
+    await server.register(async (scope) => {
+      parseMcpBodies(scope);
+      scope.post('/mcp', async (request, reply) => {
+        const mcp = new Server({ name: 'unwritable', version: '1' }, { capabilities: { tools: {} } });
+        mcp.setRequestHandler(CallToolRequestSchema, (call) => {
+          if (call.params.name === 'throws') throw new Error('secret internal detail');
+          // A BigInt cannot be serialised: the transport's write fails.
+          return { content: [], structuredContent: { n: 1n } } as never;
+        });
+        await serveMcpPost(request, reply, mcp, request.body, { drainTimeoutMs: 1_000, log });
+      });
+    });
+    await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const { port } = server.server.address() as AddressInfo;
+      const c = await connectClient(`http://127.0.0.1:${port}/mcp`);
+      clients.push(c);
+      for (const name of ['unwritable', 'throws']) {
+        const failed = await c.client.callTool({ name, arguments: {} }, undefined, { timeout: 5_000 }).then(
+          () => 'answered',
+          (error: Error) => error.message,
+        );
+        expect(failed).toBe('MCP error -32603: Internal error');
+      }
+      expect(logged.join('\n')).toMatch(/BigInt/);
+      expect(logged.join('\n')).toMatch(/secret internal detail/);
+    } finally {
+      await server.close();
+    }
   });
 });

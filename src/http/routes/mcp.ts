@@ -16,7 +16,7 @@ import type { Metrics } from '../../metrics.js';
 import { idKey, isToolMethod, methodLabel, type FrontDoor, type McpExchange } from '../../mcp/front-door.js';
 import { callerSignal } from '../caller-signal.js';
 import { logRequest, noteOutcome } from '../plugins/request-log.js';
-import { JSONRPC_INVALID_PARAMS, JSONRPC_INVALID_REQUEST, JSONRPC_PARSE_ERROR, UNPARSABLE, transportRefuses, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost } from '../mcp-http.js';
+import { JSONRPC_INTERNAL_ERROR, JSONRPC_INVALID_PARAMS, JSONRPC_INVALID_REQUEST, transportRefuses, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost, unreadableBody } from '../mcp-http.js';
 import { WorkspaceParams, withProblems } from '../schemas.js';
 import { AgentQuery } from './conn.js';
 import { callerTraceHeaders } from '../../tracing/trace-context.js';
@@ -117,10 +117,11 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
     async (request, reply) => {
       const started = performance.now() - reply.elapsedTime;
       const body: unknown = request.body;
-      if (body === UNPARSABLE || body === undefined) {
+      const unreadable = unreadableBody(body);
+      if (unreadable) {
         metrics.mcpRequests.inc({ method: 'invalid', outcome: 'invalid' });
         noteOutcome(request, { mcpOutcome: 'invalid' });
-        return jsonRpcError(reply, 400, JSONRPC_PARSE_ERROR, 'Parse error: the body is not JSON');
+        return jsonRpcError(reply, 400, unreadable.code, unreadable.message);
       }
       if (Array.isArray(body) && body.length === 0) {
         metrics.mcpRequests.inc({ method: 'invalid', outcome: 'invalid' });
@@ -222,21 +223,31 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         logRequest(request, res.writableFinished ? res.statusCode : 499, performance.now() - started);
       });
       const responseTo = (message: JSONRPCMessage) => ('id' in message && !('method' in message) ? requests.find((candidate) => candidate.id === message.id) : undefined);
-      await serveMcpPost(
-        request,
-        reply,
-        exchange.server(),
-        body,
+      await serveMcpPost(request, reply, exchange.server(), body, {
         drainTimeoutMs,
-        (message) => {
+        log: request.log,
+        // The agent's own JSON-RPC errors pass through as they are: the front door noted them.
+        relayed: (message) => {
           const r = responseTo(message);
-          if (r && !exchange.outcomes.has(idKey(r.id))) exchange.note(r.id, r.method, 'error' in message ? 'rpc_error' : 'ok');
+          return r !== undefined && exchange.outcomes.get(idKey(r.id))?.outcome === 'rpc_error';
         },
-        (message) => {
+        observe: (message) => {
+          const r = responseTo(message);
+          if (!r) return;
+          const noted = exchange.outcomes.get(idKey(r.id))?.outcome;
+          const code = (message as { error?: { code?: unknown } }).error?.code;
+          if (code === JSONRPC_INTERNAL_ERROR && noted !== 'rpc_error') {
+            // Ours, whatever was noted before: an answer that could not be written turns into one.
+            exchange.note(r.id, r.method, 'INTERNAL');
+          } else if (noted === undefined) {
+            exchange.note(r.id, r.method, code === undefined ? 'ok' : 'rpc_error');
+          }
+        },
+        sent: (message) => {
           const r = responseTo(message);
           if (r) exchange.answered(r.id);
         },
-      );
+      });
     },
   );
 
