@@ -222,7 +222,7 @@ describe('nothing internal reaches the caller', () => {
         mcp.setRequestHandler(CallToolRequestSchema, (call) => {
           if (call.params.name === 'throws') throw new Error('secret internal detail');
           // A BigInt cannot be serialised: the transport's write fails.
-          return { content: [], structuredContent: { n: 1n } } as never;
+          return { content: [], structuredContent: { n: 1n } };
         });
         await serveMcpPost(request, reply, mcp, request.body, { drainTimeoutMs: 1_000, log });
       });
