@@ -36,6 +36,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import chatRateLimit from './http/plugins/rate-limit.js';
 import { trustProxyFrom } from './proxy/trust-proxy.js';
+import { canonicalTarget } from './http/request-target.js';
 import metricsPlugin from './plugins/metrics.js';
 import databasePlugin from './plugins/database.js';
 import signingKeyPlugin, { type SigningKeyPluginOptions } from './plugins/signing-key.js';
@@ -77,6 +78,8 @@ export async function buildApp(options: AppOptions) {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: config.bodyLimitBytes,
+    // One canonical target for routing, authorization, the proxy and logs alike.
+    rewriteUrl: (req) => canonicalTarget(req.url ?? '/'),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

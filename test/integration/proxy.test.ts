@@ -244,6 +244,24 @@ describe('paths', () => {
     expect(((await root.json()) as { url: string }).url).toBe('/base/');
   });
 
+  it('an absolute-form target is read once: routed, authorized, logged and forwarded as the same workspace and path', async () => {
+    // Its authority names a second workspace: a parse of the raw target that took the segment
+    // after `//` for the workspace sent the call there, with the first one's path.
+    const other = await startEchoAgent();
+    try {
+      const b = await createWorkspace(t, [{ name: 'main', address: other.address }]);
+      await rows.heartbeat(b.agents[0]!.id);
+      const r = await rawRequest(`http://${b.id}/workspaces/${ws.id.toUpperCase()}/conn/echo/abs?q=1`);
+      expect(r.status).toBe(200);
+      expect((JSON.parse(r.body.replace(/^[0-9a-f]+\r\n/, '').replace(/\r\n0\r\n\r\n$/, '')) as { url: string }).url).toBe('/base/echo/abs?q=1');
+      expect(other.records.filter((rec) => rec.url.includes('/conn/'))).toEqual([]);
+      const line = t.logs.map((l) => JSON.parse(l) as { url?: string; workspaceId?: string }).find((l) => l.url?.includes('/echo/abs'));
+      expect(line).toMatchObject({ workspaceId: ws.id });
+    } finally {
+      await other.close();
+    }
+  });
+
   it('refuses conflicting agent selectors', async () => {
     const r = await proxied('/echo?agent=main', { headers: { 'x-agentgate-agent': 'other' } });
     expect(r.status).toBe(400);

@@ -8,6 +8,7 @@ import { proxyTarget, splitAgentParam } from '../../src/proxy/target-path.js';
 import { forwardedFor, trustProxyFrom } from '../../src/proxy/trust-proxy.js';
 import type { IncomingMessage } from 'node:http';
 import { ApiError } from '../../src/domain/errors.js';
+import { canonicalTarget } from '../../src/http/request-target.js';
 
 // ---------------------------------------------------------------------------------------------
 // Headers
@@ -657,5 +658,44 @@ describe('proxyTarget', () => {
     for (const path of ['/../x', '/%2e%2e/x', '/a%2fb', '/a\\b', '/a//b']) {
       expect(invalid(() => proxyTarget(`${base}${path}`, undefined)).detail).toMatch(/\S/);
     }
+  });
+});
+
+describe('canonicalTarget: the one target routing, authorization, the proxy and logs read', () => {
+  const A = '3f1c2a4b-5d6e-4f70-8a9b-0c1d2e3f4a5b';
+  it.each([
+    ['an origin-form target, unchanged', `/workspaces/${A}/conn/x?y=Z`, `/workspaces/${A}/conn/x?y=Z`],
+    ['a workspace id in upper case, lowered', `/workspaces/${A.toUpperCase()}/conn/X/ABC?Q=UP`, `/workspaces/${A}/conn/X/ABC?Q=UP`],
+    ['the id at the end', `/workspaces/${A.toUpperCase()}`, `/workspaces/${A}`],
+    ['the id before a query', `/workspaces/${A.toUpperCase()}?agent=Main`, `/workspaces/${A}?agent=Main`],
+    ['a token id', `/tokens/${A.toUpperCase()}`, `/tokens/${A}`],
+    ['not an id: left for the schema to refuse', `/workspaces/${A.toUpperCase()}x/conn`, `/workspaces/${A.toUpperCase()}x/conn`],
+    ['not an id route', `/agent/${A.toUpperCase()}`, `/agent/${A.toUpperCase()}`],
+    ['an absolute-form target, made origin-form', `http://evil.example/workspaces/${A}/conn/x?q=1`, `/workspaces/${A}/conn/x?q=1`],
+    ['absolute-form in upper case, ids lowered', `HTTPS://Host:8443/workspaces/${A.toUpperCase()}/conn/p`, `/workspaces/${A}/conn/p`],
+    ['absolute-form with no path', 'http://host', '/'],
+    ['absolute-form with a query only', 'http://host?x=1', '/?x=1'],
+    ['the asterisk form, unchanged (no route has it)', '*', '*'],
+    ['another scheme, unchanged', 'ftp://host/workspaces', 'ftp://host/workspaces'],
+  ])('%s', (_name, given, canonical) => {
+    expect(canonicalTarget(given)).toBe(canonical);
+  });
+
+  it('returns the same string when nothing changes (no allocation on the hot path)', () => {
+    const url = `/workspaces/${A}/conn/tool`;
+    expect(canonicalTarget(url)).toBe(url);
+  });
+
+  it('is idempotent, and the proxy reads from it the workspace and path the router does', () => {
+    fc.assert(
+      fc.property(fc.uuid(), fc.boolean(), fc.boolean(), fc.stringMatching(/^[a-z0-9]{1,8}(\/[a-z0-9]{1,8}){0,3}$/), (id, upper, absolute, rest) => {
+        const raw = `${absolute ? 'http://h' : ''}/workspaces/${upper ? id.toUpperCase() : id}/conn/${rest}`;
+        const once = canonicalTarget(raw);
+        expect(canonicalTarget(once)).toBe(once);
+        const target = proxyTarget(once, undefined);
+        expect(target.workspaceId).toBe(id.toLowerCase());
+        expect(target.path).toBe(`/${rest}`);
+      }),
+    );
   });
 });

@@ -2,6 +2,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../domain/errors.js';
+import { canonicalId } from '../../domain/names.js';
 import { NoContent, StoredText, TokenParams, Uuid, withProblems } from '../schemas.js';
 import { createApiToken, revokeApiToken } from '../../db/tokens-repo.js';
 import type { EventHub } from '../../event-hub.js';
@@ -30,7 +31,8 @@ const tokenRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
       },
     },
     async (request, reply) => {
-      const { name, scope, ownerId } = request.body;
+      const { name, scope } = request.body;
+      const ownerId = request.body.ownerId === undefined ? undefined : (canonicalId(request.body.ownerId) ?? request.body.ownerId);
       if (scope === 'admin' && ownerId !== undefined) {
         throw new ApiError('INVALID_REQUEST', 'body.ownerId is only allowed with scope "conn"');
       }

@@ -2,6 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../domain/errors.js';
+import { canonicalId } from '../../domain/names.js';
 import { AgentName, AgentStatus, NoContent, NullableTime, StoredText, Time, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
 import {
   createBuild,
@@ -128,7 +129,8 @@ const workspaceRoutes: FastifyPluginAsyncTypebox<WorkspaceRoutesOptions> = async
     },
     async (request, reply) => {
       const { workspaceId } = request.params;
-      const result = await upsertWorkspace(app.db, { id: workspaceId, ...request.body });
+      const ownerId = canonicalId(request.body.ownerId) ?? request.body.ownerId;
+      const result = await upsertWorkspace(app.db, { id: workspaceId, ownerId, name: request.body.name });
       if (!result) throw notFound(workspaceId);
       const view = await getWorkspaceView(app.db, workspaceId);
       if (!view) throw notFound(workspaceId);
