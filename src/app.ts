@@ -25,12 +25,8 @@ import { FrontDoor } from './mcp/front-door.js';
 import { RunningCalls } from './mcp/calls.js';
 import { ToolLists } from './mcp/tool-lists.js';
 import { sharedSchemaValidator } from './http/mcp-http.js';
-import { readTunnelAuthority } from './db/tunnel-authority.js';
 import { publishCancels } from './db/events.js';
 import { cancelRelay } from './mcp/cancel-relay.js';
-import { readAgentTimes } from './db/agent-times.js';
-import { CallWatch, watchIntervalMs } from './gate/call-watch.js';
-import { ProxiedCalls } from './proxy/proxied-calls.js';
 import { WebSockets, isWebSocketUpgrade } from './proxy/websocket.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -43,6 +39,7 @@ import signingKeyPlugin, { type SigningKeyPluginOptions } from './plugins/signin
 import tokensPlugin from './plugins/tokens.js';
 import gatePlugin from './plugins/gate.js';
 import eventsPlugin from './plugins/events.js';
+import inFlightPlugin from './plugins/in-flight.js';
 import lifecyclePlugin from './plugins/lifecycle.js';
 import tracingPlugin, { type TracingPluginOptions } from './plugins/tracing.js';
 import serverSpan from './http/plugins/server-span.js';
@@ -140,8 +137,9 @@ export async function buildApp(options: AppOptions) {
     await app.register(tokensPlugin, { config });
     await app.register(gatePlugin, { config });
     await app.register(eventsPlugin);
+    await app.register(inFlightPlugin, { config });
     await app.register(lifecyclePlugin);
-    const { lifecycle, metrics, gate, tokens, events, tracing } = app;
+    const { lifecycle, metrics, gate, tokens, events, tracing, inFlight } = app;
 
     app.addSchema(Problem);
 
@@ -217,37 +215,20 @@ export async function buildApp(options: AppOptions) {
     await app.register(workspaceRoutes, { config, events });
     await app.register(tokenRoutes, { events });
     await app.register(agentRoutes, { events });
-    // The MCP front door's calls in flight end when their agent says goodbye or is replaced,
-    // wherever the transition was written (SPEC 11).
+    // Cancels are matched per token, endpoint and request id; a cancel may reach a replica other
+    // than the one running its call (SPEC 11: no affinity).
     const mcpCalls = new RunningCalls();
     const frontDoor = new FrontDoor({
       gate,
       config,
       metrics,
       calls: mcpCalls,
+      inFlight,
       lists: new ToolLists(),
       validator: sharedSchemaValidator(),
       tracing,
-      // A cancel may reach a replica other than the one running its call (SPEC 11: no affinity).
       cancelElsewhere: cancelRelay((notices) => publishCancels(app.db, notices), app.log),
     });
-    events.onEvent((event) => {
-      const ended = mcpCalls.apply(event);
-      if (ended > 0) app.log.info({ calls: ended, reason: event.kind }, 'ended MCP calls whose agent went away');
-    });
-    // Calls in flight, MCP and proxied, end when their agent stops reporting heartbeats (no
-    // event tells of that), or when a transition was missed while notifications were down.
-    const proxiedCalls = new ProxiedCalls();
-    const watch = new CallWatch({
-      sources: [() => mcpCalls.reached(), () => proxiedCalls.reached()],
-      read: (ids) => readAgentTimes(app.db, ids),
-      inactiveTimeoutMs: config.inactiveTimeoutMs,
-      disconnectGraceMs: config.disconnectGraceMs,
-      intervalMs: watchIntervalMs(config.inactiveTimeoutMs),
-      log: app.log,
-    });
-    watch.start();
-    app.addHook('onClose', async () => watch.stop());
     events.onCancel((notice) => {
       if (mcpCalls.cancel(notice.key, notice.reason) === 'cancelled') app.log.info('cancelled an MCP call on a cancel sent to another replica');
     });
@@ -256,30 +237,13 @@ export async function buildApp(options: AppOptions) {
     await app.register(async (chat) => {
       if (config.rateLimitPerMin > 0) await chat.register(chatRateLimit, { perMinute: config.rateLimitPerMin });
       await chat.register(connRoutes, { gate, metrics });
-      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing, inFlight: proxiedCalls });
+      await chat.register(proxyRoutes, { gate, metrics, config, trust, websockets, tracing, inFlight });
       await chat.register(mcpRoutes, { gate, metrics, frontDoor, concurrency, drainTimeoutMs: config.requestTimeoutMs });
     });
 
     // preClose, not onClose: the server's close waits for every socket, upgraded ones included,
     // and onClose hooks run only after it.
     app.addHook('preClose', async () => websockets.closeAll());
-    // A tunnel ends with its authority: transitions from this replica and, through NOTIFY, from
-    // the others. After a resync (notifications may have been lost) each one is read afresh.
-    events.onEvent((event) => {
-      const closed = websockets.tunnels.apply(event);
-      if (closed > 0) app.log.info({ tunnels: closed, reason: event.kind }, 'closed WebSocket tunnels whose authority ended');
-    });
-    events.onResync(() => {
-      void websockets.tunnels
-        .recheck(async ({ tokenId, agentId }) => {
-          const read = await readTunnelAuthority(app.db, tokenId === 'env' ? null : tokenId, agentId);
-          if (!read.tokenLive) return 'its token was revoked';
-          return read.agentCurrent ? undefined : 'its agent is no longer current';
-        })
-        .then((closed) => {
-          if (closed > 0) app.log.info({ tunnels: closed }, 'closed WebSocket tunnels whose authority ended while notifications were down');
-        });
-    });
     return app;
   } catch (error) {
     await app.close().catch(() => undefined);

@@ -4,6 +4,9 @@ export type Principal =
   | { kind: 'conn'; tokenId: string; ownerId: string | null }
   | { kind: 'agent'; agentId: string; workspaceId: string };
 
+/** The tokenId of the environment's admin token (AGENTGATE_ADMIN_TOKEN), which is not a row. */
+export const ENV_TOKEN_ID = 'env';
+
 /** Route access levels: which principals a route admits (SPEC section 4). */
 export type Access = 'admin' | 'conn' | 'agent' | 'public';
 
@@ -23,4 +26,13 @@ export function admits(access: Access, principal: Principal): boolean {
 /** The owner a principal is confined to, or null when it sees every workspace. */
 export function ownerScope(principal: Principal): string | null {
   return principal.kind === 'conn' ? principal.ownerId : null;
+}
+
+/**
+ * The id of the API token a principal came with, as the work it sends is tied to it; null for
+ * one that cannot be revoked (the environment's admin token) and for agents (not chat callers).
+ */
+export function revocableTokenId(principal: Principal): string | null {
+  if (principal.kind === 'agent') return null;
+  return principal.tokenId === ENV_TOKEN_ID ? null : principal.tokenId;
 }

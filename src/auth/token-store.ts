@@ -6,7 +6,7 @@
 import { LRUCache } from 'lru-cache';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../db/schema.js';
-import type { Principal } from './principal.js';
+import { ENV_TOKEN_ID, type Principal } from './principal.js';
 import { hashToken, sameHash } from '../domain/tokens.js';
 
 export interface TokenStoreOptions {
@@ -67,7 +67,7 @@ export class TokenStore {
     const told = this.#onLookup;
     if (this.#adminHash && sameHash(hash, this.#adminHash)) {
       told?.('env');
-      return { kind: 'admin', tokenId: 'env' };
+      return { kind: 'admin', tokenId: ENV_TOKEN_ID };
     }
     const key = hash.toString('base64');
     const cached = this.#cache.get(key);

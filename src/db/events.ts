@@ -1,61 +1,76 @@
 // State-transition events on PostgreSQL's `agentgate_events` channel (SPEC 5 step 13):
-// published in the same transaction as the change, received by every replica's listener. MCP
-// cancels that found no call where they arrived travel on a channel of their own, so that the
-// events channel carries only transitions.
+// published in the same transaction as the change, received by every replica's listener. What
+// arrives is a hint: a notification needs no privilege beyond connecting, so its payload is
+// checked against the events' schema (anything else is ignored and counted as `unknown`), and
+// what acts on it reads the rows before ending anything. MCP cancels that found no call where
+// they arrived are rows of their own (mcp_cancels), announced on a channel of their own: a
+// notification there only says there are new rows to read.
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { sql, type Kysely } from 'kysely';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from './schema.js';
-import type { CancelNotice, GateEvent } from '../domain/events.js';
+import { parseGateEvent, type CancelNotice, type GateEvent } from '../domain/events.js';
 
 export const EVENTS_CHANNEL = 'agentgate_events';
 export const CANCELS_CHANNEL = 'agentgate_mcp_cancels';
-/** PostgreSQL refuses a NOTIFY payload of 8000 bytes or more. */
-const MAX_NOTIFY_BYTES = 7_900;
 const MAX_REASON_CHARS = 200;
+/** A cancel older than this is not applied: its call, if any, has long been answered or given up. */
+const CANCEL_WINDOW = '1 minute';
+/** Cancel rows are swept after this. */
+const CANCEL_KEPT = '5 minutes';
+/** The most cancel rows one read takes. */
+const CANCELS_PER_READ = 500;
 
 /** Queues the event for delivery when the surrounding transaction commits. */
 export async function publishEvent(db: Kysely<Database>, event: GateEvent): Promise<void> {
   await sql`select pg_notify(${EVENTS_CHANNEL}, ${JSON.stringify(event)})`.execute(db);
 }
 
+/** A cancel's key holds the caller's request id, which may be a long string: longer ones are not sent on. */
+export const MAX_CANCEL_KEY_CHARS = 1_024;
+
 /**
- * Sends cancels to every replica, in one notification; resolves with how many it carried (those
- * that do not fit in a notification are left out: a client's request id can be a long string).
+ * Records cancels for every replica, and tells them there are new ones; resolves with how many
+ * it carried (a key over MAX_CANCEL_KEY_CHARS is left out).
  */
-export async function publishCancels(db: Kysely<Database>, notices: readonly CancelNotice[]): Promise<number> {
-  const cancels = notices.map((n) => ({ key: n.key, reason: n.reason.slice(0, MAX_REASON_CHARS) }));
-  let payload = JSON.stringify({ cancels });
-  while (cancels.length > 0 && Buffer.byteLength(payload) > MAX_NOTIFY_BYTES) {
-    cancels.pop();
-    payload = JSON.stringify({ cancels });
-  }
-  if (cancels.length === 0) return 0;
-  await sql`select pg_notify(${CANCELS_CHANNEL}, ${payload})`.execute(db);
-  return cancels.length;
+export async function publishCancels(db: Kysely<Database>, given: readonly CancelNotice[]): Promise<number> {
+  const notices = given.filter((n) => n.key.length <= MAX_CANCEL_KEY_CHARS);
+  if (notices.length === 0) return 0;
+  await sql`
+    with swept as (
+      delete from mcp_cancels where created_at < now() - ${CANCEL_KEPT}::interval
+    ), added as (
+      insert into mcp_cancels (key, reason)
+      select * from unnest(${notices.map((n) => Buffer.from(n.key, 'utf8'))}::bytea[], ${notices.map((n) => storable(n.reason))}::text[])
+    )
+    select pg_notify(${CANCELS_CHANNEL}, '')`.execute(db);
+  return notices.length;
 }
 
-/** The cancels a notification carries; none when it is not one of ours. */
-export function parseCancels(payload: string | undefined): CancelNotice[] {
-  if (!payload) return [];
-  try {
-    const value = JSON.parse(payload) as { cancels?: unknown } | null;
-    if (!value || !Array.isArray(value.cancels)) return [];
-    return value.cancels.flatMap((c: unknown) => {
-      const n = c as Partial<CancelNotice> | null;
-      return n && typeof n.key === 'string' && typeof n.reason === 'string' ? [{ key: n.key, reason: n.reason }] : [];
-    });
-  } catch {
-    return [];
-  }
+/** A caller's reason as a text column holds it: cut short, without NUL. */
+const storable = (reason: string) => reason.replaceAll('\u0000', '').slice(0, MAX_REASON_CHARS);
+
+/** The newest cancel row's id: where a replica starts reading (older ones are not its business). */
+export async function lastCancelId(db: Kysely<Database>): Promise<string> {
+  const { rows } = await sql<{ id: string }>`select coalesce(max(id), 0)::text as id from mcp_cancels`.execute(db);
+  return rows[0]?.id ?? '0';
 }
 
+/** The recent cancels recorded after `afterId`, oldest first, with the last id read. */
+export async function readCancels(db: Kysely<Database>, afterId: string): Promise<{ notices: CancelNotice[]; lastId: string }> {
+  const { rows } = await sql<{ id: string; key: Buffer; reason: string }>`
+    select id::text as id, key, reason from mcp_cancels
+     where id > ${afterId}::bigint and created_at > now() - ${CANCEL_WINDOW}::interval
+     order by id limit ${CANCELS_PER_READ}`.execute(db);
+  return { notices: rows.map((r) => ({ key: r.key.toString('utf8'), reason: r.reason })), lastId: rows.at(-1)?.id ?? afterId };
+}
+
+/** What a notification on the events channel carries: an event, or nothing of ours. */
 export function parseEvent(payload: string | undefined): GateEvent | undefined {
   if (!payload) return undefined;
   try {
-    const value = JSON.parse(payload) as Partial<GateEvent> | null;
-    return value && typeof value.kind === 'string' ? (value as GateEvent) : undefined;
+    return parseGateEvent(JSON.parse(payload));
   } catch {
     return undefined;
   }
@@ -78,11 +93,12 @@ export interface EventListenerOptions {
 
 /**
  * Holds one dedicated LISTEN connection (never a pooled one) and reconnects with backoff when
- * PostgreSQL goes away, without crashing the process. Emits `event` for each transition,
- * `cancel` for each MCP cancel, and `resync` after every (re)connect, since notifications sent
- * while disconnected are lost.
+ * PostgreSQL goes away, without crashing the process. Emits `event` for each well-formed
+ * transition, `ignored` for a notification on the events channel that is not one, `cancels`
+ * when new MCP cancels were recorded, and `resync` after every (re)connect, since
+ * notifications sent while disconnected are lost.
  */
-export class EventListener extends EventEmitter<{ event: [GateEvent]; cancel: [CancelNotice]; resync: []; connected: [] }> {
+export class EventListener extends EventEmitter<{ event: [GateEvent]; ignored: []; cancels: []; resync: []; connected: [] }> {
   #client: pg.Client | undefined;
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
@@ -135,11 +151,12 @@ export class EventListener extends EventEmitter<{ event: [GateEvent]; cancel: [C
     client.on('end', () => fail());
     client.on('notification', (message) => {
       if (message.channel === CANCELS_CHANNEL) {
-        for (const notice of parseCancels(message.payload)) this.emit('cancel', notice);
+        this.emit('cancels');
         return;
       }
       const event = parseEvent(message.payload);
       if (event) this.emit('event', event);
+      else this.emit('ignored');
     });
     try {
       await client.connect();

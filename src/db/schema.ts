@@ -58,10 +58,20 @@ export interface GateSigningKeysTable {
   expires_at: Date;
 }
 
+/** An MCP cancel for every replica to apply (the NOTIFY only says there are new ones). */
+export interface McpCancelsTable {
+  id: Generated<string>;
+  /** The cancel key (token, endpoint, request id) in UTF-8: it holds NUL separators. */
+  key: Buffer;
+  reason: string;
+  created_at: CreatedAt;
+}
+
 export interface Database {
   workspaces: WorkspacesTable;
   workspace_builds: WorkspaceBuildsTable;
   workspace_agents: WorkspaceAgentsTable;
   api_tokens: ApiTokensTable;
   gate_signing_keys: GateSigningKeysTable;
+  mcp_cancels: McpCancelsTable;
 }

@@ -5,6 +5,7 @@ import type { Database, Transition } from './schema.js';
 import { publishEvent } from './events.js';
 import { hashToken, mintToken } from '../domain/tokens.js';
 import type { AgentTimes } from '../domain/agent.js';
+import type { GateEvent } from '../domain/events.js';
 
 type Db = Kysely<Database>;
 
@@ -40,14 +41,30 @@ export interface WorkspaceInput {
   name: string;
 }
 
-/** Creates or updates a workspace; null when the id belongs to a deleted one (ids are not reused). */
-export async function upsertWorkspace(db: Db, input: WorkspaceInput): Promise<{ created: boolean } | null> {
-  const { rows } = await sql<{ created: boolean }>`
-    insert into workspaces (id, owner_id, name) values (${input.id}, ${input.ownerId}, ${input.name})
-    on conflict (id) do update set owner_id = excluded.owner_id, name = excluded.name
-      where workspaces.deleted_at is null
-    returning (xmax = 0) as created`.execute(db);
-  return rows[0] ?? null;
+/**
+ * Creates or updates a workspace; null when the id belongs to a deleted one (ids are not reused).
+ * A new owner ends what the old owner's tokens have in flight on it, on every replica: the event
+ * is published in the same transaction, and returned for this replica to apply.
+ */
+export async function upsertWorkspace(db: Db, input: WorkspaceInput): Promise<{ created: boolean; event: GateEvent | undefined } | null> {
+  return db.transaction().execute(async (trx) => {
+    const { rows: before } = await sql<{ owner_id: string }>`
+      select owner_id from workspaces where id = ${input.id} and deleted_at is null for update`.execute(trx);
+    const { rows } = await sql<{ created: boolean }>`
+      insert into workspaces (id, owner_id, name) values (${input.id}, ${input.ownerId}, ${input.name})
+      on conflict (id) do update set owner_id = excluded.owner_id, name = excluded.name
+        where workspaces.deleted_at is null
+      returning (xmax = 0) as created`.execute(trx);
+    const row = rows[0];
+    if (!row) return null;
+    const previous = before[0]?.owner_id;
+    let event: GateEvent | undefined;
+    if (previous !== undefined && previous !== input.ownerId) {
+      event = { kind: 'workspace_owner_changed', workspaceId: input.id, ownerId: input.ownerId };
+      await publishEvent(trx, event);
+    }
+    return { created: row.created, event };
+  });
 }
 
 export interface WorkspaceView {

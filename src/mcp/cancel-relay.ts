@@ -1,25 +1,34 @@
-// Sends the MCP cancels that matched no call on this replica to every replica (NOTIFY), with a
-// bound on the notices in flight: a flood of cancels, or a database that does not answer, costs
-// dropped cancels (the caller's request ending still cancels), never a pool held by them.
+// Records the MCP cancels that matched no call on this replica for every replica to apply, with
+// bounds on what is in flight: a few per token, so that one tenant's flood of cancels cannot
+// crowd out the others', and a few more for the process, so that a database that does not answer
+// costs dropped cancels (the caller's request ending still cancels), never a pool held by them.
 import type { FastifyBaseLogger } from 'fastify';
 import type { CancelNotice } from '../domain/events.js';
 
-export const MAX_CANCEL_NOTICES_IN_FLIGHT = 16;
+/** Cancel records one token may have on their way at once. */
+export const MAX_CANCELS_IN_FLIGHT_PER_TOKEN = 2;
+/** Cancel records the process may have on their way at once, all tokens together. */
+export const MAX_CANCELS_IN_FLIGHT = 16;
+
+export type CancelRelay = (tokenKey: string, notices: readonly CancelNotice[]) => void;
 
 /** `send` resolves with how many of the notices it carried. */
-export function cancelRelay(send: (notices: readonly CancelNotice[]) => Promise<number>, log: FastifyBaseLogger): (notices: readonly CancelNotice[]) => void {
+export function cancelRelay(send: (notices: readonly CancelNotice[]) => Promise<number>, log: FastifyBaseLogger): CancelRelay {
+  const perToken = new Map<string, number>();
   let inFlight = 0;
   // Each trouble is told once until it is over, not once per cancel.
   let full = false;
   let failing = false;
-  return (notices) => {
-    if (inFlight >= MAX_CANCEL_NOTICES_IN_FLIGHT) {
-      if (!full) log.warn({ inFlight }, 'too many MCP cancels on their way to the other replicas; new ones are dropped');
+  return (tokenKey, notices) => {
+    const mine = perToken.get(tokenKey) ?? 0;
+    if (mine >= MAX_CANCELS_IN_FLIGHT_PER_TOKEN || inFlight >= MAX_CANCELS_IN_FLIGHT) {
+      if (!full) log.warn({ inFlight, tokenInFlight: mine }, 'too many MCP cancels on their way to the other replicas; new ones are dropped');
       full = true;
       return;
     }
     full = false;
     inFlight += 1;
+    perToken.set(tokenKey, mine + 1);
     send(notices)
       .then(
         (sent) => {
@@ -33,6 +42,9 @@ export function cancelRelay(send: (notices: readonly CancelNotice[]) => Promise<
       )
       .finally(() => {
         inFlight -= 1;
+        const left = (perToken.get(tokenKey) ?? 1) - 1;
+        if (left > 0) perToken.set(tokenKey, left);
+        else perToken.delete(tokenKey);
       });
   };
 }

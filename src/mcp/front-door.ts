@@ -23,12 +23,14 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import { ApiError, type ProblemExtras } from '../domain/errors.js';
+import { ApiError, ERROR_CATALOGUE, type ProblemExtras } from '../domain/errors.js';
 import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
 import { disconnectedSeconds } from '../gate/classify.js';
 import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
 import { CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
-import { AgentGone } from '../domain/agent-gone.js';
+import type { CancelRelay } from './cancel-relay.js';
+import { WorkEnded } from '../domain/work-ended.js';
+import type { InFlight, Registration } from '../gate/in-flight.js';
 import type { CancelNotice } from '../domain/events.js';
 import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
@@ -55,6 +57,8 @@ export interface FrontDoorOptions {
   config: Config;
   metrics: Metrics;
   calls: RunningCalls;
+  /** Where every call registers the authority it rests on, so that it ends when that does. */
+  inFlight: InFlight;
   lists: ToolLists;
   validator: jsonSchemaValidator;
   tracing: Tracing;
@@ -62,7 +66,7 @@ export interface FrontDoorOptions {
    * Sends the cancels of one request that matched no call here to every replica (the call may
    * run on another: stateless, no affinity). Fire and forget: it reports its own failures.
    */
-  cancelElsewhere?: ((notices: readonly CancelNotice[]) => void) | undefined;
+  cancelElsewhere?: CancelRelay | undefined;
 }
 
 /** Cancels one HTTP request may send to the other replicas (a client sends one per request). */
@@ -85,6 +89,8 @@ export interface Endpoint {
   ownerScope: string | null;
   /** The token, as cancellation scope. */
   tokenKey: string;
+  /** The API token's id, whose revocation ends the calls; null for one that cannot be revoked. */
+  tokenId: string | null;
   /** The endpoint's path and query, as cancellation scope. */
   endpointKey: string;
   /** Aborted when the caller's HTTP request goes away. */
@@ -181,7 +187,7 @@ export class McpExchange {
   /** Sends this request's cancels that matched no call here to every replica, in one notice. */
   sendUnmatchedCancels(): void {
     if (this.#unmatched.length === 0) return;
-    this.options.cancelElsewhere?.(this.#unmatched.splice(0));
+    this.options.cancelElsewhere?.(this.endpoint.tokenKey, this.#unmatched.splice(0));
   }
 
   /**
@@ -305,6 +311,9 @@ type Acquired = { kind: 'lease'; success: GateSuccess } | { kind: 'refused'; err
 /** One tools/list or tools/call: the gate, then the agent. */
 export class ToolRequest {
   readonly #running: RunningCall;
+  /** The call in the work in flight: its authority ending (or its agent's going) ends it. */
+  readonly #work: Registration;
+  readonly #ended = new AbortController();
   /** A cancel the server's own signal for the request carried (a cancel in the same POST). */
   readonly #local = new AbortController();
   /** The caller left, cancelled, or the agent went away. */
@@ -323,7 +332,9 @@ export class ToolRequest {
   ) {
     const { endpoint } = exchange;
     this.#running = options.calls.open(cancelKey(endpoint.tokenKey, endpoint.endpointKey, id));
-    this.#signal = AbortSignal.any([endpoint.callerSignal, this.#running.signal, this.#local.signal]);
+    this.#work = options.inFlight.register({ tokenId: endpoint.tokenId, ownerScope: endpoint.ownerScope, workspaceId: endpoint.workspaceId });
+    this.#work.onEnd((ending) => this.#ended.abort(new WorkEnded(ending)));
+    this.#signal = AbortSignal.any([endpoint.callerSignal, this.#running.signal, this.#local.signal, this.#ended.signal]);
   }
 
   /**
@@ -344,6 +355,8 @@ export class ToolRequest {
         this.options.metrics.refusals.inc({ code: error.code });
         return { kind: 'refused', error };
       }
+      const ended = this.#endedBeforeAgent();
+      if (ended) return ended;
       // The gate's own abort reason for a caller that left or cancelled while waiting.
       if (this.#signal.aborted && this.#signal.reason instanceof CallCancelled) throw this.#signal.reason;
       throw callerGone();
@@ -370,13 +383,15 @@ export class ToolRequest {
       }
       this.options.metrics.connTotal.inc({ code: 'ok' });
       this.#lease = success.lease;
-      this.#running.setTarget({ workspaceId: endpoint.workspaceId, agentId: success.agent.id, buildId: success.agent.buildId });
+      this.#work.reached(success.agent.id, success.agent.buildId);
       return { kind: 'lease', success };
     } catch (error) {
       if (error instanceof ApiError) {
         this.options.metrics.connTotal.inc({ code: error.code });
         return { kind: 'refused', error };
       }
+      const ended = this.#endedBeforeAgent();
+      if (ended) return ended;
       if (error instanceof CallerGone || error instanceof CallCancelled) {
         this.options.metrics.connTotal.inc({ code: 'client_closed' });
         // The gate names every abort CallerGone; a cancel stays a cancel.
@@ -384,6 +399,13 @@ export class ToolRequest {
       }
       throw error;
     }
+  }
+
+  /** The call's authority ended before it reached its agent: refused as a new call would be. */
+  #endedBeforeAgent(): Acquired | undefined {
+    const reason: unknown = this.#signal.aborted ? this.#signal.reason : undefined;
+    if (!(reason instanceof WorkEnded)) return undefined;
+    return { kind: 'refused', error: new ApiError(reason.code, reason.message, { workspaceId: this.exchange.endpoint.workspaceId }) };
   }
 
   async list(params: unknown, extra: Extra): Promise<ListToolsResult> {
@@ -426,6 +448,7 @@ export class ToolRequest {
     this.#lease?.release();
     this.#lease = undefined;
     this.#running.close();
+    this.#work.close();
   }
 
   #note(outcome: string): void {
@@ -508,9 +531,7 @@ export class ToolRequest {
     } catch (error) {
       if (signal.aborted) {
         const reason: unknown = signal.reason;
-        if (reason instanceof AgentGone) {
-          return { kind: 'failed', error: new ApiError('AGENT_CONNECTION_LOST', reason.message, extras) };
-        }
+        if (reason instanceof WorkEnded) return { kind: 'failed', error: new ApiError(reason.code, reason.message, extras) };
         return this.#abandoned(error, signal);
       }
       if (error instanceof AgentRpcError) {
@@ -575,7 +596,7 @@ async function traced<T>(span: Span | undefined, call: Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof AgentHttpError) endSpan(span, { code: agentAnswerCode(error.status), status: error.status });
     else if (error instanceof AgentRpcError) endSpan(span, { code: 'rpc_error' });
-    else if (error instanceof AgentGone) endSpan(span, { code: 'AGENT_CONNECTION_LOST', status: 502 });
+    else if (error instanceof WorkEnded) endSpan(span, { code: error.code, status: ERROR_CATALOGUE[error.code].status });
     else endSpan(span, failureOutcome(error));
     throw error;
   }

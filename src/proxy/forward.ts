@@ -8,7 +8,8 @@ import type { AgentConnection } from '../gate/agent-connection.js';
 import { neverConnected } from '../gate/connector.js';
 import { CallerGone } from '../gate/shared-dials.js';
 import { failureAnswer, type FailureCode } from '../domain/failure-codes.js';
-import { AgentGone } from '../domain/agent-gone.js';
+import { WorkEnded } from '../domain/work-ended.js';
+import { ApiError } from '../domain/errors.js';
 
 /** Abort reason: the agent sent no response headers in time. */
 export class HeadersTimeout extends Error {
@@ -51,8 +52,8 @@ export interface ForwardOptions {
   /** Aborted when the caller goes away. */
   callerSignal: AbortSignal;
   /**
-   * Given the request's abort as soon as it exists, for the watch over calls in flight: an
-   * abort with AgentGone, before the headers or during the body, is the agent's going.
+   * Given the request's abort as soon as it exists, for the work in flight: an abort with
+   * WorkEnded, before the headers or during the body, is its authority's end or its agent's going.
    */
   onStart?: ((abort: (reason: Error) => void) => void) | undefined;
 }
@@ -141,7 +142,7 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
     if (options.callerSignal.aborted || uploadError) throw new CallerGone('the caller went away');
     const where = { workspaceId: options.conn.target.workspaceId, agentId: options.conn.agentId };
     if (reason instanceof HeadersTimeout) throw failureAnswer(reason.code, reason.message, where);
-    if (reason instanceof AgentGone) throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', reason.message, where);
+    if (reason instanceof WorkEnded) throw new ApiError(reason.code, reason.message, where);
     // The pool had to open a new socket and could not: the request never left, so the agent
     // is unreachable, not a connection lost under a request that may have run.
     if (reason === undefined && neverConnected(error)) {

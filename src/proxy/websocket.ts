@@ -8,14 +8,15 @@ import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Principal } from '../auth/principal.js';
 import { CallerGone, type GateSuccess } from '../gate/gate.js';
+import type { Registration } from '../gate/in-flight.js';
+import { ApiError } from '../domain/errors.js';
+import { WorkEnded } from '../domain/work-ended.js';
 import type { Metrics } from '../metrics.js';
 import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
 import type { AgentConnection } from '../gate/agent-connection.js';
 import { createConnector, neverConnected } from '../gate/connector.js';
 import { failureAnswer } from '../domain/failure-codes.js';
-import { Tunnels } from './tunnels.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 import { SpanKind } from '@opentelemetry/api';
 import { ATTR, TRACING_OFF, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
@@ -87,7 +88,10 @@ function sendUpgrade(options: {
     }, options.headersTimeoutMs);
     const onAbort = () => {
       request.destroy();
-      settle(() => reject(new CallerGone('the caller went away')));
+      const reason: unknown = options.signal.reason;
+      settle(() =>
+        reject(reason instanceof WorkEnded ? new ApiError(reason.code, `${reason.message} during the WebSocket upgrade`, where) : new CallerGone('the caller went away')),
+      );
     };
     if (options.signal.aborted) onAbort();
     else options.signal.addEventListener('abort', onAbort, { once: true });
@@ -107,11 +111,14 @@ function sendUpgrade(options: {
 export interface TunnelRequest {
   request: FastifyRequest;
   reply: FastifyReply;
-  principal: Principal;
   gated: GateSuccess;
+  /**
+   * The upgrade in the work in flight, registered before anything is sent to the agent: its
+   * authority ending aborts the handshake, or closes the tunnel it became. Closed here.
+   */
+  work: Registration;
   /** The agent path, with its query, after the connection's base path. */
   path: string;
-  workspaceId: string;
   signal: AbortSignal;
 }
 
@@ -120,8 +127,6 @@ export interface TunnelRequest {
  * them, since the HTTP server does not track upgraded sockets) and the tunnels they became.
  */
 export class WebSockets {
-  /** The open tunnels, closed when the authority they rest on ends. */
-  readonly tunnels = new Tunnels();
   readonly #pending = new WeakMap<IncomingMessage, { socket: Duplex; head: Buffer }>();
   readonly #sockets = new Set<Duplex>();
 
@@ -163,14 +168,23 @@ export class WebSockets {
    * ApiError, for the route to answer. The gate's lease is released here, when the tunnel ends.
    */
   async open(t: TunnelRequest): Promise<void> {
-    const { request, reply, gated } = t;
+    const { request, reply, gated, work } = t;
     const { metrics } = this.options;
     const pending = this.#pending.get(request.raw);
-    if (!pending) throw new Error('not an accepted upgrade');
+    if (!pending) {
+      work.close();
+      throw new Error('not an accepted upgrade');
+    }
     const { socket, head } = pending;
     const log = request.log;
     const conn = gated.lease.conn;
-    let release: (() => void) | undefined = () => gated.lease.release();
+    let release: (() => void) | undefined = () => {
+      work.close();
+      gated.lease.release();
+    };
+    // Until the tunnel is joined, the authority's end aborts the handshake.
+    const ended = new AbortController();
+    work.onEnd((ending) => ended.abort(new WorkEnded(ending)));
     // The upgrade request to the agent, until its answer (a tunnel's life is the server span's).
     const span = request.traceContext
       ? this.#tracing.tracer.startSpan(
@@ -193,7 +207,7 @@ export class WebSockets {
           conn,
           path,
           headers: { ...headers, connection: 'Upgrade', upgrade: String(request.headers.upgrade ?? 'websocket') },
-          signal: t.signal,
+          signal: AbortSignal.any([t.signal, ended.signal]),
           headersTimeoutMs: this.options.headersTimeoutMs,
         });
       } catch (error) {
@@ -242,7 +256,6 @@ export class WebSockets {
       const close = (reason?: string) => {
         if (closed) return;
         closed = true;
-        forget();
         clearTimeout(lifetime);
         upstream.destroy();
         socket.destroy();
@@ -251,11 +264,7 @@ export class WebSockets {
         if (reason) log.info({ reason }, 'WebSocket closed by the gate');
         else log.info('WebSocket closed');
       };
-      const { principal } = t;
-      const forget = this.tunnels.add(
-        { tokenId: principal.kind === 'agent' ? '' : principal.tokenId, workspaceId: t.workspaceId, agentId: conn.agentId, buildId: conn.target.buildId },
-        close,
-      );
+      work.onEnd((ending) => close(ending.reason));
       const { idleTimeoutMs, maxLifetimeMs } = this.options;
       // Idle: no byte either way on the caller's socket (what the agent sends is written to it).
       if (socket instanceof Socket) socket.setTimeout(idleTimeoutMs, () => close(`idle for ${idleTimeoutMs} ms`));

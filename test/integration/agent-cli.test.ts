@@ -113,21 +113,21 @@ describe('migrate', () => {
       const status = await run(['migrate', 'status'], dbEnv);
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/^applied {2}0001_initial {2}\d{4}-\d\d-\d\dT/m);
-      expect(status.stdout).toMatch(/^applied {2}0002_gate_signing_keys {2}\d{4}-\d\d-\d\dT/m);
+      expect(status.stdout).toMatch(/^applied {2}0003_mcp_cancels {2}\d{4}-\d\d-\d\dT/m);
       expect(status.stdout).not.toMatch(/pending/);
 
       const down = await run(['migrate', 'down'], dbEnv);
       expect(down.code).toBe(0);
-      expect(down.stdout).toBe('reverted 0002_gate_signing_keys\n');
+      expect(down.stdout).toBe('reverted 0003_mcp_cancels\n');
 
       const pending = await run(['migrate', 'status'], dbEnv);
       expect(pending.code).toBe(0);
       expect(pending.stdout).toMatch(/^applied {2}0001_initial {2}/m);
-      expect(pending.stdout).toMatch(/^pending {2}0002_gate_signing_keys$/m);
+      expect(pending.stdout).toMatch(/^pending {2}0003_mcp_cancels$/m);
 
       const up = await run(['migrate', 'up'], dbEnv);
       expect(up.code).toBe(0);
-      expect(up.stdout).toBe('applied 0002_gate_signing_keys\n');
+      expect(up.stdout).toBe('applied 0003_mcp_cancels\n');
     } finally {
       await own.drop();
     }

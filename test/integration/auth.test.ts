@@ -548,6 +548,17 @@ describe('revocation on a second replica (NOTIFY)', () => {
     expect(ms).toBeLessThan(2_000);
   });
 
+  it('refuses on both, within 2 s, a token revoked by its id typed in upper case', async () => {
+    const { id, token } = await createToken(a, 'admin');
+    const workspaceId = await createWorkspace(a);
+    for (const app of [a, b]) expect((await app.call('GET', `/workspaces/${workspaceId.toUpperCase()}`, { token })).status).toBe(200);
+    expect((await a.call('DELETE', `/tokens/${id.toUpperCase()}`, { token: ENV_ADMIN_TOKEN })).status).toBe(204);
+    expectProblem(await a.call('GET', `/workspaces/${workspaceId}`, { token }), 401, 'UNAUTHENTICATED');
+    const { reply, ms } = await pollStatus(() => b.call('GET', `/workspaces/${workspaceId}`, { token }), 401);
+    expectProblem(reply, 401, 'UNAUTHENTICATED');
+    expect(ms).toBeLessThan(2_000);
+  });
+
   it('refuses on A, within 2 s, a conn token A cached and B revoked', async () => {
     const { id, token } = await createToken(a, 'conn');
     expectProblem(await a.call('GET', `/workspaces/${randomUUID()}`, { token }), 403, 'FORBIDDEN');
@@ -770,6 +781,18 @@ describe('token routes input', () => {
       .executeTakeFirstOrThrow();
     return Number(row.n);
   }
+
+  it('keeps an ownerId typed in upper case as the canonical id: the token sees the workspace, whichever case each was given in', async () => {
+    const owner = randomUUID();
+    const workspaceId = randomUUID();
+    const put = await a.call('PUT', `/workspaces/${workspaceId.toUpperCase()}`, { token: ENV_ADMIN_TOKEN, body: { ownerId: owner.toUpperCase(), name: 'case' } });
+    expect(put.status).toBe(201);
+    expect(put.body).toMatchObject({ id: workspaceId, ownerId: owner });
+    const { token } = await createToken(a, 'conn', owner.toUpperCase());
+    const row = await a.handle.db.selectFrom('api_tokens').select('owner_id').where('token_hash', '=', hashToken(token)).executeTakeFirstOrThrow();
+    expect(row.owner_id).toBe(owner);
+    expect((await a.call('GET', `/workspaces/${workspaceId}/agent`, { token })).body).toMatchObject({ code: 'WORKSPACE_HAS_NO_AGENT' });
+  });
 
   it('refuses ownerId with scope admin and creates nothing', async () => {
     const name = `owned admin ${randomUUID()}`;

@@ -1,5 +1,6 @@
 // The LISTEN connection survives PostgreSQL going away: it reconnects with backoff, without
 // crashing the process, and events flow again afterwards (SPEC 5 step 13).
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startAppBehindFaultProxy, type AppBehindProxy, type TestApp } from '../support/app.js';
@@ -35,48 +36,72 @@ it('reconnects after the database connection is cut, resyncs, and receives event
     await c.end();
   };
 
-  await notify('before');
-  await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === 'before'));
+  const [before, whileAway, after] = [randomUUID(), randomUUID(), randomUUID()];
+  await notify(before);
+  await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === before));
 
   proxy.setMode('cut');
   await eventually(() => !t.events.listener.connected);
   // Published while the listener is away: lost, which is why a reconnect resyncs.
-  await notify('while-away');
+  await notify(whileAway);
   const resyncsBefore = resyncs;
   proxy.setMode('pass');
   await eventually(() => t.events.listener.connected && resyncs > resyncsBefore);
 
-  await notify('after');
-  await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === 'after'));
-  expect(events.some((e) => 'workspaceId' in e && e.workspaceId === 'while-away')).toBe(false);
+  await notify(after);
+  await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === after));
+  expect(events.some((e) => 'workspaceId' in e && e.workspaceId === whileAway)).toBe(false);
 });
 
-it('carries MCP cancels on a channel of their own: each one reaches the cancel handlers, never the transition handlers', async () => {
+it('takes only well-formed transitions, ids made canonical; anything else on the channel is ignored and counted under one label', async () => {
+  const events: GateEvent[] = [];
+  t.events.hub.onEvent((e) => events.push(e));
+  const workspaceId = randomUUID();
+  const c = new pg.Client({ connectionString: database.url });
+  await c.connect();
+  const forged = [
+    'not json',
+    JSON.stringify({ kind: 'made_up_kind_1', workspaceId }),
+    JSON.stringify({ kind: 'made_up_kind_2', workspaceId }),
+    JSON.stringify({ kind: 'workspace_deleted', workspaceId: 'not-a-uuid' }),
+    JSON.stringify({ kind: 'workspace_deleted' }),
+    JSON.stringify({ kind: 'workspace_deleted', workspaceId, extra: 1 }),
+    JSON.stringify({ kind: 'token_revoked', tokenId: 42 }),
+  ];
+  for (const payload of forged) await c.query('select pg_notify($1, $2)', [EVENTS_CHANNEL, payload]);
+  await c.query('select pg_notify($1, $2)', [EVENTS_CHANNEL, JSON.stringify({ kind: 'workspace_deleted', workspaceId: workspaceId.toUpperCase() })]);
+  await c.end();
+  await eventually(() => events.some((e) => 'workspaceId' in e && e.workspaceId === workspaceId), 5_000, 'the well-formed event');
+  expect(events.filter((e) => 'workspaceId' in e && e.workspaceId.toLowerCase() === workspaceId)).toEqual([{ kind: 'workspace_deleted', workspaceId }]);
+  const text = await t.metrics.registry.metrics();
+  expect(text).toMatch(new RegExp(`agentgate_notifications_total\\{kind="unknown"\\} ${forged.length}\\b`));
+  expect(text).not.toMatch(/made_up_kind/);
+});
+
+it('applies MCP cancels that are rows: a notification on their channel only says to read them, so a forged one cancels nothing', async () => {
   const cancels: CancelNotice[] = [];
   const events: GateEvent[] = [];
   t.events.hub.onCancel((n) => cancels.push(n));
   t.events.hub.onEvent((e) => events.push(e));
   const key = `api:token\u0000ws?agent=\u0000number:${Date.now()}`;
-  // Several in one notification, reasons cut short.
+  // Several at once, reasons cut short.
   expect(await publishCancels(t.app.db, [{ key, reason: 'r'.repeat(1_000) }, { key: `${key}-2`, reason: '' }])).toBe(2);
-  // Malformed ones are dropped; a transition shape on the cancels channel is not a transition.
+  // Anyone can NOTIFY: what a notification carries is not a cancel, nor a transition.
   const c = new pg.Client({ connectionString: database.url });
   await c.connect();
-  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, 'not json']);
-  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ kind: 'workspace_deleted', workspaceId: 'w' })]);
-  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ cancels: [{ key: 1 }, null, { key: `${key}-3`, reason: 'ok' }] })]);
+  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ cancels: [{ key: `${key}-forged`, reason: 'ok' }] })]);
+  await c.query('select pg_notify($1, $2)', [CANCELS_CHANNEL, JSON.stringify({ kind: 'workspace_deleted', workspaceId: randomUUID() })]);
   await c.end();
-  // Request ids too long for one notification are left out (PostgreSQL would refuse it).
+  // A request id too long to carry is left out.
   expect(await publishCancels(t.app.db, [{ key: 'k'.repeat(8_000), reason: '' }])).toBe(0);
   expect(await publishCancels(t.app.db, [{ key: `${key}-last`, reason: '' }, { key: 'k'.repeat(8_000), reason: '' }])).toBe(1);
   await eventually(() => cancels.some((n) => n.key === `${key}-last`));
   expect(cancels).toEqual([
     { key, reason: 'r'.repeat(200) },
     { key: `${key}-2`, reason: '' },
-    { key: `${key}-3`, reason: 'ok' },
     { key: `${key}-last`, reason: '' },
   ]);
-  expect(events.filter((e) => 'workspaceId' in e && e.workspaceId === 'w')).toEqual([]);
+  expect(events).toEqual([]);
 });
 
 it('notices a LISTEN connection that died silently (no reset, nothing received) by its probe, then reconnects and resyncs', async () => {

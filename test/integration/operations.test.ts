@@ -74,7 +74,7 @@ describe('operations routes', () => {
       const r = await t.call('GET', '/readyz');
       expect(r.status).toBe(503);
       expect(r.body).toMatchObject({ code: 'NOT_READY' });
-      expect(r.body.detail).toContain('0002_gate_signing_keys');
+      expect(r.body.detail).toContain('0003_mcp_cancels');
     } finally {
       await migrateUp(handle.db);
     }

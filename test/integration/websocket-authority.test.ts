@@ -1,15 +1,16 @@
-// A proxied WebSocket ends with the authority it rests on (issue: tunnels that end with their
-// authority): a revoked token, a deleted, stopped or rebuilt workspace, an agent's goodbye, on
-// this replica and on another one through NOTIFY; and after an idle timeout or a maximum
-// lifetime. Real agent (`ws`), real sockets, real PostgreSQL.
+// A proxied WebSocket ends with the authority it rests on: a revoked token, a deleted, stopped or
+// rebuilt workspace, an agent's goodbye, on this replica and on another one through NOTIFY, and
+// during its handshake too; a forged notification closes nothing; and it ends after an idle
+// timeout or a maximum lifetime. Real agent (`ws`), real sockets, real PostgreSQL. (The rule
+// itself, and the other kinds of work it ends alike, are test/unit/in-flight.test.ts and
+// test/integration/authority-in-flight.test.ts.)
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { AgentRows, createWorkspace, startBuild, type Workspace } from '../support/gate-fixtures.js';
+import { eventually } from '../support/eventually.js';
 import { startWsAgent, type WsAgent } from '../support/ws-agent.js';
-import { endsTunnel, type TunnelAuthority } from '../../src/proxy/tunnels.js';
-import type { GateEvent } from '../../src/domain/events.js';
 
 let t: TestApp;
 /** A second replica on the same database. */
@@ -64,25 +65,6 @@ async function connToken(app: TestApp): Promise<{ id: string; token: string }> {
   return r.body as { id: string; token: string };
 }
 
-describe('endsTunnel (pure)', () => {
-  const authority: TunnelAuthority = { tokenId: 't1', workspaceId: 'w1', agentId: 'a1', buildId: 'b1' };
-  it.each<[GateEvent, boolean]>([
-    [{ kind: 'token_revoked', tokenId: 't1' }, true],
-    [{ kind: 'token_revoked', tokenId: 't2' }, false],
-    [{ kind: 'workspace_deleted', workspaceId: 'w1' }, true],
-    [{ kind: 'workspace_deleted', workspaceId: 'w2' }, false],
-    [{ kind: 'build_created', workspaceId: 'w1', buildId: 'b2' }, true],
-    [{ kind: 'build_created', workspaceId: 'w1', buildId: 'b1' }, false],
-    [{ kind: 'build_created', workspaceId: 'w2', buildId: 'b2' }, false],
-    [{ kind: 'agent_disconnected', workspaceId: 'w1', agentId: 'a1' }, true],
-    [{ kind: 'agent_disconnected', workspaceId: 'w1', agentId: 'a2' }, false],
-    [{ kind: 'agent_connected', workspaceId: 'w1', agentId: 'a1' }, false],
-    [{ kind: 'agent_reconnected', workspaceId: 'w1', agentId: 'a1' }, false],
-  ])('%j ends it: %s', (event, ends) => {
-    expect(endsTunnel(event, authority) !== undefined).toBe(ends);
-  });
-});
-
 describe('a tunnel ends when its authority ends', () => {
   it.each([
     ['on this replica', () => t],
@@ -136,6 +118,52 @@ describe('a tunnel ends when its authority ends', () => {
     await direct.end();
     t.events.hub.resync();
     await within(closed, 2_000, 'the tunnel closing after the re-check');
+  });
+
+  it('a token revoked during the handshake (an agent slow to answer the upgrade) gets no tunnel: 401, and the upgrade to the agent is given up', async () => {
+    const ws = await workspace();
+    const chat = await connToken(t);
+    const socket = new WebSocket(`${t.url.replace(/^http/, 'ws')}/workspaces/${ws.id}/conn/term?delay=3000`, { headers: { authorization: `Bearer ${chat.token}` } });
+    socket.on('error', () => undefined);
+    const answered = new Promise<number>((resolve) => {
+      socket.once('open', () => resolve(101));
+      socket.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    });
+    await eventually(() => agent.upgrades.some((u) => u.url.includes('delay=3000')), 2_000, 'the upgrade to reach the agent');
+    const waiting = agent.delayed();
+    expect((await t.call('DELETE', `/tokens/${chat.id}`, { token: ENV_ADMIN_TOKEN })).status).toBe(204);
+    expect(await within(answered, 1_000, 'the refusal')).toBe(401);
+    await within(waiting, 1_000, "the agent's upgrade socket closing");
+  });
+
+  it("a forged notification closes nothing: the rows say the token still holds", async () => {
+    const ws = await workspace();
+    const chat = await connToken(t);
+    const { socket } = await tunnel(other, ws, chat.token);
+    const forger = new pg.Client({ connectionString: t.database.url });
+    await forger.connect();
+    await forger.query('select pg_notify($1, $2)', ['agentgate_events', JSON.stringify({ kind: 'token_revoked', tokenId: chat.id })]);
+    await forger.query('select pg_notify($1, $2)', ['agentgate_events', JSON.stringify({ kind: 'workspace_deleted', workspaceId: ws.id })]);
+    await forger.end();
+    await eventually(async () => /agentgate_notifications_total\{kind="token_revoked"\} [1-9]/.test(await other.metrics.registry.metrics()), 2_000, 'the notification received');
+    // Read, found to hold: the tunnel still carries messages.
+    await new Promise((r) => setTimeout(r, 200));
+    const echoed = new Promise<void>((resolve) => socket.once('message', () => resolve()));
+    socket.send('still here');
+    await within(echoed, 2_000, 'the tunnel still carrying messages');
+    socket.close();
+  });
+
+  it.each([
+    ['its token is revoked by an id in upper case', async (ws: Workspace, chat: { id: string }) => t.call('DELETE', `/tokens/${chat.id.toUpperCase()}`, { token: ENV_ADMIN_TOKEN })],
+    ['its workspace is deleted by an id in upper case', async (ws: Workspace) => t.call('DELETE', `/workspaces/${ws.id.toUpperCase()}`, { token: ENV_ADMIN_TOKEN })],
+    ['its workspace is stopped by an id in upper case', async (ws: Workspace) => t.call('POST', `/workspaces/${ws.id.toUpperCase()}/builds`, { token: ENV_ADMIN_TOKEN, body: { transition: 'stop' } })],
+  ])('a tunnel opened with the workspace id in upper case closes when %s', async (_what, end) => {
+    const ws = await workspace();
+    const chat = await connToken(t);
+    const { closed } = await tunnel(t, { ...ws, id: ws.id.toUpperCase() }, chat.token);
+    expect((await end(ws, chat)).status).toBeLessThan(300);
+    await within(closed, 2_000, 'the tunnel closing');
   });
 
   it('others stay open: a tunnel of another workspace and token is untouched', async () => {

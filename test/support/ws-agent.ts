@@ -18,6 +18,8 @@ export interface WsAgent {
   open(): number;
   /** Resolves with the next WebSocket the agent accepts. */
   nextConnection(): Promise<AgentSide>;
+  /** Resolves when the gate gives up the upgrade it is holding (`?delay=<ms>`) before it answered. */
+  delayed(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -25,6 +27,7 @@ export async function startWsAgent(): Promise<WsAgent> {
   let tcp = 0;
   const upgrades: WsAgent['upgrades'] = [];
   const waiters: Array<(side: AgentSide) => void> = [];
+  const delayWaiters: Array<() => void> = [];
   const sockets = new Set<net.Socket>();
   const server = http.createServer((req, res) => {
     if (req.method === 'GET' && req.url?.endsWith('/health')) {
@@ -52,6 +55,25 @@ export async function startWsAgent(): Promise<WsAgent> {
       );
       return;
     }
+    // `?delay=<ms>`: an agent slow to answer the upgrade.
+    const delay = Number(/[?&]delay=(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
+    if (delay > 0) {
+      const timer = setTimeout(() => accept(req, socket, head), delay);
+      // Reading, so that the gate giving up the upgrade is seen (a paused socket sees no end).
+      socket.resume();
+      // The gate's end of the socket closing (its end, or a reset) means it gave the upgrade up.
+      const givenUp = () => {
+        clearTimeout(timer);
+        for (const waiter of delayWaiters.splice(0)) waiter();
+      };
+      socket.once('end', givenUp);
+      socket.once('close', givenUp);
+      return;
+    }
+    accept(req, socket, head);
+  });
+  const accept = (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    if (socket.destroyed) return;
     wss.handleUpgrade(req, socket, head, (ws) => {
       const received: AgentSide['received'] = [];
       const closed = new Promise<{ code: number; at: number }>((resolve) => ws.once('close', (code) => resolve({ code, at: Date.now() })));
@@ -63,7 +85,7 @@ export async function startWsAgent(): Promise<WsAgent> {
       });
       waiters.shift()?.({ socket: ws, req, received, closed });
     });
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -72,6 +94,7 @@ export async function startWsAgent(): Promise<WsAgent> {
     upgrades,
     open: () => wss.clients.size,
     nextConnection: () => new Promise((resolve) => waiters.push(resolve)),
+    delayed: () => new Promise((resolve) => delayWaiters.push(resolve)),
     close: async () => {
       for (const client of wss.clients) client.terminate();
       for (const socket of sockets) socket.destroy();

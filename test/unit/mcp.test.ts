@@ -3,14 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
-import { CallCancelled, RunningCalls, cancelKey, endsCall, type CallTarget } from '../../src/mcp/calls.js';
-import { AgentGone } from '../../src/domain/agent-gone.js';
+import { CallCancelled, RunningCalls, cancelKey } from '../../src/mcp/calls.js';
 import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
-import type { CancelNotice, GateEvent } from '../../src/domain/events.js';
+import type { CancelNotice } from '../../src/domain/events.js';
 import { FrontDoor, MAX_QUEUED_PROGRESS_BYTES, MAX_REMOTE_CANCELS, type Endpoint, type FrontDoorOptions } from '../../src/mcp/front-door.js';
-import { MAX_CANCEL_NOTICES_IN_FLIGHT, cancelRelay } from '../../src/mcp/cancel-relay.js';
+import { MAX_CANCELS_IN_FLIGHT, MAX_CANCELS_IN_FLIGHT_PER_TOKEN, cancelRelay } from '../../src/mcp/cancel-relay.js';
 import { createLogger } from '../../src/logger.js';
 import { Turns } from '../../src/mcp/turns.js';
 
@@ -72,24 +71,6 @@ describe('SseReader', () => {
   });
 });
 
-describe('endsCall', () => {
-  const target: CallTarget = { workspaceId: 'w1', agentId: 'a1', buildId: 'b1' };
-  it.each<[GateEvent, boolean]>([
-    [{ kind: 'agent_disconnected', workspaceId: 'w1', agentId: 'a1' }, true],
-    [{ kind: 'agent_disconnected', workspaceId: 'w1', agentId: 'a2' }, false],
-    [{ kind: 'build_created', workspaceId: 'w1', buildId: 'b2' }, true],
-    // The agent's own build, echoed back: not a replacement.
-    [{ kind: 'build_created', workspaceId: 'w1', buildId: 'b1' }, false],
-    [{ kind: 'build_created', workspaceId: 'w2', buildId: 'b9' }, false],
-    [{ kind: 'workspace_deleted', workspaceId: 'w1' }, true],
-    [{ kind: 'agent_connected', workspaceId: 'w1', agentId: 'a1' }, false],
-    [{ kind: 'agent_reconnected', workspaceId: 'w1', agentId: 'a1' }, false],
-    [{ kind: 'token_revoked', tokenId: 't' }, false],
-  ])('%o ends it: %s', (event, ends) => {
-    expect(endsCall(event, target) !== undefined).toBe(ends);
-  });
-});
-
 describe('RunningCalls', () => {
   it('a cancel reaches the one call of the same token, endpoint and id, and no other', () => {
     const calls = new RunningCalls();
@@ -115,21 +96,6 @@ describe('RunningCalls', () => {
     a.close();
     expect(calls.size).toBe(0);
   });
-
-  it('a transition ends the calls on the agent it takes away, once they reached it', () => {
-    const calls = new RunningCalls();
-    const reached = calls.open('k1');
-    reached.setTarget({ workspaceId: 'w', agentId: 'a', buildId: 'b' });
-    const dialing = calls.open('k2');
-    const elsewhere = calls.open('k3');
-    elsewhere.setTarget({ workspaceId: 'v', agentId: 'x', buildId: 'y' });
-    expect(calls.apply({ kind: 'agent_disconnected', workspaceId: 'w', agentId: 'a' })).toBe(1);
-    expect(reached.signal.reason).toBeInstanceOf(AgentGone);
-    expect(dialing.signal.aborted).toBe(false);
-    expect(elsewhere.signal.aborted).toBe(false);
-    // Not twice.
-    expect(calls.apply({ kind: 'workspace_deleted', workspaceId: 'w' })).toBe(0);
-  });
 });
 
 describe('McpExchange.cancel: here, or sent to the other replicas', () => {
@@ -137,7 +103,7 @@ describe('McpExchange.cancel: here, or sent to the other replicas', () => {
     const calls = new RunningCalls();
     const sent: CancelNotice[][] = [];
     // Only what a cancel uses: the running calls and where the unmatched ones go.
-    const options = { calls, cancelElsewhere: (n: readonly CancelNotice[]) => sent.push([...n]) } as Partial<FrontDoorOptions> as FrontDoorOptions;
+    const options = { calls, cancelElsewhere: (_token: string, n: readonly CancelNotice[]) => void sent.push([...n]) } as Partial<FrontDoorOptions> as FrontDoorOptions;
     const endpoint = { tokenKey: 'api:t1', endpointKey: 'ws?agent=', log: createLogger('silent') } as Partial<Endpoint> as Endpoint;
     const exchange = () => new FrontDoor(options).exchange(endpoint);
     const key = (id: string | number) => cancelKey('api:t1', 'ws?agent=', id);
@@ -209,20 +175,32 @@ describe('McpExchange.admitProgress: what may queue behind a caller that is not 
 });
 
 describe('cancelRelay', () => {
-  it(`keeps at most ${MAX_CANCEL_NOTICES_IN_FLIGHT} notices in flight, drops the rest, and sends again once they are done`, async () => {
+  const pendingSends = () => {
     const pending: Array<() => void> = [];
-    const sent: number[] = [];
+    const sent: string[] = [];
     const relay = cancelRelay((notices) => {
-      sent.push(notices.length);
+      sent.push(notices[0]!.key);
       return new Promise((resolve) => pending.push(() => resolve(notices.length)));
     }, createLogger('silent'));
-    const notice = [{ key: 'k', reason: '' }];
-    for (let i = 0; i < MAX_CANCEL_NOTICES_IN_FLIGHT + 3; i += 1) relay(notice);
-    expect(sent).toHaveLength(MAX_CANCEL_NOTICES_IN_FLIGHT);
+    return { pending, sent, relay };
+  };
+
+  it(`keeps at most ${MAX_CANCELS_IN_FLIGHT_PER_TOKEN} records in flight per token: one tenant's flood does not crowd out another's`, async () => {
+    const { pending, sent, relay } = pendingSends();
+    for (let i = 0; i < MAX_CANCELS_IN_FLIGHT_PER_TOKEN + 5; i += 1) relay('conn:flooder', [{ key: 'flood', reason: '' }]);
+    relay('conn:other', [{ key: 'other', reason: '' }]);
+    expect(sent.filter((k) => k === 'flood')).toHaveLength(MAX_CANCELS_IN_FLIGHT_PER_TOKEN);
+    expect(sent).toContain('other');
     for (const done of pending.splice(0)) done();
     await new Promise((r) => setImmediate(r));
-    relay(notice);
-    expect(sent).toHaveLength(MAX_CANCEL_NOTICES_IN_FLIGHT + 1);
+    relay('conn:flooder', [{ key: 'flood', reason: '' }]);
+    expect(sent.filter((k) => k === 'flood')).toHaveLength(MAX_CANCELS_IN_FLIGHT_PER_TOKEN + 1);
+  });
+
+  it(`keeps at most ${MAX_CANCELS_IN_FLIGHT} records in flight for the process, all tokens together`, () => {
+    const { sent, relay } = pendingSends();
+    for (let i = 0; i < MAX_CANCELS_IN_FLIGHT + 3; i += 1) relay(`conn:t${i}`, [{ key: `k${i}`, reason: '' }]);
+    expect(sent).toHaveLength(MAX_CANCELS_IN_FLIGHT);
   });
 
   it('a send that fails frees its place', async () => {
@@ -231,11 +209,11 @@ describe('cancelRelay', () => {
       calls += 1;
       throw new Error('database unavailable');
     }, createLogger('silent'));
-    for (let i = 0; i < MAX_CANCEL_NOTICES_IN_FLIGHT * 2; i += 1) {
-      relay([{ key: 'k', reason: '' }]);
+    for (let i = 0; i < MAX_CANCELS_IN_FLIGHT_PER_TOKEN * 3; i += 1) {
+      relay('conn:t', [{ key: 'k', reason: '' }]);
       await new Promise((r) => setImmediate(r));
     }
-    expect(calls).toBe(MAX_CANCEL_NOTICES_IN_FLIGHT * 2);
+    expect(calls).toBe(MAX_CANCELS_IN_FLIGHT_PER_TOKEN * 3);
   });
 });
 

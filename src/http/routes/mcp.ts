@@ -9,7 +9,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CallToolRequestSchema, ListToolsRequestSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError } from '../../domain/errors.js';
-import { ownerScope, type Principal } from '../../auth/principal.js';
+import { ownerScope, revocableTokenId, type Principal } from '../../auth/principal.js';
 import { CallerGone, type Gate } from '../../gate/gate.js';
 import { CallCancelled } from '../../mcp/calls.js';
 import type { Metrics } from '../../metrics.js';
@@ -143,6 +143,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
         agentName,
         ownerScope: ownerScope(principal),
         tokenKey: tokenKey(principal),
+        tokenId: revocableTokenId(principal),
         endpointKey: `${request.params.workspaceId}?agent=${agentName ?? ''}`,
         callerSignal: callerSignal(reply),
         log: request.log,

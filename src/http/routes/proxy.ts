@@ -5,7 +5,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SpanKind, type Span } from '@opentelemetry/api';
 import { ApiError } from '../../domain/errors.js';
-import { ownerScope } from '../../auth/principal.js';
+import { ownerScope, revocableTokenId } from '../../auth/principal.js';
 import type { Config } from '../../config.js';
 import { CallerGone, type Gate, type GateSuccess } from '../../gate/gate.js';
 import type { Metrics } from '../../metrics.js';
@@ -17,7 +17,8 @@ import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../proxy/h
 import { forwardRequest, relayBody } from '../../proxy/forward.js';
 import { forwardedFor, type TrustProxy } from '../../proxy/trust-proxy.js';
 import type { WebSockets } from '../../proxy/websocket.js';
-import type { ProxiedCalls } from '../../proxy/proxied-calls.js';
+import type { InFlight } from '../../gate/in-flight.js';
+import { WorkEnded } from '../../domain/work-ended.js';
 import { ATTR, endSpan, failureOutcome, type Tracing } from '../../tracing/tracing.js';
 
 export const PROXY_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'] as const;
@@ -30,8 +31,8 @@ export interface ProxyRouteOptions {
   /** Upgrade requests accepted from the server: this route turns them into tunnels. */
   websockets: WebSockets;
   tracing: Tracing;
-  /** The requests in flight, for the watch that ends those whose agent the gate would now refuse. */
-  inFlight: ProxiedCalls;
+  /** Where every request registers the authority it rests on, so that it ends when that does. */
+  inFlight: InFlight;
 }
 
 const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { gate, metrics, config, trust, websockets, tracing, inFlight }) => {
@@ -74,30 +75,41 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         return onFailure(tooLarge, request, reply, started, false);
       }
       const signal = callerSignal(reply);
+      const principal = request.principal!;
+      const scope = ownerScope(principal);
+      // Registered before anything is sent to the agent: an authority that ends from here on ends
+      // this request, whatever phase it is in.
+      const work = inFlight.register({ tokenId: revocableTokenId(principal), ownerScope: scope, workspaceId: target.workspaceId });
       let gated: GateSuccess;
       try {
         gated = await gate.connect({
           workspaceId: target.workspaceId,
           agentName: target.agentName,
-          ownerScope: ownerScope(request.principal!),
+          ownerScope: scope,
           signal,
           log: request.log,
           startedAt: started - reply.elapsedTime,
           trace: request.traceContext,
         });
       } catch (error) {
+        work.close();
         return onFailure(error, request, reply, started, true);
       }
       metrics.connTotal.inc({ code: 'ok' });
+      work.reached(gated.agent.id, gated.agent.buildId);
+      if (work.ended) {
+        gated.lease.release();
+        work.close();
+        return onFailure(new ApiError(work.ended.code, work.ended.reason, { workspaceId: target.workspaceId }), request, reply, started, false);
+      }
       if (upgrade) {
         try {
           await websockets.open({
             request,
             reply,
-            principal: request.principal!,
             gated,
+            work,
             path: `${target.path}${target.query}`,
-            workspaceId: target.workspaceId,
             signal,
           });
           return;
@@ -118,7 +130,6 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           )
         : undefined;
       let spanEnded = false;
-      const tracked = inFlight.add(conn.agentId);
       try {
         const path = `${conn.basePath}${target.path}${target.query}`;
         const hasBody = request.headers['transfer-encoding'] !== undefined || (Number.isFinite(declared) && declared > 0);
@@ -137,7 +148,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
           bodyLimit: config.bodyLimitBytes,
           headersTimeoutMs: config.proxyHeadersTimeoutMs,
           callerSignal: signal,
-          onStart: (abort) => (tracked.abort = abort),
+          onStart: (abort) => work.onEnd((ending) => abort(new WorkEnded(ending))),
         });
         const headers = downstreamResponseHeaders(forwarded.headers);
         headers['x-request-id'] = request.id;
@@ -176,7 +187,7 @@ const proxyRoutes: FastifyPluginAsyncTypebox<ProxyRouteOptions> = async (app, { 
         }
         return onFailure(error, request, reply, started, false);
       } finally {
-        inFlight.delete(tracked);
+        work.close();
         lease.release();
       }
     },

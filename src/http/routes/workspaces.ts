@@ -132,6 +132,11 @@ const workspaceRoutes: FastifyPluginAsyncTypebox<WorkspaceRoutesOptions> = async
       const ownerId = canonicalId(request.body.ownerId) ?? request.body.ownerId;
       const result = await upsertWorkspace(app.db, { id: workspaceId, ownerId, name: request.body.name });
       if (!result) throw notFound(workspaceId);
+      // This process acts now; other replicas act on the NOTIFY sent with the change.
+      if (result.event) {
+        events.apply(result.event);
+        request.log.info({ ownerId }, 'workspace owner changed');
+      }
       const view = await getWorkspaceView(app.db, workspaceId);
       if (!view) throw notFound(workspaceId);
       return reply.code(result.created ? 201 : 200).send(presentWorkspace(view, config.inactiveTimeoutMs));
