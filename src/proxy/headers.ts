@@ -1,6 +1,7 @@
 // Header rules of the proxy (pure): hop-by-hop headers never cross in either direction; the
-// caller's credentials and any x-agentgate-* header never reach the agent; forwarding headers,
-// the W3C trace context and the gate's signature are set by the gate alone.
+// caller's credentials, any x-agentgate-* header and every header of the forwarding families
+// (by prefix) never reach the agent; forwarding headers, the W3C trace context and the gate's
+// signature are set by the gate alone.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { callerTraceHeaders, type TraceHeaders } from '../tracing/trace-context.js';
 
@@ -19,46 +20,53 @@ export const HOP_BY_HOP = new Set([
 ]);
 
 /**
- * Claims about the client's address that any caller can forge: an agent trusting one would be
- * fooled, so none crosses. The gate's own x-forwarded-for says who called.
+ * Headers that proxies and frameworks read as what the client, or a proxy before them, said about
+ * the request: its address, host, scheme, port, path or method. Any caller can forge one, and an
+ * agent's framework that honours it would let the caller leave the agent's base path or change
+ * the method that was signed. The gate alone sets forwarding headers (`x-forwarded-for`,
+ * `-proto`, `-host`): every caller-supplied header of these families is removed, by prefix, so
+ * that a variant no list names is removed too.
  */
-const CLIENT_IDENTITY = [
-  'forwarded',
-  'x-forwarded',
-  'forwarded-for',
-  'x-forwarded-for',
-  'x-original-forwarded-for',
+export const FORWARDING_PREFIXES = [
+  'x-forwarded', // -for, -proto, -host, -port, -prefix, -scheme, -ssl, -server, -uri, -path...
+  'forwarded', // RFC 7239, and forwarded-for
+  'x-original', // -url, -uri, -host, -method, -forwarded-for...
+  'x-rewrite', // -url
+  'x-http-method', // -override, and x-http-method itself
+  'x-method-override',
+  'x-host',
   'x-real-ip',
-  'true-client-ip',
-  'cf-connecting-ip',
-  'cf-connecting-ipv6',
   'x-client-ip',
   'x-cluster-client-ip',
+  'x-originating-ip',
+  'x-remote-', // -ip, -addr
+  'x-proxyuser-ip',
+  'x-envoy-',
+  'x-appengine-',
+  'true-client-ip',
+  'client-ip',
+  'cf-connecting-ip', // and -ipv6
   'fastly-client-ip',
   'akamai-client-ip',
-  'client-ip',
-  'x-originating-ip',
-  'x-remote-ip',
-  'x-remote-addr',
-  'x-proxyuser-ip',
-  'x-envoy-external-address',
-  'x-appengine-user-ip',
 ];
+
+/** Whether a (lower-case) header name belongs to a forwarding family. */
+export function isForwardingHeader(lower: string): boolean {
+  for (const prefix of FORWARDING_PREFIXES) if (lower.startsWith(prefix)) return true;
+  return false;
+}
 
 /** Never forwarded to an agent: the caller's credentials and anything the gate itself sets. */
 const CALLER_ONLY = new Set([
   'authorization',
   'cookie',
   'host',
-  'x-forwarded-proto',
-  'x-forwarded-host',
   'x-request-id',
   'content-length',
   'expect',
   // Set below: the gate's own trace context, or the caller's when well-formed.
   'traceparent',
   'tracestate',
-  ...CLIENT_IDENTITY,
 ]);
 
 function connectionTokens(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
@@ -97,7 +105,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, ctx: Forwa
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.has(lower) || CALLER_ONLY.has(lower) || lower.startsWith('x-agentgate-')) continue;
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || CALLER_ONLY.has(lower) || lower.startsWith('x-agentgate-') || isForwardingHeader(lower)) continue;
     out[lower] = value;
   }
   out['x-forwarded-for'] = ctx.clientIp;

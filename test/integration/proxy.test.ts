@@ -168,6 +168,29 @@ describe('forwarding headers', () => {
     expect(echo.headers['x-forwarded-host']).toBeUndefined();
   });
 
+  it("never lets a caller's forwarding headers reach the agent: the families frameworks honour for a path, method, host or port", async () => {
+    const forged = {
+      'x-forwarded-port': '8443',
+      'x-forwarded-prefix': '/admin',
+      'x-forwarded-scheme': 'https',
+      'x-forwarded-ssl': 'on',
+      'x-forwarded-server': 'evil',
+      'x-original-url': '/admin',
+      'x-rewrite-url': '/admin',
+      'x-http-method-override': 'DELETE',
+      'x-method-override': 'DELETE',
+      'x-http-method': 'DELETE',
+      'x-forwarded-uri': '/admin',
+      'x-forwarded-path': '/admin',
+      'x-host': 'evil.example',
+      'x-forwarded-anything-new': '1',
+    };
+    const r = await proxied('/echo', { headers: forged });
+    const echo = (await r.json()) as { headers: Record<string, string> };
+    for (const name of Object.keys(forged)) expect(echo.headers[name], name).toBeUndefined();
+    expect(Object.keys(echo.headers).filter((h) => h.startsWith('x-forwarded-')).sort()).toEqual(['x-forwarded-for', 'x-forwarded-proto']);
+  });
+
   it('behind a trusted proxy (AGENTGATE_TRUST_PROXY), passes on the client, protocol and host it names', async () => {
     const behind = await startTestApp({ env: { AGENTGATE_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' } });
     try {

@@ -43,11 +43,35 @@ const CLIENT_IDENTITY = [
   'x-remote-ip',
   'x-remote-addr',
 ];
+/**
+ * Forwarding headers frameworks honour (a path, a method, a host, a port), which let a caller
+ * leave the agent's base path or change the signed method; listed here independently of the code.
+ */
+const FORWARDING = [
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-forwarded-server',
+  'x-forwarded-uri',
+  'x-forwarded-path',
+  'x-original-url',
+  'x-original-uri',
+  'x-rewrite-url',
+  'x-http-method-override',
+  'x-method-override',
+  'x-http-method',
+  'x-host',
+];
 /** Other names the caller must not control on the agent side. */
-const CALLER_CONTROLLED = ['host', 'content-length', 'expect', ...CLIENT_IDENTITY];
+const CALLER_CONTROLLED = ['host', 'content-length', 'expect', ...CLIENT_IDENTITY, ...FORWARDING];
+/** Families removed by prefix: any suffix, whatever a list names. */
+const FORWARDING_FAMILY = ['x-forwarded-', 'x-original-', 'x-rewrite-', 'x-http-method', 'x-method-override', 'forwarded'];
 /** W3C trace context: checked (or replaced by the gate's own), never copied blindly. */
 const TRACE_CONTEXT = ['traceparent', 'tracestate'];
 const RESERVED = new Set([...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED, ...TRACE_CONTEXT]);
+/** Whether a (lower-case) name is one the rules remove, by name or by family. */
+const reserved = (lower: string) => RESERVED.has(lower) || lower.startsWith('x-agentgate-') || FORWARDING_FAMILY.some((f) => lower.startsWith(f));
 
 /** The same name in a random mix of upper and lower case. */
 const mixedCase = (name: string) =>
@@ -58,16 +82,21 @@ const mixedCase = (name: string) =>
 const headerValue = fc.stringMatching(/^[\x21-\x7e]([\x20-\x7e]{0,30}[\x21-\x7e])?$/);
 const valueOrList = fc.oneof(headerValue, fc.array(headerValue, { minLength: 1, maxLength: 3 }));
 
-/** A name no rule touches (unless a Connection header names it), x-forwarded-prefix and the like included. */
+/** A name no rule touches (unless a Connection header names it). */
 const otherName = fc
-  .oneof(fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/), fc.stringMatching(/^x-forwarded-[a-z0-9-]{1,8}$/))
-  .filter((n) => !RESERVED.has(n) && !n.startsWith('x-agentgate-'));
+  .stringMatching(/^[a-z][a-z0-9-]{0,15}$/)
+  .filter((n) => !RESERVED.has(n) && !n.startsWith('x-agentgate-') && !FORWARDING_FAMILY.some((f) => n.startsWith(f)) && !n.startsWith('x-host') && !n.includes('client-ip') && !/^x-(real|remote|envoy|appengine|proxyuser|originating)/.test(n) && !/^(true-client|cf-connecting|fastly-client|akamai-client)/.test(n));
+
+/** A header of a forwarding family, with a suffix no list names. */
+const familyName = fc
+  .tuple(fc.constantFrom(...FORWARDING_FAMILY), fc.stringMatching(/^[a-z0-9-]{0,10}$/))
+  .chain(([family, suffix]) => mixedCase(`${family}${suffix}`));
 
 const agentgateName = fc
   .stringMatching(/^[a-z0-9-]{0,12}$/)
   .chain((suffix) => mixedCase(`x-agentgate-${suffix}`));
 
-const strippedName = fc.oneof(fc.constantFrom(...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED).chain(mixedCase), agentgateName);
+const strippedName = fc.oneof(fc.constantFrom(...HOP_BY_HOP, ...CREDENTIALS, ...GATE_SET, ...CALLER_CONTROLLED).chain(mixedCase), agentgateName, familyName);
 
 /** As parsed headers, but a Connection header may also come as a list (as the rules accept). */
 type Headers = Record<string, string | string[] | undefined>;
@@ -101,7 +130,7 @@ function headerSet(extraOthers: fc.Arbitrary<[string, string | string[]]>[] = []
     })
     .chain((r) => {
       const entries = r.entries.filter(([name]) => name.toLowerCase() !== 'connection');
-      const candidates = entries.map(([name]) => name.toLowerCase()).filter((n) => !RESERVED.has(n));
+      const candidates = entries.map(([name]) => name.toLowerCase()).filter((n) => !reserved(n));
       const named = [
         ...r.picks.filter(() => candidates.length > 0).map((p) => candidates[p % candidates.length]!),
         ...r.strangers,
@@ -121,7 +150,7 @@ function headerSet(extraOthers: fc.Arbitrary<[string, string | string[]]>[] = []
       const others = new Map<string, string | string[]>();
       for (const [name, value] of r.entries) {
         const lower = name.toLowerCase();
-        if (!RESERVED.has(lower) && !lower.startsWith('x-agentgate-')) others.set(lower, value);
+        if (!reserved(lower)) others.set(lower, value);
       }
       return { headers, others, named };
     });
@@ -146,7 +175,8 @@ describe('upstreamRequestHeaders', () => {
           expect(key).toBe(key.toLowerCase());
           expect(HOP_BY_HOP).not.toContain(key);
           expect(named.has(key)).toBe(false);
-          expect(['authorization', 'cookie', 'host', 'expect', ...CLIENT_IDENTITY]).not.toContain(key);
+          expect(['authorization', 'cookie', 'host', 'expect', ...CLIENT_IDENTITY, ...FORWARDING]).not.toContain(key);
+          if (FORWARDING_FAMILY.some((f) => key.startsWith(f))) expect(GATE_SET).toContain(key);
           if (key.startsWith('x-agentgate-')) expect(key).toBe('x-agentgate-auth');
         }
         expect(out['x-agentgate-auth']).toBe(ctx.signature);
@@ -163,6 +193,15 @@ describe('upstreamRequestHeaders', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it.each(FORWARDING)('never forwards the caller\'s %s, in any case', (name) => {
+    const ctx: ForwardContext = { clientIp: '10.0.0.7', proto: 'http', host: undefined, requestId: 'rid', signature: 'v2.sig' };
+    for (const spelled of [name, name.toUpperCase()]) {
+      const out = upstreamRequestHeaders({ [spelled]: '/admin', 'x-kept': 'yes' }, ctx);
+      expect(Object.keys(out).map((k) => k.toLowerCase())).not.toContain(name);
+      expect(out['x-kept']).toBe('yes');
+    }
   });
 
   it('never takes the forwarding headers or the signature from the caller', () => {
@@ -197,7 +236,6 @@ describe('upstreamRequestHeaders', () => {
     expect(out).toEqual({
       'x-forwarded-for': '10.0.0.7',
       'x-forwarded-proto': 'https',
-      'x-forwarded-prefix': '/admin',
       'x-request-id': 'rid-gate',
       'x-agentgate-auth': 'v2.sig',
       'x-kept': 'yes',
