@@ -64,6 +64,11 @@ export interface AppOptions {
   signingKey?: SigningKeyPluginOptions | undefined;
   /** Tracing through a provider of the caller's (tests), instead of what the configuration says. */
   tracing?: TracingPluginOptions | undefined;
+  /**
+   * How long /readyz reuses an answer and /metrics a gathering, and how often /readyz reads the
+   * migration state (tests shorten them, to read what they just changed).
+   */
+  readiness?: { reuseMs?: number | undefined; migrationsEveryMs?: number | undefined; metricsReuseMs?: number | undefined } | undefined;
 }
 
 // Incoming request ids are kept only when they are short and plain, so logs stay parseable.
@@ -211,7 +216,7 @@ export async function buildApp(options: AppOptions) {
       app.routing(req, res);
     });
 
-    await app.register(opsRoutes, { lifecycle, metrics });
+    await app.register(opsRoutes, { lifecycle, metrics, readyReuseMs: options.readiness?.reuseMs, migrationsEveryMs: options.readiness?.migrationsEveryMs, metricsReuseMs: options.readiness?.metricsReuseMs });
     await app.register(workspaceRoutes, { config, events });
     await app.register(tokenRoutes, { events });
     await app.register(agentRoutes, { events });

@@ -19,11 +19,70 @@ let proxy: FaultProxy;
 let t: TestApp;
 
 beforeAll(async () => {
-  env = await startAppBehindFaultProxy({ AGENTGATE_DB_TIMEOUT_MS: '300' });
+  // Every /readyz reads afresh here: these tests change the database under it.
+  env = await startAppBehindFaultProxy({ AGENTGATE_DB_TIMEOUT_MS: '300' }, { readiness: { reuseMs: 0, migrationsEveryMs: 0 } });
   ({ t, proxy, database } = env);
 });
 afterAll(async () => {
   await env.close();
+});
+
+describe('operations routes cannot take the gate’s database capacity', () => {
+  let ops: TestApp;
+  beforeAll(async () => {
+    // The production defaults: answers and gatherings reused for a second.
+    ops = await startTestApp({ database, readiness: { metricsReuseMs: 1_000 } });
+  });
+  afterAll(async () => {
+    await ops?.close();
+  });
+  const queries = async () => {
+    const text = await ops.metrics.registry.metrics();
+    return [...text.matchAll(/^agentgate_db_query_seconds_count\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  };
+
+  it('concurrent /readyz calls share one probe: 200 of them cost one query', async () => {
+    await new Promise((r) => setTimeout(r, 1_100)); // past the reuse of an earlier answer
+    const before = await queries();
+    const answers = await Promise.all(Array.from({ length: 200 }, () => ops.call('GET', '/readyz')));
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    expect((await queries()) - before).toBe(1);
+  });
+
+  it('each probe is one ping: the migration state was read at start, and is not read per call', async () => {
+    for (let i = 0; i < 2; i++) {
+      await new Promise((r) => setTimeout(r, 1_100));
+      const before = await queries();
+      expect((await ops.call('GET', '/readyz')).status).toBe(200);
+      expect((await queries()) - before).toBe(1);
+    }
+  });
+
+  it('scrapes share one gathering (a second old at most), and the OpenAPI document is serialised once', async () => {
+    const registry = ops.metrics.registry;
+    const gather = registry.metrics.bind(registry);
+    let gatherings = 0;
+    // A gathering that takes a while, as a large registry's does: the scrapes meanwhile join it.
+    registry.metrics = async () => {
+      gatherings += 1;
+      await new Promise((r) => setTimeout(r, 100));
+      return gather();
+    };
+    try {
+      const scrapes = await Promise.all(Array.from({ length: 50 }, () => ops.call('GET', '/metrics')));
+      expect(scrapes.every((r) => r.status === 200 && r.text.includes('agentgate_conn_total'))).toBe(true);
+      expect(gatherings).toBeLessThanOrEqual(2);
+      // One after another within the second: the same gathering.
+      const [a, b] = [await ops.call('GET', '/metrics'), await ops.call('GET', '/metrics')];
+      expect(a.text).toBe(b.text);
+      expect(gatherings).toBeLessThanOrEqual(2);
+    } finally {
+      registry.metrics = gather;
+    }
+    const [first, second] = [await ops.call('GET', '/openapi.json'), await ops.call('GET', '/openapi.json')];
+    expect(first.text).toBe(second.text);
+    expect(first.headers.get('content-type')).toMatch(/^application\/json/);
+  });
 });
 
 describe('operations routes', () => {

@@ -66,6 +66,11 @@ export interface TestAppOptions {
   processMetrics?: boolean;
   /** Spans to this provider (an in-memory exporter's, say) rather than none. */
   tracing?: TracingPluginOptions;
+  /**
+   * /readyz's reuse of an answer and its period for reading the migration state, and /metrics'
+   * reuse of a gathering (0 unless given: tests read the metrics of what they just did).
+   */
+  readiness?: { reuseMs?: number; migrationsEveryMs?: number; metricsReuseMs?: number };
 }
 
 /** A body as JSON when it is JSON, otherwise undefined (an agent's own answer, say). */
@@ -103,6 +108,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     processMetrics: options.processMetrics ?? false,
     signingKey: { lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs },
     tracing: options.tracing,
+    readiness: { metricsReuseMs: 0, ...options.readiness },
   });
   // Tests count on notifications from the start.
   if (!app.eventListener.connected) await new Promise<void>((resolve) => app.eventListener.once('connected', resolve));
@@ -155,7 +161,7 @@ export interface AppBehindProxy {
 /** An app whose database connections (pool and LISTEN) go through a fault proxy. */
 export async function startAppBehindFaultProxy(
   env: Record<string, string> = {},
-  options: Pick<TestAppOptions, 'maxEventLoopDelayMs'> = {},
+  options: Pick<TestAppOptions, 'maxEventLoopDelayMs' | 'readiness'> = {},
 ): Promise<AppBehindProxy> {
   const database = await createTestDatabase();
   const target = new URL(database.url);
