@@ -38,10 +38,10 @@ export interface EmbeddedOptions {
 }
 
 // The embedded server listens on loopback only. Its superuser password is random, made at the
-// first start and kept beside the data (mode 0600), so other local users cannot log in.
+// first start and kept beside the data (mode 0600), so other local users cannot log in. A data
+// directory found without that file (lost, or made before it existed) gets a new random
+// password before its server starts, never a fixed one.
 const USER = 'postgres';
-// Data directories made before the password file existed were initialised with this one.
-const LEGACY_PASSWORD = 'agentgate-embedded';
 const PASSWORD_FILE = 'pg-password';
 /**
  * As root, what the `postgres` user cannot reach where it was configured goes here: a copy of
@@ -50,15 +50,19 @@ const PASSWORD_FILE = 'pg-password';
 export const SYSTEM_DIR = '/var/lib/agentgate';
 const READY = 'database system is ready to accept connections';
 
-async function serverPassword(parent: string, fresh: boolean): Promise<string> {
+const newPassword = () => randomBytes(24).toString('base64url');
+
+/** The password kept beside the data, or undefined when there is none. */
+async function keptPassword(parent: string): Promise<string | undefined> {
+  const kept = await readFile(path.join(parent, PASSWORD_FILE), 'utf8').catch(() => undefined);
+  return kept?.trim() || undefined;
+}
+
+/** Kept by (and readable by) this process's user only: the server never reads it. */
+async function keepPassword(parent: string, password: string): Promise<void> {
   const file = path.join(parent, PASSWORD_FILE);
-  if (!fresh) {
-    const kept = await readFile(file, 'utf8').catch(() => undefined);
-    return kept?.trim() || LEGACY_PASSWORD;
-  }
-  const password = randomBytes(24).toString('base64url');
   await writeFile(file, `${password}\n`, { mode: 0o600 });
-  return password;
+  await chmod(file, 0o600); // an existing file keeps its mode through writeFile
 }
 
 export async function freePort(): Promise<number> {
@@ -86,14 +90,16 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
   const dataDir = path.join(parent, 'pgdata');
   const log = options.onLog ?? (() => undefined);
   const fresh = !existsSync(path.join(dataDir, 'PG_VERSION'));
-  const password = await serverPassword(parent, fresh);
-  const url = (p: number) => `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${p}/postgres`;
   const locale = await bestLocale();
-
+  let password: string | undefined;
   if (fresh) {
+    password = newPassword();
+    await keepPassword(parent, password);
     // A half-made directory from an interrupted first start would make initdb refuse.
     await rm(dataDir, { recursive: true, force: true });
     await initdb({ installDir, dataDir, password, locale, runAs, log });
+  } else {
+    password = await keptPassword(parent);
   }
   const running = await runningServer(dataDir);
   if (running) {
@@ -102,8 +108,23 @@ export async function startEmbeddedDatabase(options: EmbeddedOptions): Promise<E
         `the embedded database in ${dataDir} is in use by process ${running.pid}; stop that process or set AGENTGATE_DATA_DIR`,
       );
     }
-    return { url: url(running.port), port: running.port, dataDir: parent, installDir, stop: () => Promise.resolve() }; // not ours to stop
+    if (password === undefined) {
+      throw new Error(
+        `the embedded database in ${dataDir} is in use by process ${running.pid}, and its password file ${path.join(parent, PASSWORD_FILE)} is missing; stop that process, and the next start sets a new password`,
+      );
+    }
+    const attached = password;
+    return { url: dbUrl(attached, running.port), port: running.port, dataDir: parent, installDir, stop: () => Promise.resolve() }; // not ours to stop
   }
+  if (password === undefined) {
+    // No password file beside the data: a new one is set, while no server runs, before any starts.
+    password = newPassword();
+    await setPassword({ installDir, dataDir, password, locale, runAs, log });
+    await keepPassword(parent, password);
+    log(`the embedded database had no password file; a new random password was set and kept in ${path.join(parent, PASSWORD_FILE)}`);
+  }
+  const secret = password;
+  const url = (p: number) => dbUrl(secret, p);
 
   const port = await freePort();
   const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'];
@@ -225,6 +246,35 @@ async function initdb({ installDir, dataDir, password, locale, runAs, log }: Ini
     await runToEnd(path.join(installDir, 'bin', 'initdb'), args, { cwd: parent, runAs, locale, log });
   } finally {
     await rm(pwfile, { force: true });
+  }
+}
+
+const dbUrl = (password: string, port: number) => `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+
+/**
+ * Sets the superuser's password with the server stopped, in single-user mode: no connection is
+ * made, so no password is needed for it. The statement goes to the program's standard input, and
+ * its output is not logged (PostgreSQL would echo a failed statement, password and all).
+ */
+async function setPassword({ installDir, dataDir, password, locale, runAs }: InitdbOptions): Promise<void> {
+  const child = spawn(path.join(installDir, 'bin', 'postgres'), ['--single', '-D', dataDir, '-c', 'log_min_error_statement=panic', USER], {
+    cwd: path.dirname(dataDir),
+    ...runAs,
+    env: { ...process.env, LC_MESSAGES: locale },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output = (output + c.toString('utf8')).slice(-2000)));
+  child.stderr.on('data', (c: Buffer) => (output = (output + c.toString('utf8')).slice(-2000)));
+  const ended = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code));
+  });
+  // base64url: nothing in it needs quoting.
+  child.stdin.end(`ALTER ROLE ${USER} PASSWORD '${password}';\n`);
+  const code = await ended;
+  if (code !== 0 || /ERROR|FATAL/.test(output)) {
+    throw new Error(`could not set a new password for the embedded database in ${dataDir}: ${output.replaceAll(password, '<password>').trim()}`);
   }
 }
 
