@@ -160,7 +160,7 @@ const ENDINGS: Ending[] = [
   },
   {
     name: 'its workspace is rebuilt',
-    run: async (space) => void (await startBuild(t, space.id, [{ address: 'http://127.0.0.1:9' }])),
+    run: async (space) => void (await startBuild(t, space.id.toUpperCase(), [{ address: 'http://127.0.0.1:9' }])),
     code: 'AGENT_CONNECTION_LOST',
   },
   {
