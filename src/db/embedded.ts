@@ -274,7 +274,8 @@ async function setPassword({ installDir, dataDir, password, locale, runAs }: Ini
   child.stdin.end(`ALTER ROLE ${USER} PASSWORD '${password}';\n`);
   const code = await ended;
   if (code !== 0 || /ERROR|FATAL/.test(output)) {
-    throw new Error(`could not set a new password for the embedded database in ${dataDir}: ${output.replaceAll(password, '<password>').trim()}`);
+    const said = output.replaceAll(password, '<password>').trim();
+    throw new Error(`the embedded PostgreSQL in ${dataDir} did not start: postgres exited with code ${code} while a new password was set: ${said}`);
   }
 }
 

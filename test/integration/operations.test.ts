@@ -30,8 +30,8 @@ afterAll(async () => {
 describe('operations routes cannot take the gate’s database capacity', () => {
   let ops: TestApp;
   beforeAll(async () => {
-    // The production defaults: answers and gatherings reused for a second.
-    ops = await startTestApp({ database, readiness: { metricsReuseMs: 1_000 } });
+    // The production defaults: a readiness answer reused for a second, a gathering for 100 ms.
+    ops = await startTestApp({ database, readiness: { metricsReuseMs: 100 } });
   });
   afterAll(async () => {
     await ops?.close();
@@ -58,7 +58,7 @@ describe('operations routes cannot take the gate’s database capacity', () => {
     }
   });
 
-  it('scrapes share one gathering (a second old at most), and the OpenAPI document is serialised once', async () => {
+  it('scrapes share one gathering (100 ms old at most), and the OpenAPI document is serialised once', async () => {
     const registry = ops.metrics.registry;
     const gather = registry.metrics.bind(registry);
     let gatherings = 0;
@@ -72,7 +72,7 @@ describe('operations routes cannot take the gate’s database capacity', () => {
       const scrapes = await Promise.all(Array.from({ length: 50 }, () => ops.call('GET', '/metrics')));
       expect(scrapes.every((r) => r.status === 200 && r.text.includes('agentgate_conn_total'))).toBe(true);
       expect(gatherings).toBeLessThanOrEqual(2);
-      // One after another within the second: the same gathering.
+      // One after another within the 100 ms: the same gathering.
       const [a, b] = [await ops.call('GET', '/metrics'), await ops.call('GET', '/metrics')];
       expect(a.text).toBe(b.text);
       expect(gatherings).toBeLessThanOrEqual(2);
