@@ -8,10 +8,9 @@
 //   npm run build && node bench/hostile-agent.mjs          (BENCH_SECONDS per scenario, default 15)
 //   GATE_CLI=/path/to/other/dist/src/cli.js node bench/hostile-agent.mjs     (another build)
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { ADMIN, CLI, createBenchDatabase, gateClient } from './support.mjs';
+import { ADMIN, CLI, connectedWorkspace, createBenchDatabase, waitReady } from './support.mjs';
 import { freePort } from './lib/processes.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
@@ -52,18 +51,9 @@ const gate = spawn(process.execPath, [cli, 'serve'], {
   stdio: ['ignore', 'ignore', 'inherit'],
 });
 const base = `http://127.0.0.1:${gatePort}`;
-for (let ready = false; !ready; ) {
-  ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
-  if (!ready) await new Promise((r) => setTimeout(r, 100));
-}
-const call = gateClient(base);
-const ws = randomUUID();
-await call('PUT', `/workspaces/${ws}`, { ownerId: randomUUID(), name: 'bench' });
-const build = await call('POST', `/workspaces/${ws}/builds`, { transition: 'start', agents: [{ name: 'main', address: `http://127.0.0.1:${agentPort}` }] });
-const agentToken = build.body.agents[0].token;
-const heartbeat = () => fetch(`${base}/agent/heartbeat`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}` } });
-await heartbeat();
-const beating = setInterval(() => void heartbeat(), 5_000);
+await waitReady(base);
+const workspace = await connectedWorkspace(base, `http://127.0.0.1:${agentPort}`);
+const ws = workspace.id;
 
 const cpuSeconds = () => {
   const fields = readFileSync(`/proc/${gate.pid}/stat`, 'utf8').split(') ')[1].split(' ');
@@ -130,7 +120,7 @@ async function scenario(label, calls) {
 
 await scenario('one tools/call, a 9.5 MiB line trickled', 1);
 await scenario('six such calls in one batched POST', 6);
-clearInterval(beating);
+workspace.stop();
 gate.kill('SIGKILL');
 agent.close();
 agent.closeAllConnections();

@@ -10,10 +10,9 @@
 // With taskset and two cores, the gate, PostgreSQL's backends for it and the agent share core 0
 // and the load core 1, as `npm run bench` pins them.
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
-import { ADMIN, CLI, createBenchDatabase, gateClient } from './support.mjs';
+import { ADMIN, CLI, connectedWorkspace, createBenchDatabase, gateClient, waitReady } from './support.mjs';
 import { freePort, pinSelf, pinningAvailable } from './lib/processes.mjs';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -34,18 +33,10 @@ const gate = spawn(gateCmd, gateArgs, {
 });
 if (pin) pinSelf(1);
 const base = `http://127.0.0.1:${gatePort}`;
-for (let ready = false; !ready; ) {
-  ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
-  if (!ready) await new Promise((r) => setTimeout(r, 100));
-}
+await waitReady(base);
+const workspace = await connectedWorkspace(base, `http://127.0.0.1:${agentPort}`);
+const ws = workspace.id;
 const call = gateClient(base);
-const ws = randomUUID();
-await call('PUT', `/workspaces/${ws}`, { ownerId: randomUUID(), name: 'bench' });
-const build = await call('POST', `/workspaces/${ws}/builds`, { transition: 'start', agents: [{ name: 'main', address: `http://127.0.0.1:${agentPort}` }] });
-const agentToken = build.body.agents[0].token;
-const heartbeat = () => fetch(`${base}/agent/heartbeat`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}` } });
-await heartbeat();
-const beating = setInterval(() => void heartbeat(), 5_000);
 const conn = await call('POST', '/tokens', { name: 'bench', scope: 'conn' });
 const token = conn.body.token;
 if ((await call('POST', `/workspaces/${ws}/conn`, undefined, token)).status !== 200) throw new Error('the workspace is not reachable');
@@ -86,7 +77,7 @@ flooding = false;
 await Promise.all(loops);
 console.log(`operations routes served meanwhile: ${opsRate} req/s; answers by status: ${JSON.stringify(Object.fromEntries(served.byStatus))}`);
 await pool.close();
-clearInterval(beating);
+workspace.stop();
 gate.kill('SIGKILL');
 agent.kill('SIGKILL');
 await new Promise((r) => setTimeout(r, 300));

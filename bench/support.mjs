@@ -64,3 +64,27 @@ export function gateClient(base) {
     return { status: res.status, body: await res.json().catch(() => undefined) };
   };
 }
+
+/** Resolves once the gate at `base` answers /readyz with 200. */
+export async function waitReady(base) {
+  for (let ready = false; !ready; ) {
+    ready = await fetch(`${base}/readyz`).then((r) => r.status === 200, () => false);
+    if (!ready) await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * A workspace whose one agent is at `address`, kept connected by a heartbeat every 5 s until
+ * `stop()`; with the agent's token.
+ */
+export async function connectedWorkspace(base, address) {
+  const call = gateClient(base);
+  const id = crypto.randomUUID();
+  await call('PUT', `/workspaces/${id}`, { ownerId: crypto.randomUUID(), name: 'bench' });
+  const build = await call('POST', `/workspaces/${id}/builds`, { transition: 'start', agents: [{ name: 'main', address }] });
+  const agentToken = build.body.agents[0].token;
+  const heartbeat = () => fetch(`${base}/agent/heartbeat`, { method: 'POST', headers: { authorization: `Bearer ${agentToken}` } });
+  await heartbeat();
+  const beating = setInterval(() => void heartbeat(), 5_000);
+  return { id, agentToken, stop: () => clearInterval(beating) };
+}

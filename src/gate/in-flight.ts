@@ -46,11 +46,35 @@ export function watchIntervalMs(inactiveTimeoutMs: number): number {
   return Math.min(5_000, Math.max(100, Math.round(inactiveTimeoutMs / 2)));
 }
 
-interface Entry {
+/** One piece of work: its registration, as its owner holds it (one object, no closures: it is made per request). */
+class Entry implements Registration {
   authority: Authority;
-  ended: Ending | undefined;
-  react: ((ending: Ending) => void) | undefined;
-  closed: boolean;
+  ended: Ending | undefined = undefined;
+  react: ((ending: Ending) => void) | undefined = undefined;
+  closed = false;
+
+  constructor(
+    private readonly registry: InFlight,
+    readonly set: Set<Entry>,
+    authority: Pick<Authority, 'tokenId' | 'ownerScope' | 'workspaceId'>,
+  ) {
+    this.authority = { tokenId: authority.tokenId, ownerScope: authority.ownerScope, workspaceId: authority.workspaceId, agentId: undefined, buildId: undefined };
+  }
+
+  reached(agentId: string, buildId: string | undefined): void {
+    this.authority = { ...this.authority, agentId, buildId };
+  }
+
+  onEnd(react: (ending: Ending) => void): void {
+    this.react = react;
+    if (this.ended) react(this.ended);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.registry.forget(this);
+  }
 }
 
 export class InFlight {
@@ -70,30 +94,20 @@ export class InFlight {
   }
 
   register(authority: Pick<Authority, 'tokenId' | 'ownerScope' | 'workspaceId'>): Registration {
-    const entry: Entry = { authority: { ...authority, agentId: undefined, buildId: undefined }, ended: undefined, react: undefined, closed: false };
     let set = this.#byWorkspace.get(authority.workspaceId);
     if (!set) this.#byWorkspace.set(authority.workspaceId, (set = new Set()));
+    const entry = new Entry(this, set, authority);
     set.add(entry);
     this.#size += 1;
-    return {
-      get ended() {
-        return entry.ended;
-      },
-      reached: (agentId, buildId) => {
-        entry.authority = { ...entry.authority, agentId, buildId };
-      },
-      onEnd: (react) => {
-        entry.react = react;
-        if (entry.ended) react(entry.ended);
-      },
-      close: () => {
-        if (entry.closed) return;
-        entry.closed = true;
-        this.#size -= 1;
-        set.delete(entry);
-        if (set.size === 0 && this.#byWorkspace.get(authority.workspaceId) === set) this.#byWorkspace.delete(authority.workspaceId);
-      },
-    };
+    return entry;
+  }
+
+  /** An entry's own close. */
+  forget(entry: Entry): void {
+    this.#size -= 1;
+    entry.set.delete(entry);
+    const workspaceId = entry.authority.workspaceId;
+    if (entry.set.size === 0 && this.#byWorkspace.get(workspaceId) === entry.set) this.#byWorkspace.delete(workspaceId);
   }
 
   /** A transition this replica wrote: ends at once the work it ends; returns how many. */

@@ -22,11 +22,19 @@ export function canonicalTarget(url: string): string {
     const end = start + UUID_LENGTH;
     const after = target.charCodeAt(end);
     if (target.length < end || !(Number.isNaN(after) || after === SLASH || after === QUESTION)) return target;
-    const id = target.slice(start, end);
-    const canonical = canonicalId(id);
-    return canonical === undefined || canonical === id ? target : `${target.slice(0, start)}${canonical}${target.slice(end)}`;
+    if (!hasUpperCase(target, start, end)) return target;
+    const canonical = canonicalId(target.slice(start, end));
+    return canonical === undefined ? target : `${target.slice(0, start)}${canonical}${target.slice(end)}`;
   }
   return target;
+}
+
+function hasUpperCase(text: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 65 && c <= 90) return true;
+  }
+  return false;
 }
 
 /** `http(s)://authority/path?query` as `/path?query`; any other target (`*`, garbage) as it is. */

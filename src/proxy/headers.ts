@@ -50,10 +50,12 @@ export const FORWARDING_PREFIXES = [
   'akamai-client-ip',
 ];
 
+// One test per header; the prefixes are letters and dashes only.
+const FORWARDING = new RegExp(`^(?:${FORWARDING_PREFIXES.join('|')})`);
+
 /** Whether a (lower-case) header name belongs to a forwarding family. */
 export function isForwardingHeader(lower: string): boolean {
-  for (const prefix of FORWARDING_PREFIXES) if (lower.startsWith(prefix)) return true;
-  return false;
+  return FORWARDING.test(lower);
 }
 
 /** Never forwarded to an agent: the caller's credentials and anything the gate itself sets. */
