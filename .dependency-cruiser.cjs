@@ -4,7 +4,8 @@
 //   http      routes and request-pipeline plugins
 //   mcp       the MCP front door: a server per request, and a client of the agents' /mcp
 //   proxy     forwarding a call over a gate connection, WebSocket tunnels
-//   gate      the decision flow, dials, the connection cache
+//   gate      the decision flow, shared dials, the connection cache
+//   transport how an agent is reached: the seam (agent-transport.ts) and its HTTP dial (http/)
 //   auth      tokens, principals, the gate's signing key
 //   db        repositories, the pool, migrations, notifications
 //   base      config, logger, metrics, lifecycle, event hub, tracing/
@@ -22,6 +23,7 @@ const LAYERS = {
   db: '^src/db/',
   auth: '^src/auth/',
   gate: '^src/gate/',
+  transport: '^src/transport/',
   proxy: '^src/proxy/',
   http: '^src/http/',
   mcp: '^src/mcp/',
@@ -44,10 +46,11 @@ module.exports = {
     only('base', ['domain']),
     only('db', ['base', 'domain']),
     only('auth', ['db', 'base', 'domain']),
-    only('gate', ['auth', 'db', 'base', 'domain']),
-    only('proxy', ['gate', 'auth', 'db', 'base', 'domain']),
-    only('mcp', ['proxy', 'gate', 'auth', 'db', 'base', 'domain']),
-    only('http', ['mcp', 'proxy', 'gate', 'auth', 'db', 'base', 'domain']),
+    only('transport', ['auth', 'base', 'domain']),
+    only('gate', ['transport', 'auth', 'db', 'base', 'domain']),
+    only('proxy', ['gate', 'transport', 'auth', 'db', 'base', 'domain']),
+    only('mcp', ['proxy', 'gate', 'transport', 'auth', 'db', 'base', 'domain']),
+    only('http', ['mcp', 'proxy', 'gate', 'transport', 'auth', 'db', 'base', 'domain']),
     only('agent', ['http', 'auth', 'base', 'domain']),
     only('client', ['domain']),
     {

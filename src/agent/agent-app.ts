@@ -11,7 +11,7 @@ import { ApiError } from '../domain/errors.js';
 import { parseGateSignature, SIGNATURE_HEADER, verifyGateSignature, withinWindow, type SignatureCheck } from '../auth/gate-signature.js';
 import type { GateKeySource } from './gate-keys.js';
 import { NonceCache } from './nonce-cache.js';
-import { callerSignal } from '../http/caller-signal.js';
+import { callerSignal } from '../http/caller.js';
 import { runProcess, type RunOptions } from './run-process.js';
 import { directory, readableFile, writableFile, writeAtomically } from './files.js';
 import { execEnv, registerMcp } from './agent-mcp.js';

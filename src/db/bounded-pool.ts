@@ -7,21 +7,7 @@
 // queries are in flight) would be an uncaught 'error' that ends the process.
 import pg from 'pg';
 import type { PostgresPool, PostgresPoolClient, PostgresQueryResult } from 'kysely';
-import type { FailureCode } from '../domain/failure-codes.js';
-
-export class DatabaseTimeoutError extends Error {
-  override name = 'DatabaseTimeoutError';
-  readonly code = 'AGENTGATE_DB_TIMEOUT' satisfies FailureCode;
-}
-
-/**
- * The database connection broke, or none could be opened. pg reports these without a code of
- * their own (no SQLSTATE, no errno): they are told apart here by where they happened instead.
- */
-export class DatabaseUnavailableError extends Error {
-  override name = 'DatabaseUnavailableError';
-  readonly code = 'AGENTGATE_DB_UNAVAILABLE' satisfies FailureCode;
-}
+import { DatabaseTimeout, DatabaseUnavailable } from '../domain/failures.js';
 
 /** pg's own errors carry no code; the server's carry a SQLSTATE and the network's an errno. */
 const hasCode = (error: unknown): boolean => typeof (error as { code?: unknown } | null)?.code === 'string';
@@ -86,7 +72,7 @@ export class BoundedPool implements PostgresPool {
   async connect(budgetMs = this.timeoutMs): Promise<PostgresPoolClient> {
     const started = performance.now();
     // A call still running when shutdown closed the pool (its grace ran out).
-    if (this.pg.ending) throw new DatabaseUnavailableError('the database pool is closed: agentgate is shutting down');
+    if (this.pg.ending) throw new DatabaseUnavailable('the database pool is closed: agentgate is shutting down');
     let client: pg.PoolClient;
     try {
       client = await this.#connectWithin(Math.min(budgetMs, this.timeoutMs));
@@ -94,7 +80,7 @@ export class BoundedPool implements PostgresPool {
       // Without a code, a failed connect is pg's own report of a connection that timed out or
       // ended while opening; a pool that is shutting down says so too, and stays a plain error.
       if (hasCode(error) || this.pg.ending) throw error;
-      throw new DatabaseUnavailableError('no database connection could be opened', { cause: error });
+      throw new DatabaseUnavailable('no database connection could be opened', { cause: error });
     }
     return new BoundedClient(client, this, started);
   }
@@ -106,7 +92,7 @@ export class BoundedPool implements PostgresPool {
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         pending.then((late) => late.release(), () => undefined);
-        reject(new DatabaseTimeoutError(`timed out waiting ${Math.round(budgetMs)} ms for a database connection`));
+        reject(new DatabaseTimeout(`timed out waiting ${Math.round(budgetMs)} ms for a database connection`));
       }, Math.max(0, budgetMs));
     });
     return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
@@ -168,7 +154,7 @@ class BoundedClient implements PostgresPoolClient {
     if (remaining < this.pool.minBudgetMs) {
       // Not sent: the connection stays healthy and goes back to the pool.
       this.#budgetStart = performance.now();
-      throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, remaining)} ms of ${Math.round(budgetMs)} ms)`);
+      throw new DatabaseTimeout(`no time left for a database query (${Math.max(0, remaining)} ms of ${Math.round(budgetMs)} ms)`);
     }
     const started = performance.now();
     // Our own timer rather than pg's query_timeout: pg's read timeout is told apart only by its
@@ -186,17 +172,17 @@ class BoundedClient implements PostgresPoolClient {
         // with the connection, and nobody waits for it.
         (this.client as unknown as RawConnection).connection?.stream?.destroy();
         this.pool.onQuery?.((performance.now() - started) / 1000, false);
-        throw new DatabaseTimeoutError(`database query exceeded ${Math.round(budgetMs)} ms`);
+        throw new DatabaseTimeout(`database query exceeded ${Math.round(budgetMs)} ms`);
       }
       this.pool.onQuery?.((performance.now() - started) / 1000, true);
       return result;
     } catch (error) {
-      if (error instanceof DatabaseTimeoutError) throw error;
+      if (error instanceof DatabaseTimeout) throw error;
       this.pool.onQuery?.((performance.now() - started) / 1000, false);
       // A code-less error on a client whose connection reported an error is that connection
       // breaking (pg errors the query in flight, then the client); not a bug of the query.
       if (this.#broken && !hasCode(error)) {
-        throw new DatabaseUnavailableError('the database connection broke during a query', { cause: error });
+        throw new DatabaseUnavailable('the database connection broke during a query', { cause: error });
       }
       throw error;
     } finally {

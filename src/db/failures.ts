@@ -1,6 +1,6 @@
 // Which database errors mean "the database is unavailable" (transient, 503) rather than a bug:
 // told apart by code only (ours, Node's errno, PostgreSQL's SQLSTATE), never by message.
-import { apiCodeOfError } from '../domain/failure-codes.js';
+import { apiCodeOfError } from '../domain/failures.js';
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);
 

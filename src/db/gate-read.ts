@@ -3,7 +3,8 @@
 // Prepared statements: parsed and planned once per connection. Reads that arrive together share
 // one query (CurrentAgentReads), each still sent after its call arrived.
 import type { Span } from '@opentelemetry/api';
-import { DatabaseTimeoutError, type BoundedPool } from './bounded-pool.js';
+import type { BoundedPool } from './bounded-pool.js';
+import { DatabaseTimeout } from '../domain/failures.js';
 import { agentTimes, type AgentTimesRow } from './workspaces-repo.js';
 import type { AgentTimes } from '../domain/agent.js';
 
@@ -182,7 +183,7 @@ export class CurrentAgentReads {
 
   async #query(batch: Waiting[], budgetMs: number, sentAt: number): Promise<void> {
     try {
-      if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeoutError(`no time left for a database query (${Math.max(0, Math.round(budgetMs))} ms)`);
+      if (budgetMs < this.#pool.minBudgetMs) throw new DatabaseTimeout(`no time left for a database query (${Math.max(0, Math.round(budgetMs))} ms)`);
       const rows = await this.#pool.queryNamed<Row & { i: number }>(
         READ_NAME,
         READ_CURRENT_AGENTS,

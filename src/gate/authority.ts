@@ -9,7 +9,7 @@
 //   a timer (no transition tells of heartbeats that stopped).
 import type { Classification } from '../domain/agent.js';
 import type { GateEvent } from '../domain/events.js';
-import type { Ending } from '../domain/work-ended.js';
+import type { Ending } from '../domain/failures.js';
 import { endsCallsOn } from './decide.js';
 
 export interface Authority {

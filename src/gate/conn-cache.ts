@@ -3,7 +3,7 @@
 // evicted connection closes only when its last lease is returned, so a call never receives, nor
 // keeps using, a pool that the cache closed under it.
 import { LRUCache } from 'lru-cache';
-import type { AgentConnection } from './agent-connection.js';
+import type { AgentConnection } from '../transport/agent-transport.js';
 
 interface Entry {
   conn: AgentConnection;

@@ -84,3 +84,13 @@ export function endsCallsOn(now: { classification: Classification; current: bool
     ? 'the agent said goodbye during the call'
     : 'the agent stopped reporting heartbeats during the call';
 }
+
+/**
+ * Pure: whether a call that failed with `code` leaves its cached connection suspect, so that the
+ * next call dials afresh rather than trust it: its sockets broke, the agent refused a new one,
+ * or it fell silent on a request (a frozen agent would otherwise hold every next call for the
+ * whole response bound). One rule for the proxy, WebSockets and the MCP front door.
+ */
+export function leavesConnectionSuspect(code: string): boolean {
+  return code === 'AGENT_CONNECTION_LOST' || code === 'AGENT_UNREACHABLE' || code === 'AGENT_RESPONSE_TIMEOUT';
+}

@@ -13,7 +13,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { AuthorityQuery, AuthorityRead } from '../db/authority-read.js';
 import type { GateEvent } from '../domain/events.js';
-import type { Ending } from '../domain/work-ended.js';
+import type { Ending } from '../domain/failures.js';
 import { authorityEnded, endsWork, type Authority } from './authority.js';
 import { classifyAgent } from './classify.js';
 

@@ -6,26 +6,10 @@
 // Waiters are cheap and bounded: one small object each (its own abort listener and timer, no
 // closures and no promise reaction of its own: the flight settles them all from one), and at
 // most `maxWaiters` per agent; beyond that a caller is refused at once (TooManyWaiters).
-import { DialAbandoned } from './dial.js';
-import type { FailureCode } from '../domain/failure-codes.js';
+import { CallerGone, DialAbandoned, TooManyWaiters, WaitExpired } from '../domain/failures.js';
 
-/** Rejection of a waiter whose own caller went away. */
-export class CallerGone extends Error {
-  override name = 'CallerGone';
-  readonly code = 'AGENTGATE_CALLER_GONE' satisfies FailureCode;
-}
 
-/** Rejection of a waiter whose own budget ran out before the dial settled: its answer alone. */
-export class WaitExpired extends Error {
-  override name = 'WaitExpired';
-  readonly code = 'AGENTGATE_WAIT_EXPIRED' satisfies FailureCode;
-}
 
-/** Refusal of a caller when its agent's dial already has the most waiters allowed. */
-export class TooManyWaiters extends Error {
-  override name = 'TooManyWaiters';
-  readonly code = 'AGENTGATE_TOO_MANY_WAITERS' satisfies FailureCode;
-}
 
 export const DEFAULT_MAX_WAITERS = 1_000;
 
@@ -64,7 +48,7 @@ class Waiter<T> {
   }
 
   handleEvent(): void {
-    this.leave(new CallerGone('the caller went away'));
+    this.leave(new CallerGone());
   }
 }
 
@@ -116,7 +100,7 @@ export class SharedDials<T> {
     waitMs: number,
     start: (signal: AbortSignal) => Promise<T>,
   ): Promise<{ value: T; joined: boolean }> {
-    if (waiterSignal.aborted) return Promise.reject(new CallerGone('the caller went away'));
+    if (waiterSignal.aborted) return Promise.reject(new CallerGone());
     let flight = this.#flights.get(key);
     // A dial every waiter left is being cancelled; its cancel is nobody's answer, so start anew.
     if (flight?.controller.signal.aborted) flight = undefined;

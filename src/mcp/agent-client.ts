@@ -18,11 +18,11 @@ import {
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
 import { mediaTypeEssence } from '@modelcontextprotocol/sdk/shared/mediaType.js';
-import type { AgentConnection } from '../gate/agent-connection.js';
+import type { AgentConnection } from '../transport/agent-transport.js';
 import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
-import { failureAnswer } from '../domain/failure-codes.js';
+import { failureAnswer, McpMessageTooLarge } from '../domain/failures.js';
 import { forwardRequest, type Forwarded } from '../proxy/forward.js';
-import { SseEventTooLarge, SseReader } from './sse.js';
+import { SseReader } from './sse.js';
 import { MAX_JSON_DEPTH, nestedDeeperThan } from '../domain/json-depth.js';
 import type { TraceHeaders } from '../tracing/trace-context.js';
 
@@ -51,14 +51,6 @@ export class AgentHttpError extends Error {
     readonly retryAfter?: number,
   ) {
     super(detail);
-  }
-}
-
-/** One message (a JSON body, or one event of a stream) from the agent is over the bound. */
-export class AgentMessageTooLarge extends Error {
-  override name = 'AgentMessageTooLarge';
-  constructor(readonly limit: number) {
-    super(`the agent's MCP message is larger than ${limit} bytes`);
   }
 }
 
@@ -294,7 +286,7 @@ async function post(conn: AgentConnection, message: JSONRPCMessage, id: RequestI
     if (options.signal.aborted) throw options.signal.reason;
     if (error instanceof AgentHttpError) throw error;
     forwarded.abort(error as Error);
-    if (error instanceof AgentMessageTooLarge) {
+    if (error instanceof McpMessageTooLarge) {
       throw failureAnswer(
         'AGENTGATE_MCP_MESSAGE_TOO_LARGE',
         `${error.message}, the most agentgate carries (AGENTGATE_BODY_LIMIT_BYTES); the tool's output must be made smaller`,
@@ -358,7 +350,7 @@ function readText(body: Readable, limit: number, strict: boolean): Promise<strin
       if (size <= limit) return;
       done = true;
       body.destroy();
-      if (strict) reject(new AgentMessageTooLarge(limit));
+      if (strict) reject(new McpMessageTooLarge(limit));
       else resolve(Buffer.concat(chunks).subarray(0, limit).toString('utf8'));
     });
     body.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
@@ -387,7 +379,7 @@ function readEvents(forwarded: Forwarded, id: RequestId | undefined, options: Ag
       try {
         events = reader.push(chunk);
       } catch (error) {
-        settle(() => reject(error instanceof SseEventTooLarge ? new AgentMessageTooLarge(options.maxMessageBytes) : asError(error)));
+        settle(() => reject(asError(error)));
         return;
       }
       for (const data of events) {

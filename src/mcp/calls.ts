@@ -7,11 +7,8 @@
 // its own calls: the call may run on another (no affinity). What ends calls from outside their
 // request otherwise (authority, the agent's going) is the work in flight's (src/gate/in-flight.ts).
 import type { RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { CallCancelled } from '../domain/failures.js';
 
-/** Abort reason: the caller cancelled the request (notifications/cancelled). */
-export class CallCancelled extends Error {
-  override name = 'CallCancelled';
-}
 
 export interface RunningCall {
   /** Aborted with CallCancelled. */

@@ -24,18 +24,20 @@ import {
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ApiError, ERROR_CATALOGUE, type ProblemExtras } from '../domain/errors.js';
-import { CallerGone, type Gate, type GateSuccess } from '../gate/gate.js';
+import { type Gate, type GateSuccess } from '../gate/gate.js';
+import { CallerGone } from '../domain/failures.js';
 import { disconnectedSeconds } from '../gate/classify.js';
 import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
-import { CallCancelled, cancelKey, type RunningCall, type RunningCalls } from './calls.js';
+import { leavesConnectionSuspect } from '../gate/decide.js';
+import { cancelKey, type RunningCall, type RunningCalls } from './calls.js';
 import type { CancelRelay } from './cancel-relay.js';
-import { WorkEnded } from '../domain/work-ended.js';
+import { CallCancelled, WorkEnded } from '../domain/failures.js';
 import type { InFlight, Registration } from '../gate/in-flight.js';
 import type { CancelNotice } from '../domain/events.js';
 import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
 import type { ToolLists } from './tool-lists.js';
 import { Turns } from './turns.js';
-import { ATTR, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
+import { ATTR, childSpan, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
 import type { TraceHeaders } from '../tracing/trace-context.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -125,7 +127,7 @@ export class FrontDoor {
 }
 
 /** Abort reason inside an exchange whose HTTP request ended. */
-const callerGone = () => new CallerGone('the caller went away');
+
 
 /**
  * One HTTP request's messages: the tool requests it carries (acquired through the gate before
@@ -359,11 +361,11 @@ export class ToolRequest {
       if (ended) return ended;
       // The gate's own abort reason for a caller that left or cancelled while waiting.
       if (this.#signal.aborted && this.#signal.reason instanceof CallCancelled) throw this.#signal.reason;
-      throw callerGone();
+      throw new CallerGone();
     }
     if (this.#disposed) {
       this.endTurn();
-      throw callerGone();
+      throw new CallerGone();
     }
     try {
       const success = await this.options.gate.connect({
@@ -379,21 +381,16 @@ export class ToolRequest {
         // The caller left (or cancelled) while the gate read: a cached connection may still have
         // been handed out, and nobody will use it.
         success.lease.release();
-        throw this.#signal.aborted ? (this.#signal.reason as Error) : callerGone();
+        throw this.#signal.aborted ? (this.#signal.reason as Error) : new CallerGone();
       }
-      this.options.metrics.connTotal.inc({ code: 'ok' });
       this.#lease = success.lease;
       this.#work.reached(success.agent.id, success.agent.buildId);
       return { kind: 'lease', success };
     } catch (error) {
-      if (error instanceof ApiError) {
-        this.options.metrics.connTotal.inc({ code: error.code });
-        return { kind: 'refused', error };
-      }
+      if (error instanceof ApiError) return { kind: 'refused', error };
       const ended = this.#endedBeforeAgent();
       if (ended) return ended;
       if (error instanceof CallerGone || error instanceof CallCancelled) {
-        this.options.metrics.connTotal.inc({ code: 'client_closed' });
         // The gate names every abort CallerGone; a cancel stays a cancel.
         if (this.#signal.aborted && this.#signal.reason instanceof CallCancelled) throw this.#signal.reason;
       }
@@ -405,7 +402,7 @@ export class ToolRequest {
   #endedBeforeAgent(): Acquired | undefined {
     const reason: unknown = this.#signal.aborted ? this.#signal.reason : undefined;
     if (!(reason instanceof WorkEnded)) return undefined;
-    return { kind: 'refused', error: new ApiError(reason.code, reason.message, { workspaceId: this.exchange.endpoint.workspaceId }) };
+    return { kind: 'refused', error: reason.answer({ workspaceId: this.exchange.endpoint.workspaceId }) };
   }
 
   async list(params: unknown, extra: Extra): Promise<ListToolsResult> {
@@ -465,7 +462,7 @@ export class ToolRequest {
     // closes: the first is a cancel (the dial included), the second the response ending.
     const onServerAbort = () => {
       const reason: unknown = extra.signal.reason;
-      this.#local.abort(this.exchange.ending ? callerGone() : new CallCancelled(typeof reason === 'string' && reason ? reason : 'the caller cancelled the request'));
+      this.#local.abort(this.exchange.ending ? new CallerGone() : new CallCancelled(typeof reason === 'string' && reason ? reason : 'the caller cancelled the request'));
     };
     if (extra.signal.aborted) onServerAbort();
     else extra.signal.addEventListener('abort', onServerAbort, { once: true });
@@ -500,14 +497,7 @@ export class ToolRequest {
     // The call to the agent's /mcp (tracing on): the agent is told this span as its parent.
     const { tracing } = this.options;
     const trace = this.exchange.endpoint.trace;
-    const span =
-      tracing.enabled && trace
-        ? tracing.tracer.startSpan(
-            'agentgate.mcp',
-            { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'jsonrpc', 'rpc.method': this.method, [ATTR.agentId]: success.agent.id } },
-            trace,
-          )
-        : undefined;
+    const span = childSpan(tracing, trace, 'agentgate.mcp', { 'rpc.system': 'jsonrpc', 'rpc.method': this.method, [ATTR.agentId]: success.agent.id }, SpanKind.CLIENT);
     try {
       const result = await traced(span, callAgent(conn, this.method, params, {
         trace: span ? tracing.headersFor(span) : this.exchange.endpoint.callerTrace,
@@ -531,7 +521,7 @@ export class ToolRequest {
     } catch (error) {
       if (signal.aborted) {
         const reason: unknown = signal.reason;
-        if (reason instanceof WorkEnded) return { kind: 'failed', error: new ApiError(reason.code, reason.message, extras) };
+        if (reason instanceof WorkEnded) return { kind: 'failed', error: reason.answer(extras) };
         return this.#abandoned(error, signal);
       }
       if (error instanceof AgentRpcError) {
@@ -545,7 +535,7 @@ export class ToolRequest {
         return { kind: 'failed', error: new ApiError(code, agentAnswerDetail(code, error.message), { ...extras, ...retry }) };
       }
       if (error instanceof ApiError) {
-        if (error.code === 'AGENT_CONNECTION_LOST' || error.code === 'AGENT_UNREACHABLE' || error.code === 'AGENT_RESPONSE_TIMEOUT') {
+        if (leavesConnectionSuspect(error.code)) {
           // The pool's sockets are suspect (broken, or held by an agent that fell silent): the
           // next call dials afresh and makes a new session.
           success.lease.markBroken();
@@ -596,7 +586,7 @@ async function traced<T>(span: Span | undefined, call: Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof AgentHttpError) endSpan(span, { code: agentAnswerCode(error.status), status: error.status });
     else if (error instanceof AgentRpcError) endSpan(span, { code: 'rpc_error' });
-    else if (error instanceof WorkEnded) endSpan(span, { code: error.code, status: ERROR_CATALOGUE[error.code].status });
+    else if (error instanceof WorkEnded) endSpan(span, { code: error.answerCode, status: ERROR_CATALOGUE[error.answerCode].status });
     else endSpan(span, failureOutcome(error));
     throw error;
   }

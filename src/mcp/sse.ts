@@ -1,6 +1,6 @@
 // A server-sent events reader for the agent's MCP responses: the `data` of each event, as it
 // completes. Comments (keep-alives), `id`, `event` and `retry` fields carry nothing the gate
-// uses. One event larger than `maxEventBytes` is an error, so that a stream without blank lines
+// uses. One event larger than `maxEventBytes` is McpMessageTooLarge, so that a stream without blank lines
 // cannot grow a buffer without bound.
 //
 // The cost is linear in the bytes received, however the agent cuts them: each byte is scanned
@@ -8,9 +8,7 @@
 // when it ends, and nothing already read is scanned or copied again. Lines are split on bytes
 // (CR and LF never occur inside a UTF-8 sequence) and decoded whole.
 
-export class SseEventTooLarge extends Error {
-  override name = 'SseEventTooLarge';
-}
+import { McpMessageTooLarge } from '../domain/failures.js';
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -60,7 +58,7 @@ export class SseReader {
       this.#partial.push(chunk.subarray(pos));
       this.#partialBytes += chunk.length - pos;
     }
-    if (this.#partialBytes + this.#dataBytes > this.maxEventBytes) throw new SseEventTooLarge(`an event is larger than ${this.maxEventBytes} bytes`);
+    if (this.#partialBytes + this.#dataBytes > this.maxEventBytes) throw new McpMessageTooLarge(this.maxEventBytes);
     return events;
   }
 
@@ -78,7 +76,7 @@ export class SseReader {
     let start = 5;
     if (line[start] === SPACE) start += 1;
     this.#dataBytes += line.length + 1;
-    if (this.#dataBytes > this.maxEventBytes) throw new SseEventTooLarge(`an event is larger than ${this.maxEventBytes} bytes`);
+    if (this.#dataBytes > this.maxEventBytes) throw new McpMessageTooLarge(this.maxEventBytes);
     this.#data.push(line.length > start ? line.toString('utf8', start) : '');
     return undefined;
   }

@@ -1,8 +1,12 @@
-// The gate (SPEC section 5) and the agent connections it caches, decorated as `app.gate`; its
-// connections close with the app.
+// The gate (contract §5) and the agent connections it caches, decorated as `app.gate`: its rows
+// read from the database (batched), its agents reached by dialing their address, and its
+// connections closed with the app.
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { Gate } from '../gate/gate.js';
+import { CurrentAgentReads, readCurrentAgent } from '../db/gate-read.js';
+import { HttpTransport } from '../transport/http/dial.js';
+import { connectionPolicy } from '../transport/http/connection.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,12 +16,18 @@ declare module 'fastify' {
 
 export default fp<{ config: Config }>(
   async (app, { config }) => {
+    const pool = app.database.pool;
+    const batched = new CurrentAgentReads(pool);
     const gate = new Gate({
-      pool: app.database.pool,
+      reads: {
+        minBudgetMs: pool.minBudgetMs,
+        read: (workspaceId, agentName, budgetMs, span) => batched.read(workspaceId, agentName, budgetMs, span),
+        recheck: (workspaceId, agentName, budgetMs) => readCurrentAgent(pool, workspaceId, agentName, budgetMs),
+      },
+      transport: new HttpTransport(connectionPolicy(config), app.signingKey),
       config,
       metrics: app.metrics,
       logger: app.log,
-      signingKey: app.signingKey,
       tracing: app.tracing,
     });
     app.addHook('onClose', () => gate.close());

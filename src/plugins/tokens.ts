@@ -1,11 +1,16 @@
-// The token store (cached, hashed lookups), decorated as `app.tokens`.
+// The token store (cached, hashed lookups), decorated as `app.tokens`, and the per-token caps on
+// what one token has in flight, decorated as `app.concurrency` (one count for HTTP requests and
+// WebSocket upgrades alike).
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { TokenStore } from '../auth/token-store.js';
+import { TokenConcurrency } from '../auth/token-concurrency.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     tokens: TokenStore;
+    /** Per-token slots in use (read by diagnostics and tests). */
+    concurrency: TokenConcurrency;
   }
 }
 
@@ -16,6 +21,7 @@ export default fp<{ config: Config }>(
       'tokens',
       new TokenStore({ db: app.database.db, adminToken: config.adminToken, onLookup: (source) => tokenLookups.inc({ source }) }),
     );
+    app.decorate('concurrency', new TokenConcurrency({ requests: config.maxRequestsPerToken, websockets: config.maxWebSocketsPerToken }));
   },
   { name: 'agentgate-tokens', dependencies: ['agentgate-database', 'agentgate-metrics'] },
 );

@@ -4,24 +4,8 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
-import type { AgentConnection } from '../gate/agent-connection.js';
-import { neverConnected } from '../gate/connector.js';
-import { CallerGone } from '../gate/shared-dials.js';
-import { failureAnswer, type FailureCode } from '../domain/failure-codes.js';
-import { WorkEnded } from '../domain/work-ended.js';
-import { ApiError } from '../domain/errors.js';
-
-/** Abort reason: the agent sent no response headers in time. */
-export class HeadersTimeout extends Error {
-  override name = 'HeadersTimeout';
-  readonly code = 'AGENTGATE_PROXY_HEADERS_TIMEOUT' satisfies FailureCode;
-}
-
-/** Abort reason: the caller's body grew past the limit. */
-export class BodyTooLarge extends Error {
-  override name = 'BodyTooLarge';
-  readonly code = 'AGENTGATE_PROXY_BODY_TOO_LARGE' satisfies FailureCode;
-}
+import type { AgentConnection } from '../transport/agent-transport.js';
+import { BodyTooLarge, CallerGone, HeadersTimeout, RequestNotSent, WorkEnded, failureAnswer } from '../domain/failures.js';
 
 /** Counts bytes through and fails past `limit`. */
 class ByteLimit extends Transform {
@@ -109,17 +93,13 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
     onAbort = () => reject(controller.signal.reason as Error);
     controller.signal.addEventListener('abort', onAbort, { once: true });
   });
-  const responded = options.conn.awaitResponse();
   try {
-    const sent = options.conn.pool.request({
+    const sent = options.conn.request({
       method: options.method,
       path: options.path,
       headers: options.headers,
       body: body ?? null,
       signal: controller.signal,
-      // Our own timer above is the bound; undici's ticks about once a second.
-      headersTimeout: 0,
-      bodyTimeout: 0,
     });
     sent.catch(() => undefined); // settles later when abandoned; nobody waits for it then
     const response = await Promise.race([sent, aborted]);
@@ -139,19 +119,15 @@ export async function forwardRequest(options: ForwardOptions): Promise<Forwarded
       throw failureAnswer('AGENTGATE_PROXY_BODY_TOO_LARGE', `the request body is larger than ${options.bodyLimit} bytes`);
     }
     // The caller left (its upload broke, or its connection closed): not the agent's fault.
-    if (options.callerSignal.aborted || uploadError) throw new CallerGone('the caller went away');
+    if (options.callerSignal.aborted || uploadError) throw new CallerGone();
     const where = { workspaceId: options.conn.target.workspaceId, agentId: options.conn.agentId };
-    if (reason instanceof HeadersTimeout) throw failureAnswer(reason.code, reason.message, where);
-    if (reason instanceof WorkEnded) throw new ApiError(reason.code, reason.message, where);
-    // The pool had to open a new socket and could not: the request never left, so the agent
-    // is unreachable, not a connection lost under a request that may have run.
-    if (reason === undefined && neverConnected(error)) {
-      throw failureAnswer('AGENTGATE_PROXY_CONNECT_FAILED', 'a new connection to the agent could not be opened; nothing was sent', where);
-    }
+    if (reason instanceof HeadersTimeout || reason instanceof WorkEnded) throw reason.answer(where);
+    // The request never left, so the agent is unreachable, not a connection lost under a
+    // request that may have run.
+    if (reason === undefined && error instanceof RequestNotSent) throw error.answer(where);
     throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke before its response began', where);
   } finally {
     if (onAbort) controller.signal.removeEventListener('abort', onAbort);
-    responded();
   }
 }
 

@@ -3,23 +3,19 @@
 // per-token caps, rate limit, load shedding); the proxy route then hands it here once the gate
 // has a connection: the upgrade is forwarded (signed) to the agent on a socket of its own and
 // the two sockets are joined; either side closing closes the other.
-import { ServerResponse, STATUS_CODES, request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { ServerResponse, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import { CallerGone, type GateSuccess } from '../gate/gate.js';
-import type { Registration } from '../gate/in-flight.js';
+import { CallerGone } from '../domain/failures.js';
 import { ApiError } from '../domain/errors.js';
-import { WorkEnded } from '../domain/work-ended.js';
 import type { Metrics } from '../metrics.js';
 import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
-import type { AgentConnection } from '../gate/agent-connection.js';
-import { createConnector, neverConnected } from '../gate/connector.js';
-import { failureAnswer } from '../domain/failure-codes.js';
+import type { AgentConnection, UpgradeAnswer } from '../transport/agent-transport.js';
+import { HeadersTimeout, RequestNotSent, WorkEnded, failureAnswer } from '../domain/failures.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
+import type { ProxiedCall } from './proxied-call.js';
 import { SpanKind } from '@opentelemetry/api';
-import { ATTR, TRACING_OFF, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
+import { ATTR, TRACING_OFF, childSpan, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
 
 /** A request that asks to become a WebSocket (any route; the proxy route is the one that can). */
 export function isWebSocketUpgrade(req: IncomingMessage): boolean {
@@ -38,17 +34,13 @@ export interface WebSocketProxyOptions {
   tracing?: Tracing | undefined;
 }
 
-type UpgradeAnswer =
-  | { kind: 'upgrade'; response: IncomingMessage; socket: Duplex; head: Buffer }
-  | { kind: 'response'; response: IncomingMessage };
-
 /**
- * Sends the upgrade request to the agent on a socket of its own (an upgraded socket leaves any
- * pool), opened by our connector: TLS verified, connect bounded. Resolves with the 101 and its
- * socket, or with the agent's other answer. Throws CallerGone, AGENT_RESPONSE_TIMEOUT or
- * AGENT_CONNECTION_LOST.
+ * Sends the upgrade request to the agent, on a stream of its own (an upgraded socket leaves any
+ * pool). Resolves with the 101 and its stream, or with the agent's other answer. Throws
+ * CallerGone, or an ApiError: AGENT_RESPONSE_TIMEOUT, AGENT_UNREACHABLE (nothing was sent),
+ * AGENT_CONNECTION_LOST, or the code of the work's ending.
  */
-function sendUpgrade(options: {
+async function sendUpgrade(options: {
   conn: AgentConnection;
   path: string;
   headers: Record<string, string | string[]>;
@@ -56,70 +48,26 @@ function sendUpgrade(options: {
   headersTimeoutMs: number;
 }): Promise<UpgradeAnswer> {
   const { conn } = options;
-  const origin = new URL(conn.origin);
-  const connector = createConnector({ timeoutMs: conn.connectTimeoutMs });
   const where = { workspaceId: conn.target.workspaceId, agentId: conn.agentId };
-  return new Promise((resolve, reject) => {
-    const request = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
-      method: 'GET',
-      path: options.path,
-      // Node would derive Host from the (absent) host option, `localhost:80`; the connection
-      // comes from our connector, so name the agent's own host and port.
-      headers: { ...options.headers, host: origin.host },
-      createConnection: (_opts, oncreate) => {
-        connector(
-          { hostname: origin.hostname, protocol: origin.protocol, port: origin.port },
-          (error, socket) => (error ? oncreate(error, undefined as unknown as Duplex) : oncreate(null, socket)),
-        );
-        return undefined;
-      },
-    });
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      options.signal.removeEventListener('abort', onAbort);
-      fn();
-    };
-    const timer = setTimeout(() => {
-      request.destroy();
-      settle(() => reject(failureAnswer('AGENTGATE_PROXY_HEADERS_TIMEOUT', `the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`, where)));
-    }, options.headersTimeoutMs);
-    const onAbort = () => {
-      request.destroy();
-      const reason: unknown = options.signal.reason;
-      settle(() =>
-        reject(reason instanceof WorkEnded ? new ApiError(reason.code, `${reason.message} during the WebSocket upgrade`, where) : new CallerGone('the caller went away')),
-      );
-    };
-    if (options.signal.aborted) onAbort();
-    else options.signal.addEventListener('abort', onAbort, { once: true });
-    request.once('upgrade', (response, socket, head) => settle(() => resolve({ kind: 'upgrade', response, socket, head })));
-    request.once('response', (response) => settle(() => resolve({ kind: 'response', response })));
-    request.once('error', (error) => {
-      // As for proxied requests: a socket that never opened sent nothing.
-      const failure = neverConnected(error)
-        ? failureAnswer('AGENTGATE_PROXY_CONNECT_FAILED', 'a connection to the agent could not be opened for the WebSocket upgrade; nothing was sent', where)
-        : failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke during the WebSocket upgrade', where);
-      settle(() => reject(failure));
-    });
-    request.end();
-  });
+  const signal = AbortSignal.any([
+    options.signal,
+    abortAfter(options.headersTimeoutMs, () => new HeadersTimeout(`the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`)),
+  ]);
+  try {
+    return await conn.upgrade({ path: options.path, headers: options.headers, signal });
+  } catch (error) {
+    if (error instanceof HeadersTimeout || error instanceof RequestNotSent) throw error.answer(where);
+    if (error instanceof WorkEnded) throw new ApiError(error.answerCode, `${error.message} during the WebSocket upgrade`, where);
+    if (options.signal.aborted) throw new CallerGone();
+    throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke during the WebSocket upgrade', where);
+  }
 }
 
-export interface TunnelRequest {
-  request: FastifyRequest;
-  reply: FastifyReply;
-  gated: GateSuccess;
-  /**
-   * The upgrade in the work in flight, registered before anything is sent to the agent: its
-   * authority ending aborts the handshake, or closes the tunnel it became. Closed here.
-   */
-  work: Registration;
-  /** The agent path, with its query, after the connection's base path. */
-  path: string;
-  signal: AbortSignal;
+/** A signal aborted after `ms` with the reason made then; its timer does not hold the process. */
+function abortAfter(ms: number, reason: () => Error): AbortSignal {
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(reason()), ms).unref();
+  return controller.signal;
 }
 
 /**
@@ -167,16 +115,16 @@ export class WebSockets {
    * passes through. Throws (before anything was written to the caller) CallerGone or an
    * ApiError, for the route to answer. The gate's lease is released here, when the tunnel ends.
    */
-  async open(t: TunnelRequest): Promise<void> {
-    const { request, reply, gated, work } = t;
+  async open(t: ProxiedCall): Promise<void> {
+    const { req, gated, work } = t;
     const { metrics } = this.options;
-    const pending = this.#pending.get(request.raw);
+    const pending = this.#pending.get(req);
     if (!pending) {
       work.close();
       throw new Error('not an accepted upgrade');
     }
     const { socket, head } = pending;
-    const log = request.log;
+    const log = t.log;
     const conn = gated.lease.conn;
     let release: (() => void) | undefined = () => {
       work.close();
@@ -186,27 +134,27 @@ export class WebSockets {
     const ended = new AbortController();
     work.onEnd((ending) => ended.abort(new WorkEnded(ending)));
     // The upgrade request to the agent, until its answer (a tunnel's life is the server span's).
-    const span = request.traceContext
-      ? this.#tracing.tracer.startSpan(
-          'agentgate.proxy',
-          { kind: SpanKind.CLIENT, attributes: { 'http.request.method': 'GET', [ATTR.agentId]: conn.agentId, 'agentgate.websocket': true } },
-          request.traceContext,
-        )
-      : undefined;
+    const span = childSpan(
+      this.#tracing,
+      t.trace,
+      'agentgate.proxy',
+      { 'http.request.method': 'GET', [ATTR.agentId]: conn.agentId, 'agentgate.websocket': true },
+      SpanKind.CLIENT,
+    );
     try {
       let answer: UpgradeAnswer;
       try {
         const path = `${conn.basePath}${t.path}`;
-        const headers = upstreamRequestHeaders(request.headers, {
-          ...forwardedFor(request.raw, this.options.trust),
-          requestId: request.id,
+        const headers = upstreamRequestHeaders(req.headers, {
+          ...forwardedFor(req, this.options.trust),
+          requestId: t.requestId,
           signature: conn.sign('GET', path),
           trace: span && this.#tracing.headersFor(span),
         });
         answer = await sendUpgrade({
           conn,
           path,
-          headers: { ...headers, connection: 'Upgrade', upgrade: String(request.headers.upgrade ?? 'websocket') },
+          headers: { ...headers, connection: 'Upgrade', upgrade: String(req.headers.upgrade ?? 'websocket') },
           signal: AbortSignal.any([t.signal, ended.signal]),
           headersTimeoutMs: this.options.headersTimeoutMs,
         });
@@ -219,7 +167,7 @@ export class WebSockets {
         span.setAttribute('http.response.status_code', status);
         endSpan(span, { code: 'ok', status });
       }
-      reply.hijack();
+      t.takeOver();
       if (answer.kind === 'response') {
         // The agent declined the upgrade: its answer passes through, as for any proxied call.
         const res = answer.response;
@@ -229,7 +177,7 @@ export class WebSockets {
           if (value === undefined || name === 'transfer-encoding') continue;
           for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${String(v)}`);
         }
-        lines.push(`x-request-id: ${request.id}`, 'connection: close');
+        lines.push(`x-request-id: ${t.requestId}`, 'connection: close');
         socket.write(`${lines.join('\r\n')}\r\n\r\n`);
         res.pipe(socket);
         res.once('error', () => socket.destroy());
@@ -243,7 +191,7 @@ export class WebSockets {
         if (value === undefined || withheldFromCaller(name)) continue;
         for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
       }
-      lines.push('x-agentgate-upstream: agent', `x-request-id: ${request.id}`);
+      lines.push('x-agentgate-upstream: agent', `x-request-id: ${t.requestId}`);
       if (gated.degraded) lines.push('x-agentgate-degraded: database');
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (upstreamHead.length > 0) socket.write(upstreamHead);

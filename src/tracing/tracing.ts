@@ -6,18 +6,20 @@ import type { IncomingHttpHeaders } from 'node:http';
 import {
   ProxyTracerProvider,
   ROOT_CONTEXT,
+  SpanKind,
   SpanStatusCode,
   defaultTextMapGetter,
   defaultTextMapSetter,
   trace,
   type Context,
+  type Attributes,
   type Span,
   type TextMapPropagator,
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
 import { ApiError, ERROR_CATALOGUE } from '../domain/errors.js';
-import { apiCodeOfError } from '../domain/failure-codes.js';
+import { apiCodeOfError } from '../domain/failures.js';
 import type { TraceHeaders } from './trace-context.js';
 
 export const TRACER_NAME = 'agentgate';
@@ -66,6 +68,21 @@ export function tracingWith(provider: TracerProvider, propagator: TextMapPropaga
       return carrier.tracestate ? { traceparent: carrier.traceparent, tracestate: carrier.tracestate } : { traceparent: carrier.traceparent };
     },
   });
+}
+
+/**
+ * A span of one step under `parent`, the call's trace: none when the call is not traced (a null
+ * or absent parent: tracing is off, or the step runs outside a request).
+ */
+export function childSpan(
+  tracing: Tracing,
+  parent: Context | null | undefined,
+  name: string,
+  attributes: Attributes,
+  kind: SpanKind = SpanKind.INTERNAL,
+): Span | undefined {
+  if (!parent || !tracing.enabled) return undefined;
+  return tracing.tracer.startSpan(name, { kind, attributes }, parent);
 }
 
 export interface Outcome {

@@ -16,6 +16,7 @@ import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gat
 import { buildAgentApp } from '../../src/agent/agent-app.js';
 import { GateKeyRing } from '../../src/agent/gate-keys.js';
 import { createLogger } from '../../src/logger.js';
+import type { HttpConnection } from '../../src/transport/http/connection.js';
 import { callsWithoutKeepAlive, eventually, UNSHED_MS, outcome, timed, WorstCases, type Timed } from './support.js';
 import { expectNoLeak, snapshot } from '../support/leaks.js';
 
@@ -77,8 +78,9 @@ const problem = (r: Reply, code: string) => {
 };
 
 /** The gate's cached connection to a workspace's agent. */
+/** The cached connection to the workspace's agent, dialed over HTTP (its sockets are looked at). */
 function cachedConnection(ws: Workspace) {
-  return t.gate.connections.peek(ws.agents[0]!.id);
+  return t.gate.connections.peek(ws.agents[0]!.id) as HttpConnection | undefined;
 }
 
 describe('agent faults', () => {

@@ -121,9 +121,9 @@ describe('connected and connecting agents', () => {
     expect(req.headers.authorization).toBeUndefined();
     const header = req.headers['x-agentgate-auth'] as string;
     expect(header).toMatch(/^v2\./);
-    expect(checkGateSignature(t.gate.signingKey, header, ws.agents[0]!.id, 'GET', '/base/health')).toBe('ok');
+    expect(checkGateSignature(t.app.signingKey, header, ws.agents[0]!.id, 'GET', '/base/health')).toBe('ok');
     // Made for this agent only.
-    expect(checkGateSignature(t.gate.signingKey, header, '00000000-0000-4000-8000-000000000000', 'GET', '/base/health')).toBe('mismatch');
+    expect(checkGateSignature(t.app.signingKey, header, '00000000-0000-4000-8000-000000000000', 'GET', '/base/health')).toBe('mismatch');
   });
 
   it.each([

@@ -8,9 +8,11 @@ import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { agentFixtures, closedPortAddress } from '../support/agents.js';
 import { AgentRows, conn, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
 import { eventually } from '../support/eventually.js';
-import { AgentConnection, type AgentTarget } from '../../src/gate/agent-connection.js';
-import { dialAgent, DialAbandoned, DialFailure, dialOutcome, DialTimeout, type DialOutcome } from '../../src/gate/dial.js';
-import { CallerGone, SharedDials, TooManyWaiters, WaitExpired } from '../../src/gate/shared-dials.js';
+import { HttpConnection } from '../../src/transport/http/connection.js';
+import type { AgentTarget } from '../../src/transport/agent-transport.js';
+import { dialAgent, dialOutcome } from '../../src/transport/http/dial.js';
+import { SharedDials } from '../../src/gate/shared-dials.js';
+import { CallerGone, DialAbandoned, DialFailure, DialTimeout, TooManyWaiters, WaitExpired, type DialOutcome } from '../../src/domain/failures.js';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { MIN_QUERY_BUDGET_MS } from '../../src/db/bounded-pool.js';
@@ -379,7 +381,7 @@ describe('dialAgent', () => {
     signal,
   });
 
-  async function failure(dial: Promise<AgentConnection>): Promise<DialFailure> {
+  async function failure(dial: Promise<HttpConnection>): Promise<DialFailure> {
     const error = await dial.then(
       async (c) => {
         await c.destroy();
@@ -448,8 +450,8 @@ describe('dialAgent', () => {
   it('a refusal stays unreachable when the caller leaves while the dial cleans up', async () => {
     const abandon = new AbortController();
     // The refusal has been seen; the last waiter leaves while the dial is closing its pool.
-    const destroy = Object.getOwnPropertyDescriptor(AgentConnection.prototype, 'destroy')!.value as (this: AgentConnection) => Promise<void>;
-    const spy = vi.spyOn(AgentConnection.prototype, 'destroy').mockImplementation(function (this: AgentConnection) {
+    const destroy = Object.getOwnPropertyDescriptor(HttpConnection.prototype, 'destroy')!.value as (this: HttpConnection) => Promise<void>;
+    const spy = vi.spyOn(HttpConnection.prototype, 'destroy').mockImplementation(function (this: HttpConnection) {
       abandon.abort(new DialAbandoned('every caller left'));
       return destroy.call(this);
     });

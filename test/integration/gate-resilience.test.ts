@@ -16,8 +16,8 @@ import { AgentRows, conn, createWorkspace, startBuild, type RegisteredAgent, typ
 import { UNSHED_MS } from '../faults/support.js';
 import { expectNoLeak, snapshot } from '../support/leaks.js';
 import { ConnCache } from '../../src/gate/conn-cache.js';
-import { dialAgent } from '../../src/gate/dial.js';
-import type { AgentConnection } from '../../src/gate/agent-connection.js';
+import { dialAgent } from '../../src/transport/http/dial.js';
+import type { HttpConnection } from '../../src/transport/http/connection.js';
 
 type Rows = AgentRows & { close(): Promise<void> };
 
@@ -54,7 +54,7 @@ function holdHealth(a: FakeAgent): { arrived(n?: number): Promise<void>; release
 const allClosed = (a: FakeAgent) => a.sockets.waitClosed(a.sockets.opened);
 
 describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)', () => {
-  async function dialed(a: FakeAgent): Promise<AgentConnection> {
+  async function dialed(a: FakeAgent): Promise<HttpConnection> {
     return dialAgent(
       { agentId: randomUUID(), workspaceId: randomUUID(), address: a.address },
       { signingKey: GateSigningKey.generate(), timeoutMs: 2_000, connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, signal: new AbortController().signal },
@@ -74,7 +74,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     expect(cache.acquire(c.agentId)).toBeUndefined();
     expect(c.closed).toBe(false);
 
-    const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
+    const r = await (lease.conn as HttpConnection).pool.request({ method: 'GET', path: '/health' });
     expect(r.statusCode).toBe(200);
     expect(await r.body.text()).toBe('{"status":"ok"}');
     // Proves a negative: nothing closes the leased pool meanwhile.
@@ -109,7 +109,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     expect(cache.size).toBe(1);
     expect(ca.closed).toBe(false);
 
-    const inFlight = lease.conn.pool.request({ method: 'GET', path: '/slow' });
+    const inFlight = (lease.conn as HttpConnection).pool.request({ method: 'GET', path: '/slow' });
     await eventually(() => a.requests.some((r) => r.url === '/slow'));
     lease.release();
     expect(ca.closed).toBe(true);
@@ -139,7 +139,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
       expect(cache.has(held.agentId)).toBe(true);
       expect(held.closed).toBe(false);
       expect(b.sockets.closed).toBe(0);
-      const r = await lease.conn.pool.request({ method: 'GET', path: '/health' });
+      const r = await (lease.conn as HttpConnection).pool.request({ method: 'GET', path: '/health' });
       expect(r.statusCode).toBe(200);
       await r.body.dump();
       lease.release();
@@ -689,7 +689,7 @@ describe('two replicas on one database (SPEC 5 step 13)', () => {
   });
 
   /** A workspace whose agent both replicas hold a cached connection to; returns replica two's. */
-  async function cachedOnBoth(): Promise<{ a: FakeAgent; ws: Workspace; connTwo: AgentConnection }> {
+  async function cachedOnBoth(): Promise<{ a: FakeAgent; ws: Workspace; connTwo: HttpConnection }> {
     const a = await agent();
     const ws = await createWorkspace(one, [{ address: a.address }]);
     await rows.heartbeat(ws.agents[0]!.id);
@@ -697,14 +697,14 @@ describe('two replicas on one database (SPEC 5 step 13)', () => {
     expect((await conn(two, ws.id)).status).toBe(200);
     expect(a.healthChecks()).toBe(2);
     expect(a.sockets).toMatchObject({ opened: 2, closed: 0 });
-    const connTwo = two.gate.connections.peek(ws.agents[0]!.id);
+    const connTwo = two.gate.connections.peek(ws.agents[0]!.id) as HttpConnection | undefined;
     expect(connTwo).toBeDefined();
     expect(connTwo).not.toBe(one.gate.connections.peek(ws.agents[0]!.id));
     return { a, ws, connTwo: connTwo! };
   }
 
   /** Replica two closes its pool by itself: no call reaches it. */
-  async function twoClosesItsPool(a: FakeAgent, ws: Workspace, connTwo: AgentConnection): Promise<void> {
+  async function twoClosesItsPool(a: FakeAgent, ws: Workspace, connTwo: HttpConnection): Promise<void> {
     await eventually(() => connTwo.closed, 2_000, "replica two closing its pool");
     await a.sockets.waitClosed(2, 2_000);
     expect(two.gate.connections.has(ws.agents[0]!.id)).toBe(false);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { ENV_ADMIN_TOKEN, startTestApp, type TestApp } from '../support/app.js';
 import { startAgent, type FakeAgent } from '../support/agents.js';
 import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixtures.js';
+import type { HttpConnection } from '../../src/transport/http/connection.js';
 
 let t: TestApp;
 let rows: AgentRows & { close(): Promise<void> };
@@ -39,7 +40,7 @@ it('a refused connect on a cached connection, nothing sent → 502 AGENT_UNREACH
 
   // The connection stays cached; its pool must open a new socket for the next request.
   const gated = await t.gate.connect({ workspaceId: ws.id, ownerScope: null, signal: new AbortController().signal, log: t.app.log });
-  const conn = gated.lease.conn;
+  const conn = gated.lease.conn as HttpConnection;
   gated.lease.release();
   expect(gated.cached).toBe(true);
   await agent.close();

@@ -189,8 +189,8 @@ describe('proxied WebSocket', () => {
     expect(side.req.headers['x-request-id']).toBe(response.headers['x-request-id']);
     const signature = side.req.headers['x-agentgate-auth'];
     expect(typeof signature).toBe('string');
-    expect(checkGateSignature(t.gate.signingKey, signature, ws.agents[0]!.id, 'GET', '/base/term?x=1')).toBe('ok');
-    expect(checkGateSignature(t.gate.signingKey, signature, ws.agents[0]!.id, 'GET', '/term?x=1')).toBe('mismatch');
+    expect(checkGateSignature(t.app.signingKey, signature, ws.agents[0]!.id, 'GET', '/base/term?x=1')).toBe('ok');
+    expect(checkGateSignature(t.app.signingKey, signature, ws.agents[0]!.id, 'GET', '/term?x=1')).toBe('mismatch');
 
     // Client to agent and back.
     client.ws.send('héllo, agent');
@@ -231,7 +231,7 @@ describe('proxied WebSocket', () => {
       const side = await within(next, 2_000, 'the agent accepted no WebSocket');
       expect(side.req.url).toBe('/base/term?x=1');
       expect(side.req.headers['x-agentgate-agent']).toBeUndefined();
-      expect(checkGateSignature(t.gate.signingKey, side.req.headers['x-agentgate-auth'], ws.agents[0]!.id, 'GET', '/base/term?x=1')).toBe('ok');
+      expect(checkGateSignature(t.app.signingKey, side.req.headers['x-agentgate-auth'], ws.agents[0]!.id, 'GET', '/base/term?x=1')).toBe('ok');
       client.ws.close();
       await within(side.closed, 2_000, 'the agent saw no close');
     }

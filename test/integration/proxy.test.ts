@@ -80,7 +80,7 @@ describe('forwarding', () => {
     expect(echo.headers['x-forwarded-host']).toBeUndefined();
     expect(echo.headers['x-request-id']).toBe(r.headers.get('x-request-id'));
     const signature = echo.headers['x-agentgate-auth']!;
-    expect(checkGateSignature(t.gate.signingKey, signature, ws.agents[0]!.id, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
+    expect(checkGateSignature(t.app.signingKey, signature, ws.agents[0]!.id, 'POST', '/base/echo/a/b?x=1&y=%20z')).toBe('ok');
   });
 
   it("logs the query's parameter names, never their values", async () => {
@@ -352,9 +352,16 @@ describe('aborts and failures', () => {
     expect(await r.json()).toMatchObject({ code: 'AGENT_RESPONSE_TIMEOUT', retryable: true });
     expect(Date.now() - started).toBeGreaterThanOrEqual(350);
     await agent.waitAborted('/hang?case=timeout');
+    // An agent silent on a request leaves its connection suspect (the MCP front door's rule
+    // too): the next call dials afresh.
+    const checks = agent.healthChecks();
+    expect((await proxied('/echo')).status).toBe(200);
+    expect(agent.healthChecks()).toBe(checks + 1);
   });
 
   it('agent crash before the response → 502 AGENT_CONNECTION_LOST; the next call dials again', async () => {
+    // A cached connection to start from (a test before may have left it suspect).
+    expect((await proxied('/echo')).status).toBe(200);
     const checks = agent.healthChecks();
     const r = await proxied('/crash-before', { method: 'POST', body: 'side effects' });
     expect(r.status).toBe(502);

@@ -86,11 +86,11 @@ describe('GET /agent/keys', () => {
     expect(Object.keys(r.body).sort()).toEqual(['agentId', 'keys']);
     expect(r.body.agentId).toBe(ws.agents[0]!.id);
     const kids = (r.body.keys as Array<{ kid: string }>).map((k) => k.kid);
-    expect(kids).toContain(t.gate.signingKey.kid);
+    expect(kids).toContain(t.app.signingKey.kid);
     expect(kids).not.toContain(expired.kid);
-    const mine = (r.body.keys as Array<{ kid: string; publicKey: string; expiresAt: string }>).find((k) => k.kid === t.gate.signingKey.kid)!;
+    const mine = (r.body.keys as Array<{ kid: string; publicKey: string; expiresAt: string }>).find((k) => k.kid === t.app.signingKey.kid)!;
     expect(Object.keys(mine).sort()).toEqual(['expiresAt', 'kid', 'publicKey']);
-    expect(mine.publicKey).toBe(t.gate.signingKey.publicKeyRaw.toString('base64url'));
+    expect(mine.publicKey).toBe(t.app.signingKey.publicKeyRaw.toString('base64url'));
     expect(mine.publicKey).toMatch(/^[A-Za-z0-9_-]{43}$/);
     // Kept at least 5 minutes ahead while the process runs.
     expect(Date.parse(mine.expiresAt) - Date.now()).toBeGreaterThan(5 * 60_000);
@@ -122,7 +122,7 @@ describe('the reference agent verifies signature v2', () => {
   });
 
   it('refuses a captured request replayed, even with another body', async () => {
-    const captured = t.gate.signingKey.sign(a.agentId, 'POST', '/exec');
+    const captured = t.app.signingKey.sign(a.agentId, 'POST', '/exec');
     expect((await direct(a, captured)).status).toBe(200);
     const again = await direct(a, captured);
     expect(again.status).toBe(401);
@@ -132,7 +132,7 @@ describe('the reference agent verifies signature v2', () => {
   });
 
   it('refuses at agent B a request signed for agent A', async () => {
-    const forA = t.gate.signingKey.sign(a.agentId, 'POST', '/exec');
+    const forA = t.app.signingKey.sign(a.agentId, 'POST', '/exec');
     const atB = await direct(b, forA);
     expect(atB.status).toBe(401);
     expect(atB.detail).toMatch(/mismatch/);
@@ -170,7 +170,7 @@ describe('replicas', () => {
     const a = await startReferenceAgent();
     const second = await startTestApp({ database: t.database });
     closers.push(() => second.close());
-    expect(a.agent.keys.known(second.gate.signingKey.kid)).toBeUndefined();
+    expect(a.agent.keys.known(second.app.signingKey.kid)).toBeUndefined();
     const viaSecond = await throughGate(second, a.ws);
     expect(viaSecond.status, viaSecond.text).toBe(200);
     const viaFirst = await throughGate(t, a.ws);
@@ -189,8 +189,8 @@ describe('replicas', () => {
     for (const gate of [crashed, stopped]) expect((await throughGate(gate, a.ws)).status).toBe(200);
 
     // One stops refreshing without a word (a crash), the other stops cleanly and deletes its row.
-    const crashedKey = crashed.gate.signingKey;
-    const stoppedKey = stopped.gate.signingKey;
+    const crashedKey = crashed.app.signingKey;
+    const stoppedKey = stopped.app.signingKey;
     await crashed.keys.halt();
     await stopped.close();
     const row = await t.handle.db.selectFrom('gate_signing_keys').select('kid').where('kid', '=', stoppedKey.kid).executeTakeFirst();

@@ -41,7 +41,7 @@ export interface TestApp {
   handle: DatabaseHandle;
   tokens: TokenStore;
   gate: Gate;
-  /** Publishes the gate's signing key (`gate.signingKey`) as the server does. */
+  /** Publishes the gate's signing key (`app.signingKey`) as the server does. */
   keys: KeyPublisher;
   metrics: Metrics;
   events: EventsRuntime;

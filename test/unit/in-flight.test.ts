@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { AgentTimes, Classification } from '../../src/domain/agent.js';
 import type { GateEvent } from '../../src/domain/events.js';
-import type { Ending } from '../../src/domain/work-ended.js';
+import type { Ending } from '../../src/domain/failures.js';
 import type { AuthorityQuery, AuthorityRead, AuthorityRow } from '../../src/db/authority-read.js';
 import { authorityEnded, endsWork, type Authority, type AuthorityNow } from '../../src/gate/authority.js';
 import { endsCallsOn } from '../../src/gate/decide.js';

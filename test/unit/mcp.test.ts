@@ -2,8 +2,9 @@
 // matched on token, endpoint and id, and the result the model reads on a refusal.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { SseEventTooLarge, SseReader } from '../../src/mcp/sse.js';
-import { CallCancelled, RunningCalls, cancelKey } from '../../src/mcp/calls.js';
+import { SseReader } from '../../src/mcp/sse.js';
+import { RunningCalls, cancelKey } from '../../src/mcp/calls.js';
+import { CallCancelled, McpMessageTooLarge } from '../../src/domain/failures.js';
 import { agentAnswerCode, agentAnswerDetail, errorResult } from '../../src/mcp/results.js';
 import { ToolLists } from '../../src/mcp/tool-lists.js';
 import { ApiError } from '../../src/domain/errors.js';
@@ -39,12 +40,12 @@ describe('SseReader', () => {
   });
 
   it('refuses an event larger than its bound', () => {
-    expect(() => read([`data: ${'x'.repeat(2000)}`], 1024)).toThrow(SseEventTooLarge);
+    expect(() => read([`data: ${'x'.repeat(2000)}`], 1024)).toThrow(McpMessageTooLarge);
     // Many lines of one event count together.
-    expect(() => read(['data: aaaaaaaaaa\n'.repeat(200)], 1024)).toThrow(SseEventTooLarge);
+    expect(() => read(['data: aaaaaaaaaa\n'.repeat(200)], 1024)).toThrow(McpMessageTooLarge);
     expect(read(['data: aaaaaaaaaa\n\n'.repeat(200)], 1024)).toHaveLength(200);
     // A line with no end, and comments, count too.
-    expect(() => read([`: ${'x'.repeat(2000)}`], 1024)).toThrow(SseEventTooLarge);
+    expect(() => read([`: ${'x'.repeat(2000)}`], 1024)).toThrow(McpMessageTooLarge);
   });
 
   it('costs time linear in the bytes, however finely the agent cuts them', () => {

@@ -2,15 +2,14 @@
 // status without side effects. conn tokens (optionally owner-scoped) and admin tokens.
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ApiError } from '../../domain/errors.js';
 import { ownerScope } from '../../auth/principal.js';
-import { CallerGone, type Gate } from '../../gate/gate.js';
+import { type Gate } from '../../gate/gate.js';
+import { CallerGone } from '../../domain/failures.js';
 import type { Classification } from '../../domain/agent.js';
 import type { CurrentAgent } from '../../db/gate-read.js';
-import type { Metrics } from '../../metrics.js';
 import { AgentName, AgentStatus, NullableTime, Uuid, WorkspaceParams, withProblems } from '../schemas.js';
-import { callerSignal } from '../caller-signal.js';
-import { logRequest, noteOutcome } from '../plugins/request-log.js';
+import { answerCallerGone, callerSignal } from '../caller.js';
+import { noteOutcome } from '../plugins/request-log.js';
 
 export const AgentQuery = Type.Object({ agent: Type.Optional(AgentName) }, { additionalProperties: false });
 
@@ -51,10 +50,9 @@ const AgentResponse = Type.Object({ workspaceId: Uuid, agent: Agent });
 
 export interface ConnRoutesOptions {
   gate: Gate;
-  metrics: Metrics;
 }
 
-const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { gate, metrics }) => {
+const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { gate }) => {
   app.post(
     '/workspaces/:workspaceId/conn',
     {
@@ -81,7 +79,6 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
         });
         const conn = result.lease.conn;
         result.lease.release();
-        metrics.connTotal.inc({ code: 'ok' });
         if (result.degraded) reply.header('x-agentgate-degraded', 'database');
         noteOutcome(request, { agentId: result.agent.id, degraded: result.degraded || undefined });
         return {
@@ -90,15 +87,7 @@ const connRoutes: FastifyPluginAsyncTypebox<ConnRoutesOptions> = async (app, { g
           connection: { cached: result.cached, dialedAt: conn.dialedAt.toISOString(), dialMs: Math.round(conn.dialMs) },
         };
       } catch (error) {
-        if (error instanceof CallerGone) {
-          metrics.connTotal.inc({ code: 'client_closed' });
-          noteOutcome(request, { code: 'client_closed' });
-          logRequest(request, 499, reply.elapsedTime);
-          reply.hijack();
-          reply.raw.destroy();
-          return;
-        }
-        metrics.connTotal.inc({ code: error instanceof ApiError ? error.code : 'INTERNAL' });
+        if (error instanceof CallerGone) return answerCallerGone(request, reply);
         throw error;
       }
     },

@@ -10,11 +10,12 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { CallToolRequestSchema, ListToolsRequestSchema, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
 import { ApiError } from '../../domain/errors.js';
 import { ownerScope, revocableTokenId, type Principal } from '../../auth/principal.js';
-import { CallerGone, type Gate } from '../../gate/gate.js';
-import { CallCancelled } from '../../mcp/calls.js';
+import { type Gate } from '../../gate/gate.js';
+import { CallerGone } from '../../domain/failures.js';
+import { CallCancelled } from '../../domain/failures.js';
 import type { Metrics } from '../../metrics.js';
 import { idKey, isToolMethod, methodLabel, type FrontDoor, type McpExchange } from '../../mcp/front-door.js';
-import { callerSignal } from '../caller-signal.js';
+import { answerCallerGone, callerSignal } from '../caller.js';
 import { logRequest, noteOutcome } from '../plugins/request-log.js';
 import { JSONRPC_INTERNAL_ERROR, JSONRPC_INVALID_PARAMS, JSONRPC_INVALID_REQUEST, transportRefuses, jsonRpcError, methodNotAllowed, parseMcpBodies, serveMcpPost, unreadableBody } from '../mcp-http.js';
 import { WorkspaceParams, withProblems } from '../schemas.js';
@@ -196,12 +197,7 @@ const mcpRoutes: FastifyPluginAsyncTypebox<McpRouteOptions> = async (app, { gate
           exchange.dispose();
           for (const r of requests) exchange.note(r.id, r.method, error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL');
           count(request, exchange, requests, 'invalid');
-          if (error instanceof CallerGone) {
-            logRequest(request, 499, reply.elapsedTime);
-            reply.hijack();
-            reply.raw.destroy();
-            return;
-          }
+          if (error instanceof CallerGone) return answerCallerGone(request, reply);
           throw error;
         }
       }

@@ -1,16 +1,14 @@
-// A connection: one undici pool of keep-alive sockets to one agent, dialed once and shared.
+// An agent reached by dialing its address: one undici pool of keep-alive sockets to the agent,
+// dialed once and shared; upgrades go on a socket of their own, opened by the same connector.
 import { Pool } from 'undici';
-import { ConnectAbandoned, createConnector } from './connector.js';
-import type { GateSigningKey } from '../auth/gate-signing-key.js';
-import type { Config } from '../config.js';
-
-export interface AgentTarget {
-  agentId: string;
-  workspaceId: string;
-  /** The build the agent belongs to, when known: a notice of that same build spares it. */
-  buildId?: string;
-  address: string;
-}
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { createConnector, neverConnected } from './connector.js';
+import { ConnectAbandoned, RequestNotSent } from '../../domain/failures.js';
+import type { GateSigningKey } from '../../auth/gate-signing-key.js';
+import type { Config } from '../../config.js';
+import type { AgentConnection, AgentRequest, AgentResponse, AgentTarget, UpgradeAnswer } from '../agent-transport.js';
 
 export interface ConnectionOptions {
   /** This process's key: every request to the agent is signed with it (SPEC 4.1). */
@@ -46,7 +44,7 @@ export function connectionPolicy(config: Pick<Config, 'dialTimeoutMs' | 'proxyHe
   };
 }
 
-export class AgentConnection {
+export class HttpConnection implements AgentConnection {
   readonly pool: Pool;
   readonly origin: string;
   /** The address's path without its trailing slash; proxied paths are appended to it. */
@@ -120,7 +118,7 @@ export class AgentConnection {
    * connecting when the request it was opened for is aborted (it waits for the connect to
    * settle), so when the last waiting request is gone, the sockets still connecting go too.
    */
-  awaitResponse(): () => void {
+  #awaitResponse(): () => void {
     this.#waiting += 1;
     let done = false;
     return () => {
@@ -130,6 +128,83 @@ export class AgentConnection {
       if (this.#waiting > 0 || this.#dialSignal !== undefined) return;
       for (const giveUp of [...this.#connecting]) giveUp(new ConnectAbandoned('nobody waits for this connection any more'));
     };
+  }
+
+  request(request: AgentRequest): Promise<AgentResponse> {
+    const responded = this.#awaitResponse();
+    // An abandoned request waits for no socket: undici would settle it only once the socket it
+    // is connecting has connected or failed.
+    request.signal.addEventListener('abort', responded, { once: true });
+    const sent = this.pool.request({
+      method: request.method,
+      path: request.path,
+      headers: request.headers,
+      body: request.body,
+      signal: request.signal,
+      // The caller's own timer is the bound; undici's ticks about once a second.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    return sent.then(
+      (response) => {
+        responded();
+        request.signal.removeEventListener('abort', responded);
+        return response;
+      },
+      (error: unknown) => {
+        responded();
+        request.signal.removeEventListener('abort', responded);
+        // The pool had to open a new socket and could not: the request never left.
+        if (!request.signal.aborted && neverConnected(error)) throw new RequestNotSent('a new connection to the agent could not be opened; nothing was sent', { cause: error });
+        throw error;
+      },
+    );
+  }
+
+  upgrade(request: Omit<AgentRequest, 'body' | 'method'>): Promise<UpgradeAnswer> {
+    const origin = new URL(this.origin);
+    const connector = createConnector({ timeoutMs: this.connectTimeoutMs });
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        request.signal.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const sent: ClientRequest = (origin.protocol === 'https:' ? httpsRequest : httpRequest)({
+        method: 'GET',
+        path: request.path,
+        // Node would derive Host from the (absent) host option, `localhost:80`; the connection
+        // comes from our connector, so name the agent's own host and port.
+        headers: { ...request.headers, host: origin.host },
+        createConnection: (_opts, oncreate) => {
+          connector(
+            { hostname: origin.hostname, protocol: origin.protocol, port: origin.port },
+            (error, socket) => (error ? oncreate(error, undefined as unknown as Duplex) : oncreate(null, socket)),
+          );
+          return undefined;
+        },
+      });
+      const onAbort = () => {
+        sent.destroy();
+        settle(() => reject(request.signal.reason as Error));
+      };
+      if (request.signal.aborted) onAbort();
+      else request.signal.addEventListener('abort', onAbort, { once: true });
+      sent.once('upgrade', (response, socket, head) => settle(() => resolve({ kind: 'upgrade', response, socket, head })));
+      sent.once('response', (response) => settle(() => resolve({ kind: 'response', response })));
+      sent.once('error', (error) => {
+        // As for proxied requests: a socket that never opened sent nothing.
+        settle(() => reject(neverConnected(error) ? new RequestNotSent('a connection to the agent could not be opened; nothing was sent', { cause: error }) : error));
+      });
+      sent.end();
+    });
+  }
+
+  /** An HTTP connection's requests fail one by one; it is never lost as a whole. */
+  onLost(): () => void {
+    return () => undefined;
   }
 
   /** Closes gracefully: requests in flight finish, then the sockets close. */

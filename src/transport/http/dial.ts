@@ -1,44 +1,13 @@
-// Dialing an agent: open a connection and `GET <address>/health`; any 2xx within the bound is
-// success (SPEC 5 step 5). The bound is our own timer; why a dial failed is told by the reason
-// the dial was aborted with (our timeout, or every waiter leaving), never by "was it aborted".
-import { SIGNATURE_HEADER } from '../auth/gate-signature.js';
-import { AgentConnection, type AgentTarget, type ConnectionOptions } from './agent-connection.js';
-import type { FailureCode } from '../domain/failure-codes.js';
+// Dialing an agent at its address: open a connection and `GET <address>/health`; any 2xx within
+// the bound is success (contract §5 step 5). The bound is our own timer; why a dial failed is
+// told by the reason the dial was aborted with (our timeout, or every waiter leaving), never by
+// "was it aborted".
+import { SIGNATURE_HEADER } from '../../auth/gate-signature.js';
+import type { GateSigningKey } from '../../auth/gate-signing-key.js';
+import { HttpConnection, type ConnectionPolicy } from './connection.js';
+import { DialFailure, DialTimeout, type DialOutcome } from '../../domain/failures.js';
 import { isTlsRefusal } from './connector.js';
-import type { TraceHeaders } from '../tracing/trace-context.js';
-
-/** Abort reason: the dial's own timeout fired. */
-export class DialTimeout extends Error {
-  override name = 'DialTimeout';
-  readonly code = 'AGENTGATE_DIAL_TIMEOUT' satisfies FailureCode;
-}
-
-/** Abort reason: nobody waits for the dial any more. */
-export class DialAbandoned extends Error {
-  override name = 'DialAbandoned';
-  readonly code = 'AGENTGATE_DIAL_ABANDONED' satisfies FailureCode;
-}
-
-export type DialOutcome = 'unreachable' | 'timeout' | 'cancelled';
-
-const OUTCOME_CODES = {
-  unreachable: 'AGENTGATE_DIAL_UNREACHABLE',
-  timeout: 'AGENTGATE_DIAL_TIMEOUT',
-  cancelled: 'AGENTGATE_DIAL_ABANDONED',
-} as const satisfies Record<DialOutcome, FailureCode>;
-
-export class DialFailure extends Error {
-  override name = 'DialFailure';
-  readonly code: (typeof OUTCOME_CODES)[DialOutcome];
-  constructor(
-    readonly outcome: DialOutcome,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.code = OUTCOME_CODES[outcome];
-  }
-}
+import type { AgentTarget, AgentTransport, OpenOptions } from '../agent-transport.js';
 
 /** Pure: what a failed dial means, from the abort reason (if aborted) and the error. */
 export function dialOutcome(aborted: boolean, reason: unknown): DialOutcome {
@@ -46,15 +15,21 @@ export function dialOutcome(aborted: boolean, reason: unknown): DialOutcome {
   return reason instanceof DialTimeout ? 'timeout' : 'cancelled';
 }
 
-export interface DialOptions extends ConnectionOptions {
-  timeoutMs: number;
-  /** Aborted (with DialAbandoned) when nobody waits any more. */
-  signal: AbortSignal;
-  /** The dial's trace context, sent with the health check (tracing on). */
-  trace?: TraceHeaders | undefined;
+/** Agents reached by dialing the address they registered. */
+export class HttpTransport implements AgentTransport {
+  constructor(
+    private readonly policy: ConnectionPolicy,
+    private readonly signingKey: GateSigningKey,
+  ) {}
+
+  open(target: AgentTarget, options: OpenOptions): Promise<HttpConnection> {
+    return dialAgent(target, { ...this.policy, ...options, signingKey: this.signingKey });
+  }
 }
 
-export async function dialAgent(target: AgentTarget, options: DialOptions): Promise<AgentConnection> {
+export type DialOptions = OpenOptions & ConnectionPolicy & { signingKey: GateSigningKey };
+
+export async function dialAgent(target: AgentTarget, options: DialOptions): Promise<HttpConnection> {
   const started = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new DialTimeout(`no answer within ${options.timeoutMs} ms`)), options.timeoutMs);
@@ -62,7 +37,7 @@ export async function dialAgent(target: AgentTarget, options: DialOptions): Prom
   if (options.signal.aborted) onAbandon();
   else options.signal.addEventListener('abort', onAbandon, { once: true });
 
-  const conn = new AgentConnection(target, options);
+  const conn = new HttpConnection(target, options);
   conn.setDialSignal(controller.signal);
   try {
     const path = `${conn.basePath}/health`;

@@ -5,12 +5,8 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { buildConnector } from 'undici';
-import type { FailureCode } from '../domain/failure-codes.js';
+import { ConnectAbandoned, ConnectTimeout } from '../../domain/failures.js';
 
-export class ConnectTimeoutError extends Error {
-  override name = 'ConnectTimeoutError';
-  readonly code = 'AGENTGATE_CONNECT_TIMEOUT' satisfies FailureCode;
-}
 
 export interface ConnectorOptions {
   /** Bound on establishing one socket (TCP and TLS handshakes). */
@@ -73,7 +69,7 @@ export function createConnector(options: ConnectorOptions): buildConnector.conne
     const timer = signal
       ? undefined
       : setTimeout(
-          () => settle(new ConnectTimeoutError(`connecting took longer than ${options.timeoutMs} ms`)),
+          () => settle(new ConnectTimeout(`connecting took longer than ${options.timeoutMs} ms`)),
           options.timeoutMs,
         );
     socket.once(ready, onReady);
@@ -83,11 +79,6 @@ export function createConnector(options: ConnectorOptions): buildConnector.conne
   };
 }
 
-/** A socket still connecting was given up: nobody waits for it any more. */
-export class ConnectAbandoned extends Error {
-  override name = 'ConnectAbandoned';
-  readonly code = 'AGENTGATE_CONNECT_ABANDONED' satisfies FailureCode;
-}
 
 function abortError(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
