@@ -3,6 +3,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
 import { EVENTS_CHANNEL } from './events.js';
+import type { GateEvent } from '../domain/events.js';
 
 type Db = Kysely<Database>;
 
@@ -17,14 +18,15 @@ const liveAgent = (agentId: string) => sql`
   join workspaces w on w.id = b.workspace_id
   where a.id = ${agentId} and w.deleted_at is null`;
 
-export type HeartbeatTransition = 'agent_connected' | 'agent_reconnected' | null;
+type HeartbeatTransition = 'agent_connected' | 'agent_reconnected' | null;
 
 /**
  * Sets first_connected_at once and last_connected_at to now(). Publishes `agent_connected` on the
  * first heartbeat and `agent_reconnected` on the first one after a goodbye; plain heartbeats
- * publish nothing. Returns the transition, or undefined when the agent row or its workspace is gone.
+ * publish nothing. Returns the event it published (none for a plain heartbeat), or undefined when
+ * the agent row or its workspace is gone.
  */
-export async function recordHeartbeat(db: Db, agentId: string, workspaceId: string): Promise<HeartbeatTransition | undefined> {
+export async function recordHeartbeat(db: Db, agentId: string, workspaceId: string): Promise<{ event: GateEvent | undefined } | undefined> {
   const { rows } = await sql<{ transition: HeartbeatTransition }>`
     with before as (
       select a.id, a.first_connected_at, a.last_connected_at, a.disconnected_at
@@ -45,11 +47,16 @@ export async function recordHeartbeat(db: Db, agentId: string, workspaceId: stri
            case when transition is not null then pg_notify(${EVENTS_CHANNEL}, json_build_object(
              'kind', transition, 'workspaceId', ${workspaceId}::uuid, 'agentId', ${agentId}::uuid)::text) end
       from updated`.execute(db);
-  return rows.length === 0 ? undefined : (rows[0]?.transition ?? null);
+  if (rows.length === 0) return undefined;
+  const transition = rows[0]?.transition ?? null;
+  return { event: transition === null ? undefined : { kind: transition, workspaceId, agentId } };
 }
 
-/** Sets disconnected_at to now() (a graceful goodbye) and publishes `agent_disconnected`. */
-export async function recordGoodbye(db: Db, agentId: string, workspaceId: string): Promise<boolean> {
+/**
+ * Sets disconnected_at to now() (a graceful goodbye) and publishes `agent_disconnected`; returns
+ * that event, or undefined when the agent row or its workspace is gone.
+ */
+export async function recordGoodbye(db: Db, agentId: string, workspaceId: string): Promise<GateEvent | undefined> {
   const { rows } = await sql<{ id: string }>`
     with updated as (
       update workspace_agents set disconnected_at = now()
@@ -59,5 +66,5 @@ export async function recordGoodbye(db: Db, agentId: string, workspaceId: string
     select id, pg_notify(${EVENTS_CHANNEL}, json_build_object(
              'kind', 'agent_disconnected', 'workspaceId', ${workspaceId}::uuid, 'agentId', id)::text)
       from updated`.execute(db);
-  return rows.length > 0;
+  return rows.length > 0 ? { kind: 'agent_disconnected', workspaceId, agentId } : undefined;
 }

@@ -2,6 +2,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database, TokenScope } from './schema.js';
 import { publishEvent } from './events.js';
+import type { GateEvent } from '../domain/events.js';
 import { hashToken, mintToken } from '../domain/tokens.js';
 
 type Db = Kysely<Database>;
@@ -12,7 +13,8 @@ export interface TokenInput {
   ownerId?: string | null | undefined;
 }
 
-export async function createApiToken(db: Db, input: TokenInput): Promise<{ id: string; token: string }> {
+/** Creates a token and tells every replica; returns it with the event published. */
+export async function createApiToken(db: Db, input: TokenInput): Promise<{ id: string; token: string; event: GateEvent }> {
   const token = mintToken(input.scope);
   const row = await db
     .insertInto('api_tokens')
@@ -20,18 +22,20 @@ export async function createApiToken(db: Db, input: TokenInput): Promise<{ id: s
     .returning('id')
     .executeTakeFirstOrThrow();
   // After the insert: outside a transaction it has committed, so a replica told of it finds it.
-  await publishEvent(db, { kind: 'token_created', tokenId: row.id });
-  return { id: row.id, token };
+  const event: GateEvent = { kind: 'token_created', tokenId: row.id };
+  await publishEvent(db, event);
+  return { id: row.id, token, event };
 }
 
-/** Revokes a token and tells every replica; false when no such token exists. */
-export async function revokeApiToken(db: Db, tokenId: string): Promise<boolean> {
+/** Revokes a token and tells every replica; the event published, or undefined when no such token exists. */
+export async function revokeApiToken(db: Db, tokenId: string): Promise<GateEvent | undefined> {
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ id: string }>`
       update api_tokens set revoked_at = coalesce(revoked_at, now()) where id = ${tokenId} returning id`.execute(trx);
-    if (rows.length === 0) return false;
-    await publishEvent(trx, { kind: 'token_revoked', tokenId });
-    return true;
+    if (rows.length === 0) return undefined;
+    const event: GateEvent = { kind: 'token_revoked', tokenId };
+    await publishEvent(trx, event);
+    return event;
   });
 }
 

@@ -149,16 +149,17 @@ export async function getWorkspaceView(db: Db, workspaceId: string): Promise<Wor
   };
 }
 
-/** Marks a workspace deleted and tells every replica; false when it did not exist. */
-export async function deleteWorkspace(db: Db, workspaceId: string): Promise<boolean> {
+/** Marks a workspace deleted and tells every replica; the event published, or undefined when it did not exist. */
+export async function deleteWorkspace(db: Db, workspaceId: string): Promise<GateEvent | undefined> {
   return db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ id: string }>`
       update workspaces set deleted_at = now()
        where id = ${workspaceId} and deleted_at is null
       returning id`.execute(trx);
-    if (rows.length === 0) return false;
-    await publishEvent(trx, { kind: 'workspace_deleted', workspaceId });
-    return true;
+    if (rows.length === 0) return undefined;
+    const event: GateEvent = { kind: 'workspace_deleted', workspaceId };
+    await publishEvent(trx, event);
+    return event;
   });
 }
 
@@ -172,6 +173,8 @@ export interface AgentInput {
 export interface CreatedBuild {
   build: { id: string; buildNumber: number; transition: Transition };
   agents: Array<{ id: string; name: string; token: string }>;
+  /** The event published with it. */
+  event: GateEvent;
 }
 
 /**
@@ -215,7 +218,8 @@ export async function createBuild(
         .execute();
       for (const row of inserted) created.push({ id: row.id, name: row.name, token: tokens.get(row.name) ?? '' });
     }
-    await publishEvent(trx, { kind: 'build_created', workspaceId, buildId: build.id });
-    return { build: { id: build.id, buildNumber: build.build_number, transition }, agents: created };
+    const event: GateEvent = { kind: 'build_created', workspaceId, buildId: build.id };
+    await publishEvent(trx, event);
+    return { build: { id: build.id, buildNumber: build.build_number, transition }, agents: created, event };
   });
 }

@@ -38,11 +38,11 @@ const agentRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
     },
     async (request, reply) => {
       const { agentId, workspaceId } = agentOf(request);
-      const transition = await recordHeartbeat(app.db, agentId, workspaceId);
-      if (transition === undefined) throw new ApiError('UNAUTHENTICATED', 'the agent no longer exists');
-      if (transition) {
-        request.log.info({ transition }, 'agent state changed');
-        events.apply({ kind: transition, workspaceId, agentId });
+      const recorded = await recordHeartbeat(app.db, agentId, workspaceId);
+      if (recorded === undefined) throw new ApiError('UNAUTHENTICATED', 'the agent no longer exists');
+      if (recorded.event) {
+        request.log.info({ transition: recorded.event.kind }, 'agent state changed');
+        events.apply(recorded.event);
       }
       return reply.code(204).send(null);
     },
@@ -80,11 +80,10 @@ const agentRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
     },
     async (request, reply) => {
       const { agentId, workspaceId } = agentOf(request);
-      if (!(await recordGoodbye(app.db, agentId, workspaceId))) {
-        throw new ApiError('UNAUTHENTICATED', 'the agent no longer exists');
-      }
+      const event = await recordGoodbye(app.db, agentId, workspaceId);
+      if (!event) throw new ApiError('UNAUTHENTICATED', 'the agent no longer exists');
       request.log.info('agent said goodbye');
-      events.apply({ kind: 'agent_disconnected', workspaceId, agentId });
+      events.apply(event);
       return reply.code(204).send(null);
     },
   );

@@ -36,8 +36,8 @@ const tokenRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
       if (scope === 'admin' && ownerId !== undefined) {
         throw new ApiError('INVALID_REQUEST', 'body.ownerId is only allowed with scope "conn"');
       }
-      const created = await createApiToken(app.db, { name, scope, ownerId });
-      events.apply({ kind: 'token_created', tokenId: created.id });
+      const { event, ...created } = await createApiToken(app.db, { name, scope, ownerId });
+      events.apply(event);
       request.log.info({ tokenId: created.id, scope, ownerId }, 'token created');
       return reply.code(201).send(created);
     },
@@ -56,8 +56,9 @@ const tokenRoutes: FastifyPluginAsyncTypebox<{ events: EventHub }> = async (app,
     },
     async (request, reply) => {
       const { tokenId } = request.params;
-      if (!(await revokeApiToken(app.db, tokenId))) throw new ApiError('NOT_FOUND', 'no such token');
-      events.apply({ kind: 'token_revoked', tokenId });
+      const event = await revokeApiToken(app.db, tokenId);
+      if (!event) throw new ApiError('NOT_FOUND', 'no such token');
+      events.apply(event);
       request.log.info({ tokenId }, 'token revoked');
       return reply.code(204).send(null);
     },

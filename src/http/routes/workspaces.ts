@@ -174,9 +174,10 @@ const workspaceRoutes: FastifyPluginAsyncTypebox<WorkspaceRoutesOptions> = async
     },
     async (request, reply) => {
       const { workspaceId } = request.params;
-      if (!(await deleteWorkspace(app.db, workspaceId))) throw notFound(workspaceId);
+      const event = await deleteWorkspace(app.db, workspaceId);
+      if (!event) throw notFound(workspaceId);
       // This process acts now; other replicas act on the NOTIFY sent with the change.
-      events.apply({ kind: 'workspace_deleted', workspaceId });
+      events.apply(event);
       return reply.code(204).send(null);
     },
   );
@@ -207,9 +208,10 @@ const workspaceRoutes: FastifyPluginAsyncTypebox<WorkspaceRoutesOptions> = async
         const problem = checkAgentAddress(agent.address);
         if (problem) throw new ApiError('INVALID_REQUEST', `body.agents.${i}.address ${problem}`);
       }
-      const created = await createBuild(app.db, workspaceId, transition, agents);
-      if (!created) throw notFound(workspaceId);
-      events.apply({ kind: 'build_created', workspaceId, buildId: created.build.id });
+      const result = await createBuild(app.db, workspaceId, transition, agents);
+      if (!result) throw notFound(workspaceId);
+      const { event, ...created } = result;
+      events.apply(event);
       return reply.code(201).send(created);
     },
   );
