@@ -38,17 +38,21 @@ export interface ConnCacheOptions {
   max: number;
   idleMs: number;
   onSizeChange?: (size: number) => void;
+  /** Told of a cached connection lost as a whole (AgentConnection.onLost), after it left the cache. */
+  onLost?: (conn: AgentConnection, reason: Error) => void;
 }
 
 export class ConnCache implements CachedConnections {
   readonly #lru: LRUCache<string, Entry>;
   readonly #onSizeChange: (size: number) => void;
+  readonly #onLost: ((conn: AgentConnection, reason: Error) => void) | undefined;
   readonly #sweeper: NodeJS.Timeout;
   /** Entries with at least one lease. Tracked here because the cache's own walks skip stale entries. */
   readonly #leased = new Set<Entry>();
 
   constructor(options: ConnCacheOptions) {
     this.#onSizeChange = options.onSizeChange ?? (() => undefined);
+    this.#onLost = options.onLost;
     this.#lru = new LRUCache<string, Entry>({
       max: options.max,
       ttl: options.idleMs,
@@ -105,6 +109,11 @@ export class ConnCache implements CachedConnections {
   /** Caches a freshly dialed connection (replacing any other for the agent) and leases it. */
   add(conn: AgentConnection): Lease {
     const entry: Entry = { conn, leases: 0, retired: false };
+    // A connection lost as a whole (a tunnel that closed) leaves at once, not at the next call.
+    conn.onLost((reason) => {
+      this.evictIf(conn.agentId, conn);
+      this.#onLost?.(conn, reason);
+    });
     this.#lru.set(conn.agentId, entry);
     this.#onSizeChange(this.#lru.size);
     return this.#lease(entry);

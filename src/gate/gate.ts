@@ -10,7 +10,7 @@ import type { GateEvent } from '../domain/events.js';
 import { ApiError, type ProblemExtras } from '../domain/errors.js';
 import { CallerGone } from '../domain/failures.js';
 import type { Metrics } from '../metrics.js';
-import type { AgentTransport } from '../transport/agent-transport.js';
+import type { AgentTarget, AgentTransport } from '../transport/agent-transport.js';
 import { ATTR, TRACING_OFF, endSpan, failureOutcome, type Tracing } from '../tracing/tracing.js';
 import { disconnectedSeconds } from './classify.js';
 import { ConnCache, type CachedConnections } from './conn-cache.js';
@@ -45,6 +45,7 @@ export class Gate {
   readonly #metrics: Metrics;
   readonly #logger: FastifyBaseLogger;
   readonly #tracing: Tracing;
+  readonly #lostListeners: Array<(target: AgentTarget, reason: Error) => void> = [];
 
   constructor(options: GateOptions) {
     const { config, metrics } = options;
@@ -56,6 +57,10 @@ export class Gate {
       max: config.maxConns,
       idleMs: config.connIdleMs,
       onSizeChange: (size) => metrics.connections.set(size),
+      onLost: (conn, reason) => {
+        this.#logger.info({ agentId: conn.agentId, workspaceId: conn.target.workspaceId, err: reason.message }, 'lost the connection to an agent');
+        for (const listener of this.#lostListeners) listener(conn.target, reason);
+      },
     });
     this.#dialer = new Dialer({
       transport: options.transport,
@@ -81,6 +86,14 @@ export class Gate {
   /** The cached connections, for observation (metrics, tests); only the gate uses or evicts them. */
   get connections(): CachedConnections {
     return this.#cache;
+  }
+
+  /**
+   * Told when a cached connection is lost as a whole (a transport that knows, such as a tunnel
+   * the agent opened): the work running on it ends at once, whatever its kind.
+   */
+  onConnectionLost(listener: (target: AgentTarget, reason: Error) => void): void {
+    this.#lostListeners.push(listener);
   }
 
   /** Callers waiting on the agent's dial now (observation, tests). */

@@ -122,6 +122,19 @@ export class InFlight {
   }
 
   /**
+   * The gate lost its connection to the agent as a whole: the work that reached that agent ends
+   * at once, every kind alike; returns how many.
+   */
+  connectionLost(workspaceId: string, agentId: string, reason: string): number {
+    let ended = 0;
+    for (const entry of [...(this.#byWorkspace.get(workspaceId) ?? [])]) {
+      if (entry.authority.agentId === agentId && this.#end(entry, { code: 'AGENT_CONNECTION_LOST', reason })) ended += 1;
+    }
+    if (ended > 0) this.options.log.info({ ended, agentId, reason }, 'ended work in flight on a lost connection');
+    return ended;
+  }
+
+  /**
    * A transition announced by a notification: the work it would end is read afresh, and only
    * what the rows confirm ends. Resolves with how many ended.
    */

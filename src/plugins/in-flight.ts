@@ -1,6 +1,7 @@
 // The work in flight (src/gate/in-flight.ts), decorated as `app.inFlight`: fed by every state
-// transition (this replica's own at once, the others' notifications as hints to read), read
-// afresh after a resync and on its timer, and stopped with the app.
+// transition (this replica's own at once, the others' notifications as hints to read) and by
+// every connection the gate loses as a whole, read afresh after a resync and on its timer, and
+// stopped with the app.
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { InFlight, watchIntervalMs } from '../gate/in-flight.js';
@@ -26,9 +27,10 @@ export default fp<{ config: Config }>(
       else void inFlight.hint(event);
     });
     app.events.onResync(() => void inFlight.recheck());
+    app.gate.onConnectionLost((target, reason) => inFlight.connectionLost(target.workspaceId, target.agentId, `the connection to the agent was lost: ${reason.message}`));
     inFlight.start();
     app.addHook('onClose', async () => inFlight.stop());
     app.decorate('inFlight', inFlight);
   },
-  { name: 'agentgate-in-flight', dependencies: ['agentgate-database', 'agentgate-events'] },
+  { name: 'agentgate-in-flight', dependencies: ['agentgate-database', 'agentgate-events', 'agentgate-gate'] },
 );

@@ -60,6 +60,7 @@ class Rows implements GateReads {
 
 class FakeConnection implements AgentConnection {
   readonly basePath = '';
+  readonly lostListeners: Array<(reason: Error) => void> = [];
   readonly dialedAt = new Date(NOW);
   readonly dialMs = 1;
   closes = 0;
@@ -79,7 +80,8 @@ class FakeConnection implements AgentConnection {
   upgrade(): never {
     throw new Error('not used');
   }
-  onLost() {
+  onLost(listener: (reason: Error) => void) {
+    this.lostListeners.push(listener);
     return () => undefined;
   }
   close() {
@@ -94,11 +96,14 @@ class FakeConnection implements AgentConnection {
 /** Opens a fake connection, or fails as `fail` says. */
 class Transport implements AgentTransport {
   opened: AgentTarget[] = [];
+  connections: FakeConnection[] = [];
   fail: DialFailure | undefined;
   open(target: AgentTarget): Promise<AgentConnection> {
     this.opened.push(target);
     if (this.fail) return Promise.reject(this.fail);
-    return Promise.resolve(new FakeConnection(target));
+    const conn = new FakeConnection(target);
+    this.connections.push(conn);
+    return Promise.resolve(conn);
   }
 }
 
@@ -261,6 +266,23 @@ describe('the gate on rows and a transport of its own', () => {
     expect((await refusal(g.connect(call()))).code).toBe('AGENT_DIAL_TIMEOUT');
     rows.current = agent('a', NOW);
     transport.fail = undefined;
+    (await g.connect(call())).lease.release();
+    expect(transport.opened).toHaveLength(2);
+    await g.close();
+  });
+
+  it('a connection its transport reports lost leaves the cache at once, and the gate says so', async () => {
+    const rows = new Rows();
+    const transport = new Transport();
+    const { gate: g } = gate(rows, transport);
+    const lost: string[] = [];
+    g.onConnectionLost((target, reason) => lost.push(`${target.agentId}: ${reason.message}`));
+    (await g.connect(call())).lease.release();
+    expect(g.connections.size).toBe(1);
+    for (const listener of transport.connections[0]!.lostListeners) listener(new Error('the tunnel closed'));
+    expect(g.connections.size).toBe(0);
+    expect(lost).toEqual(['a: the tunnel closed']);
+    // The next call dials anew.
     (await g.connect(call())).lease.release();
     expect(transport.opened).toHaveLength(2);
     await g.close();

@@ -131,6 +131,19 @@ describe('InFlight', () => {
     expect(reads).toEqual([]);
   });
 
+  it('a connection lost as a whole ends, at once and without a read, the work that reached that agent only', () => {
+    const { inFlight, reads, work } = setup(() => live);
+    const onIt = [work(), work({ tokenId: 't2' })];
+    const otherAgent = work({}, ['a9', 'b1']);
+    const notYetReached = work({}, null);
+    const otherWorkspace = work({ workspaceId: 'w2' });
+    expect(inFlight.connectionLost('w1', 'a1', 'the tunnel closed')).toBe(2);
+    for (const w of onIt) expect(w.ended).toEqual([{ code: 'AGENT_CONNECTION_LOST', reason: 'the tunnel closed' }]);
+    for (const w of [otherAgent, notYetReached, otherWorkspace]) expect(w.ended).toEqual([]);
+    expect(inFlight.connectionLost('w1', 'a1', 'again')).toBe(0);
+    expect(reads).toEqual([]);
+  });
+
   it('a notification ends only what the rows confirm: a forged one ends nothing', async () => {
     let revoked = false;
     const { inFlight, reads, work } = setup(() => ({ ...live, tokenLive: !revoked }));

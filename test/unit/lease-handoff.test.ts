@@ -16,6 +16,7 @@ function fakeConnection(agentId: string): AgentConnection & { closes: number } {
     close: vi.fn(async () => {
       conn.closes += 1;
     }),
+    onLost: () => () => undefined,
   };
   // why: the cache only reads these members of a connection.
   return conn as unknown as AgentConnection & { closes: number };
