@@ -1,4 +1,4 @@
-// `npm run bench`: agentgate against its baselines, in one run on one machine (SPEC 10, issue 11).
+// `npm run bench`: agentgate against its baselines, in one run on one machine (contract §10, issue 11).
 //
 //   npm run bench                                 10 s per run, 3 interleaved runs, 10 000 workspaces
 //   npm run bench -- --seconds 3 --runs 1         a quick look

@@ -1,4 +1,4 @@
-// The SPEC section 2 schema, with the indexes the gate's per-call read needs:
+// The contract §2 schema, with the indexes the gate's per-call read needs:
 // a workspace's latest build is the last entry of (workspace_id, build_number), and a build's
 // agents come in selection order from (build_id, display_order, name COLLATE "C").
 import { sql, type Kysely } from 'kysely';

@@ -1,4 +1,4 @@
-// Signature v2 (SPEC 4.1): every gate process publishes the public half of its Ed25519 signing
+// Signature v2 (contract §4.1): every gate process publishes the public half of its Ed25519 signing
 // key here while it runs. The private half is never stored, so reading this table (or any other)
 // does not let anyone sign as the gate.
 import { sql, type Kysely } from 'kysely';

@@ -1,4 +1,4 @@
-// Environment → typed, frozen Config, parsed once at start (SPEC section 7).
+// Environment → typed, frozen Config, parsed once at start (contract §7).
 // A bad value stops the process with one line naming the variable and what it allows.
 import { isIP } from 'node:net';
 import envSchema from 'env-schema';

@@ -1,4 +1,4 @@
-// Prometheus metrics (SPEC section 8): one registry per app, default process metrics included.
+// Prometheus metrics (contract §8): one registry per app, default process metrics included.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { droppedLogLines } from './logger.js';
 

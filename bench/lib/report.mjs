@@ -1,4 +1,4 @@
-// The bench's verdicts against SPEC 10 and their renderings: a Markdown report and an SVG chart
+// The bench's verdicts against contract §10 and their renderings: a Markdown report and an SVG chart
 // of each measure against its target (hand-written SVG, no dependency).
 
 const READ_ROWS = ['prepared', 'plain', 'sentinel', 'cached-uniform', 'cached-hot'];
@@ -17,7 +17,7 @@ const labels = (n) => ({
 
 const fmt = (v, digits = 2) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits));
 
-/** Every SPEC 10 target as { id, label, measured, target, unit, higherIsBetter, stretch, result }. */
+/** Every contract §10 target as { id, label, measured, target, unit, higherIsBetter, stretch, result }. */
 export function evaluate(r) {
   const s = r.summary;
   const ratio = (a, b) => (s[a] && s[b] ? s[a].reqPerSec / s[b].reqPerSec : Number.NaN);
@@ -172,7 +172,7 @@ export function renderMarkdown(r, svgName) {
     );
   }
   lines.push('', 'Runs (req/s): ' + Object.entries(r.runs).map(([id, runs]) => `${id} ${runs.map((x) => Math.round(x.reqPerSec)).join('/')}`).join('; '), '');
-  lines.push('## SPEC 10 targets', '');
+  lines.push('## contract §10 targets', '');
   lines.push('| check | measured | target | result |');
   lines.push('|---|---:|---:|---|');
   for (const c of r.checks) {
@@ -232,7 +232,7 @@ export function renderSvg(r) {
   const parts = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
   parts.push(`<rect width="100%" height="100%" fill="#ffffff"/>`);
-  parts.push(`<text x="10" y="20" font-size="14" font-weight="bold">agentgate bench ${escape(r.started.slice(0, 10))}: each measure ÷ its SPEC 10 target (target = 1)</text>`);
+  parts.push(`<text x="10" y="20" font-size="14" font-weight="bold">agentgate bench ${escape(r.started.slice(0, 10))}: each measure ÷ its contract §10 target (target = 1)</text>`);
   parts.push(`<text x="10" y="38" fill="#555">≥ rows pass right of the line, ≤ rows left of it; bars capped at ${maxScale}</text>`);
   for (let t = 0; t <= maxScale; t += 0.5) {
     parts.push(`<line x1="${x(t)}" y1="${top - 4}" x2="${x(t)}" y2="${top + checks.length * rowH}" stroke="#eeeeee"/>`);

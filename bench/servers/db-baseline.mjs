@@ -1,4 +1,4 @@
-// The database baseline of SPEC 10: a bare Fastify route doing one primary-key read per request
+// The database baseline of contract §10: a bare Fastify route doing one primary-key read per request
 // on a pg pool of agentgate's size (10), as a prepared (named) statement or a plain query.
 //   DATABASE_URL=... node bench/servers/db-baseline.mjs prepared|plain <port>
 import Fastify from 'fastify';

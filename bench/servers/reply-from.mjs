@@ -1,4 +1,4 @@
-// The proxy baseline of SPEC 10: a bare @fastify/reply-from proxy in front of the agent, with
+// The proxy baseline of contract §10: a bare @fastify/reply-from proxy in front of the agent, with
 // agentgate's URL shape (/workspaces/:id/conn/<path> → <agent>/<path>) and no gate read.
 //   node bench/servers/reply-from.mjs <agent url> <port>
 import Fastify from 'fastify';

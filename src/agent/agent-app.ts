@@ -1,5 +1,5 @@
 // The reference agent's HTTP service: `GET /health` (open) and tool endpoints that accept only
-// requests the gate signed for this agent (signature v2, SPEC 4.1): exec, streaming exec, files, MCP.
+// requests the gate signed for this agent (signature v2, contract §4.1): exec, streaming exec, files, MCP.
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyReply } from 'fastify';
@@ -71,7 +71,7 @@ export async function buildAgentApp(options: AgentAppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(problemPlugin);
 
-  /** The signature check of SPEC 4.1, cheapest refusals first; the nonce is spent last. */
+  /** The signature check of contract §4.1, cheapest refusals first; the nonce is spent last. */
   const check = async (header: string | undefined, method: string, pathAndQuery: string): Promise<SignatureCheck | 'full'> => {
     const parsed = parseGateSignature(header);
     if (typeof parsed === 'string') return parsed;

@@ -1,4 +1,4 @@
-// The gate's signing keys as the agent knows them (SPEC 4.1, 4.2): fetched from
+// The gate's signing keys as the agent knows them (contract §4.1, 4.2): fetched from
 // `GET /agent/keys` at start and again when a request names a key that is unknown or has
 // expired here, at most once per second however many requests ask. The same answer tells the
 // agent its own id, which every signature it accepts must name.

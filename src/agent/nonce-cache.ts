@@ -1,4 +1,4 @@
-// The nonces an agent accepted in the last 120 s (SPEC 4.1), so a captured request cannot be
+// The nonces an agent accepted in the last 120 s (contract §4.1), so a captured request cannot be
 // sent again. Entries expire in insertion order; the size is capped so memory stays bounded.
 import { NONCE_RETENTION_SECONDS } from '../auth/gate-signature.js';
 

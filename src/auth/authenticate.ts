@@ -1,6 +1,6 @@
 // Bearer authentication, shared by the HTTP routes (auth plugin) and WebSocket upgrades, which
 // bypass Fastify: a missing, unknown or revoked token is UNAUTHENTICATED, a token of the wrong
-// kind is FORBIDDEN (SPEC section 6).
+// kind is FORBIDDEN (contract §6).
 import { ApiError } from '../domain/errors.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { admits, type Access, type Principal } from './principal.js';

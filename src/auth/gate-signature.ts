@@ -1,4 +1,4 @@
-// Gate-to-agent request signature v2 (SPEC 4.1):
+// Gate-to-agent request signature v2 (contract §4.1):
 // `x-agentgate-auth: v2.<kid>.<unix seconds>.<nonce>.<signature>`, an Ed25519 signature over
 // `v2\n<kid>\n<unix seconds>\n<nonce>\n<agent id>\n<METHOD>\n<path and query as sent to the agent>`.
 // Only the gate process holding the private key can sign; the agent id in the signed string

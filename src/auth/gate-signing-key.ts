@@ -1,4 +1,4 @@
-// This process's signing key pair (SPEC 4.1): made at start, the private half held in memory only.
+// This process's signing key pair (contract §4.1): made at start, the private half held in memory only.
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { rawPublicKey, signGateRequest } from './gate-signature.js';
 

@@ -1,4 +1,4 @@
-// Keeps this process's public signing key in gate_signing_keys (SPEC 4.1): published at start,
+// Keeps this process's public signing key in gate_signing_keys (contract §4.1): published at start,
 // its expiry pushed ahead on a timer while the process runs, deleted when it stops. A failed
 // refresh is logged and retried on the next tick; the key lifetime leaves room for several.
 import type { Kysely } from 'kysely';
@@ -7,7 +7,7 @@ import type { Database } from '../db/schema.js';
 import { deleteSigningKey, publishSigningKey } from '../db/signing-keys-repo.js';
 import type { GateSigningKey } from './gate-signing-key.js';
 
-/** Expiry is kept 9 to 10 minutes ahead: SPEC 4.1 asks for at least 5. */
+/** Expiry is kept 9 to 10 minutes ahead: contract §4.1 asks for at least 5. */
 export const DEFAULT_KEY_LIFETIME_MS = 10 * 60_000;
 export const DEFAULT_KEY_REFRESH_MS = 60_000;
 

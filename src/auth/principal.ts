@@ -7,7 +7,7 @@ export type Principal =
 /** The tokenId of the environment's admin token (AGENTGATE_ADMIN_TOKEN), which is not a row. */
 export const ENV_TOKEN_ID = 'env';
 
-/** Route access levels: which principals a route admits (SPEC section 4). */
+/** Route access levels: which principals a route admits (contract §4). */
 export type Access = 'admin' | 'conn' | 'agent' | 'public';
 
 export function admits(access: Access, principal: Principal): boolean {

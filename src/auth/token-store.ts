@@ -1,4 +1,4 @@
-// Resolves bearer tokens to principals through a short in-memory cache (SPEC 5 step 1): each
+// Resolves bearer tokens to principals through a short in-memory cache (contract §5 step 1): each
 // entry lives at most `ttlMs` from the read that filled it, so a database outage does not lock
 // out callers, and revocations are applied at once here and, through NOTIFY, on every replica.
 // Unknown tokens are remembered too, briefly and in a bounded set, so a flood of them costs no
@@ -49,7 +49,7 @@ export class TokenStore {
     this.#adminHash = options.adminToken ? hashToken(options.adminToken) : undefined;
     this.#cache = new LRUCache<string, Principal>({
       max: options.maxEntries ?? 10_000,
-      // 60 s is the most SPEC 5 allows: the bound on how long a revocation can go unnoticed
+      // 60 s is the most contract §5 allows: the bound on how long a revocation can go unnoticed
       // by a replica whose notifications failed.
       ttl: Math.min(options.ttlMs ?? 60_000, 60_000),
       ttlAutopurge: false,

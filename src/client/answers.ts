@@ -2,7 +2,7 @@
 // agent's, and the error each problem becomes.
 import { agentgateError, AgentgateError } from './errors.js';
 
-/** Proxied answers the agent wrote carry this header (SPEC 4.1); the gate strips it from agents. */
+/** Proxied answers the agent wrote carry this header (contract §4.1); the gate strips it from agents. */
 export const UPSTREAM_HEADER = 'x-agentgate-upstream';
 
 export interface Answer {

@@ -61,7 +61,7 @@ export interface WebSocketOptions extends CallOptions {
   protocols?: string | string[] | undefined;
 }
 
-/** The agent selection header of the proxy route (SPEC 2); the gate removes it before forwarding. */
+/** The agent selection header of the proxy route (contract §2); the gate removes it before forwarding. */
 const AGENT_HEADER = 'x-agentgate-agent';
 
 export class AgentgateClient<W extends WebSocketLike = WebSocketLike> {

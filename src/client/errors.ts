@@ -1,4 +1,4 @@
-// The client's errors: one class per code of the catalogue (SPEC section 6), all extending
+// The client's errors: one class per code of the catalogue (contract §6), all extending
 // AgentgateError, and the reading of a gate's answer into one of them. The classes are checked
 // against the catalogue at the type level, so a new code without its class does not compile.
 import { CLIENT_ERROR_CODES, TRANSIENT_STATUSES, type ClientCodeEntry, type ClientErrorCode } from '../domain/client-codes.js';

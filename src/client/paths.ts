@@ -8,7 +8,7 @@ export type ToolPath = { ok: true; rest: string } | { ok: false; reason: string 
 
 /**
  * A tool path relative to the agent's base path (`/exec`, `files?path=a/../b`): the path part
- * must pass the gate's own rule (SPEC 6), the query is free. One leading slash is dropped; a
+ * must pass the gate's own rule (contract §6), the query is free. One leading slash is dropped; a
  * second one would make an empty segment, so `//host/x` and `http://host/x` are refused.
  */
 export function toolPath(path: unknown): ToolPath {

@@ -47,7 +47,7 @@ export function retryAfterDelayMs(retryAfterSeconds: number, policy: Pick<RetryP
 }
 
 /**
- * The retryable codes of a proxied call whose request never left the gate (SPEC 6): the gate
+ * The retryable codes of a proxied call whose request never left the gate (contract §6): the gate
  * refused it before sending, so repeating it repeats nothing, whatever its method. Every other
  * code may follow a request the agent received: AGENT_CONNECTION_LOST and AGENT_RESPONSE_TIMEOUT
  * by definition, GATE_UNREACHABLE (no answer, so no telling how far it went), UNEXPECTED_RESPONSE

@@ -1,4 +1,4 @@
-// The shapes of the gate's answers the client reads (SPEC 4.1), and the routes it calls. Each
+// The shapes of the gate's answers the client reads (contract §4.1), and the routes it calls. Each
 // shape has a runtime table of its keys, checked by the type system to name exactly the type's
 // keys, so that a test can hold them against the gate's /openapi.json.
 import type { AgentStatus } from '../domain/agent.js';
@@ -57,7 +57,7 @@ export const RESPONSE_KEYS = {
 
 export const AGENT_STATUSES = { connecting: true, connected: true, disconnected: true, timeout: true } as const satisfies Record<AgentStatus, true>;
 
-/** The members of a problem (SPEC 6), each of which AgentgateError carries. */
+/** The members of a problem (contract §6), each of which AgentgateError carries. */
 export const PROBLEM_KEYS = {
   type: true,
   title: true,

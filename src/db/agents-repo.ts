@@ -1,4 +1,4 @@
-// The agent's own writes (SPEC 4.2): heartbeats and goodbyes, timed by the database's clock.
+// The agent's own writes (contract §4.2): heartbeats and goodbyes, timed by the database's clock.
 // Each is one statement, so the NOTIFY of a transition commits with the change itself.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';
@@ -10,7 +10,7 @@ type Db = Kysely<Database>;
 /**
  * The agent's row, only while its workspace is not deleted: the token's principal may come from
  * a cache that a deletion made straight in the tables (no notification) never cleared, and such
- * a token stops working at once (SPEC 4.3).
+ * a token stops working at once (contract §4.3).
  */
 const liveAgent = (agentId: string) => sql`
   workspace_agents a

@@ -1,4 +1,4 @@
-// A pg pool whose every query is bounded in time, pool wait included (SPEC 5 step 9).
+// A pg pool whose every query is bounded in time, pool wait included (contract §5 step 9).
 // pg bounds the pool wait (connectionTimeoutMillis) and a query (query_timeout) separately;
 // here one budget covers both, and a client whose query timed out is destroyed rather than
 // returned to the pool, where it would block the next caller behind a query that never ends.

@@ -1,4 +1,4 @@
-// State-transition events on PostgreSQL's `agentgate_events` channel (SPEC 5 step 13):
+// State-transition events on PostgreSQL's `agentgate_events` channel (contract §5 step 13):
 // published in the same transaction as the change, received by every replica's listener. What
 // arrives is a hint: a notification needs no privilege beyond connecting, so its payload is
 // checked against the events' schema (anything else is ignored and counted as `unknown`), and

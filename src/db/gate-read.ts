@@ -1,4 +1,4 @@
-// The gate's per-call read (SPEC 5 step 1): in one round trip, the workspace (existence, owner),
+// The gate's per-call read (contract §5 step 1): in one round trip, the workspace (existence, owner),
 // its latest build, the selected current agent with fresh timestamps, and the database's now().
 // Prepared statements: parsed and planned once per connection. Reads that arrive together share
 // one query (CurrentAgentReads), each still sent after its call arrived.

@@ -1,4 +1,4 @@
-// Table types for Kysely (SPEC section 2). Timestamps arrive as Date from pg.
+// Table types for Kysely (contract §2). Timestamps arrive as Date from pg.
 import type { ColumnType, Generated } from 'kysely';
 
 type CreatedAt = ColumnType<Date, Date | undefined, never>;
@@ -49,7 +49,7 @@ export interface ApiTokensTable {
   revoked_at: NullableTime;
 }
 
-/** A gate process's public signing key (SPEC 4.1); the private key is never stored. */
+/** A gate process's public signing key (contract §4.1); the private key is never stored. */
 export interface GateSigningKeysTable {
   kid: string;
   /** The raw 32 bytes of the Ed25519 public key. */

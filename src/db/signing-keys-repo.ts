@@ -1,4 +1,4 @@
-// gate_signing_keys (SPEC 4.1): each gate process's public key, kept unexpired while it runs.
+// gate_signing_keys (contract §4.1): each gate process's public key, kept unexpired while it runs.
 // Expiry is set and judged by the database's clock, like every other timestamp.
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './schema.js';

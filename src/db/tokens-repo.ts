@@ -1,4 +1,4 @@
-// API tokens (SPEC 4.3): created shown once, stored as SHA-256, revoked by id.
+// API tokens (contract §4.3): created shown once, stored as SHA-256, revoked by id.
 import { sql, type Kysely } from 'kysely';
 import type { Database, TokenScope } from './schema.js';
 import { publishEvent } from './events.js';

@@ -1,5 +1,5 @@
 // An agent's times as PostgreSQL stores them (epoch milliseconds with microsecond fractions) and
-// the status they classify to (SPEC section 3).
+// the status they classify to (contract §3).
 
 export type AgentStatus = 'connecting' | 'connected' | 'disconnected' | 'timeout';
 

@@ -1,4 +1,4 @@
-// For every code of the catalogue: when it happens (SPEC section 6) and what a chat server should
+// For every code of the catalogue: when it happens (contract §6) and what a chat server should
 // do with it. docs/errors.md is generated from this table and the catalogue; the type makes a
 // new code without its entry fail to compile.
 import type { ErrorCode } from './errors.js';

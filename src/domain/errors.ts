@@ -1,4 +1,4 @@
-// The error catalogue (SPEC section 6): every code is defined once, with its status, whether it
+// The error catalogue (contract §6): every code is defined once, with its status, whether it
 // is retryable, its title and, for the gate's codes, a hint an LLM can relay. Codes are never
 // reused; clients branch on them.
 
@@ -83,7 +83,7 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
-/** Extra, machine-readable members of a problem (SPEC section 6). */
+/** Extra, machine-readable members of a problem (contract §6). */
 export interface ProblemExtras {
   workspaceId?: string;
   agentId?: string;

@@ -1,4 +1,4 @@
-// State transitions every replica must learn of (SPEC 5 step 13): what the NOTIFY channel
+// State transitions every replica must learn of (contract §5 step 13): what the NOTIFY channel
 // carries and what the caches and the work in flight act on. A notification is a hint, not a
 // command: anyone who can connect to the database can send one, so what arrives is checked
 // against this schema (anything else is `undefined`, counted and ignored), and nothing is ended

@@ -1,4 +1,4 @@
-// The rule a proxied path must pass (SPEC 6), shared by the gate, which refuses such a path with
+// The rule a proxied path must pass (contract §6), shared by the gate, which refuses such a path with
 // INVALID_REQUEST, and agentgate/client, which refuses it before sending: the path is forwarded as
 // sent and never resolved, so anything a server on the way could resolve out of the agent's base
 // path is refused: dot segments (plain or percent-encoded, at any depth of encoding, with or

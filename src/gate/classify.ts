@@ -1,4 +1,4 @@
-// Agent status as a pure function of the row and the database's clock (SPEC section 3).
+// Agent status as a pure function of the row and the database's clock (contract §3).
 // Times are epoch milliseconds with microsecond fractions, as PostgreSQL stores them, so that
 // "equal" means equal and not "within the same millisecond".
 import type { AgentTimes, Classification } from '../domain/agent.js';

@@ -1,4 +1,4 @@
-// The connection cache (SPEC 5 steps 10, 12): per agent, at most `max` entries (least recently
+// The connection cache (contract §5 steps 10, 12): per agent, at most `max` entries (least recently
 // used closed first) and idle-expiring. A caller holds a lease while it uses a connection; an
 // evicted connection closes only when its last lease is returned, so a call never receives, nor
 // keeps using, a pool that the cache closed under it.

@@ -1,4 +1,4 @@
-// What a `conn` call does with the row it just read (SPEC 5 steps 2-5 and 8), as a pure
+// What a `conn` call does with the row it just read (contract §5 steps 2-5 and 8), as a pure
 // function: no clock, no cache, no database. The gate reads, asks, then acts on the answer.
 import type { Classification } from '../domain/agent.js';
 import type { FailedDialCode } from './failed-dials.js';

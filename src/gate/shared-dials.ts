@@ -1,4 +1,4 @@
-// One dial in flight per agent (SPEC 5 step 6). The dial runs with its own full bound, whoever
+// One dial in flight per agent (contract §5 step 6). The dial runs with its own full bound, whoever
 // started it. Each waiter waits with its own signal and its own deadline and stops waiting at
 // once when either ends, without failing the others; the dial itself is aborted (with
 // DialAbandoned) only when its last waiter has left.

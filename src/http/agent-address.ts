@@ -1,4 +1,4 @@
-// Agent addresses (SPEC 4.3): absolute http: or https: URLs without credentials. A query or
+// Agent addresses (contract §4.3): absolute http: or https: URLs without credentials. A query or
 // fragment is refused too, since proxied paths are appended to the address.
 
 /** Why the address is refused, or undefined when it is acceptable. */

@@ -1,5 +1,5 @@
 // agentgate as an MCP client of an agent's `<address>/mcp` (Streamable HTTP), over the agent's
-// cached undici pool, every request signed (SPEC 4.1). One POST per call, answered as JSON or as
+// cached undici pool, every request signed (contract §4.1). One POST per call, answered as JSON or as
 // server-sent events, whose notifications (progress) are handed on as they come. The session
 // (initialize, then notifications/initialized) is made once per cached connection and kept with
 // it: a stateless agent never asks for more, a stateful one gets its Mcp-Session-Id back, and a

@@ -1,4 +1,4 @@
-// The MCP front door (SPEC 11): agentgate is the MCP server a client talks to, one stateless
+// The MCP front door (contract §11): agentgate is the MCP server a client talks to, one stateless
 // server per HTTP request. initialize and ping are answered here, whatever the agent's state;
 // tools/list and tools/call go through the gate (fresh read, strong and weak signals, shared
 // bounded dials) to the agent's /mcp on every request. A refusal, or an agent that cannot

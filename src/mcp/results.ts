@@ -1,5 +1,5 @@
-// What the model reads when the gate refuses a tool call or the agent cannot answer it (SPEC 11):
-// a normal tool result with isError, the SPEC 6 hint and then the detail as its text, and the
+// What the model reads when the gate refuses a tool call or the agent cannot answer it (contract §11):
+// a normal tool result with isError, the contract §6 hint and then the detail as its text, and the
 // code, retryability and the agent's state under _meta["agentgate/error"]; and which code an
 // agent's answer that is not MCP comes to. Pure.
 import { CallToolResultSchema, ListToolsResultSchema, type CallToolResult, type ListToolsResult } from '@modelcontextprotocol/sdk/types.js';

@@ -1,6 +1,6 @@
 // The last tools/list each agent answered, kept in memory (bounded: least recently used first
 // out, by count and by size in bytes) so that while the gate refuses an agent, tools/list still
-// shows its tools, marked stale (SPEC 11): the model can call one and read why it cannot run.
+// shows its tools, marked stale (contract §11): the model can call one and read why it cannot run.
 // Each workspace and agent selection also remembers which agent it last reached, for refusals
 // that name no agent (a stopped workspace); the list itself is kept once, under its agent. A
 // list is the workspace owner's: it is kept with the owner read when it was made and recalled

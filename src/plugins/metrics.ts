@@ -1,4 +1,4 @@
-// The process's metrics registry (SPEC section 8), decorated as `app.metrics`.
+// The process's metrics registry (contract §8), decorated as `app.metrics`.
 import fp from 'fastify-plugin';
 import { Metrics } from '../metrics.js';
 

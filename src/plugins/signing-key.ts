@@ -1,4 +1,4 @@
-// This process's Ed25519 signing key (SPEC 4.1), published before the app serves (an agent asks
+// This process's Ed25519 signing key (contract §4.1), published before the app serves (an agent asks
 // for the keys as soon as the gate answers) and withdrawn on close, after the app has drained:
 // its last requests to agents are signed with it.
 import fp from 'fastify-plugin';

@@ -1,4 +1,4 @@
-// The proxied request's target (SPEC 4.1, 6): its raw URL parsed into workspace, agent, path and
+// The proxied request's target (contract §4.1, 6): its raw URL parsed into workspace, agent, path and
 // query (proxyTarget). The rules its path must pass are src/domain/forward-path.ts, which the
 // client applies too.
 import { ApiError } from '../domain/errors.js';

@@ -1,4 +1,4 @@
-// WebSocket upgrades on `/workspaces/:id/conn/*` (SPEC 4.1). An upgrade request goes through
+// WebSocket upgrades on `/workspaces/:id/conn/*` (contract §4.1). An upgrade request goes through
 // the app's routing like any other, so the same admission applies (draining, authentication,
 // per-token caps, rate limit, load shedding); the proxy route then hands it here once the gate
 // has a connection: the upgrade is forwarded (signed) to the agent on a socket of its own and

@@ -29,7 +29,7 @@ export const ATTR = {
   workspaceId: 'agentgate.workspace.id',
   agentId: 'agentgate.agent.id',
   agentName: 'agentgate.agent.name',
-  /** `ok`, a SPEC 6 code, or `client_closed`. */
+  /** `ok`, a contract §6 code, or `client_closed`. */
   outcome: 'agentgate.outcome',
   degraded: 'agentgate.degraded',
   cached: 'agentgate.cached',
@@ -86,7 +86,7 @@ export function childSpan(
 }
 
 export interface Outcome {
-  /** `ok`, a SPEC 6 code, or `client_closed`. */
+  /** `ok`, a contract §6 code, or `client_closed`. */
   code: string;
   /** The HTTP status it is answered with, when it is answered. */
   status?: number | undefined;

@@ -1,4 +1,4 @@
-// PostgreSQL faults under the gate (SPEC 5 step 9): cut, silent, slow, reset mid-query. Every
+// PostgreSQL faults under the gate (contract §5 step 9): cut, silent, slow, reset mid-query. Every
 // call answers within the bounds (a degraded 200 on a cached connection, or
 // DATABASE_UNAVAILABLE), the process stays up, and it recovers by itself.
 import pg from 'pg';
@@ -12,7 +12,7 @@ import { expectNoLeak, poolThroughProxy, snapshot } from '../support/leaks.js';
 
 const DB_TIMEOUT_MS = 800;
 const DIAL_TIMEOUT_MS = 500;
-// SPEC 5 step 9: no call waits longer than the dial bound plus twice the database bound.
+// contract §5 step 9: no call waits longer than the dial bound plus twice the database bound.
 const CONN_BOUND_MS = DIAL_TIMEOUT_MS + 2 * DB_TIMEOUT_MS;
 // Scheduling slack on a loaded 2-core machine; the bound itself is what the gate enforces.
 const SLACK_MS = 400;

@@ -2,7 +2,7 @@
 // real socket (fetch would normalise the URL and refuse odd bytes), with arbitrary methods,
 // paths, headers, query strings and bodies. Every answer must be either a genuine success of a
 // valid request, a response the agent itself gave through the proxy, or problem+json with a
-// documented code and its status (SPEC section 6); never a 500, a stack trace, a hang, or a row
+// documented code and its status (contract §6); never a 500, a stack trace, a hang, or a row
 // changed by a refused request.
 //
 // Reproduce a failure with FC_SEED=<seed printed by the run> (and FC_PATH=<path> to replay
@@ -18,10 +18,10 @@ import { AgentRows, createWorkspace, type Workspace } from '../support/gate-fixt
 import { DOCUMENTED_CODES } from '../soak/criteria.js';
 
 // ---------------------------------------------------------------------------------------------
-// SPEC section 6: the only codes and statuses an error answer may carry
+// contract §6: the only codes and statuses an error answer may carry
 // ---------------------------------------------------------------------------------------------
 
-// One SPEC 6 table for the suites (test/soak/criteria.ts), written from SPEC, not from src/errors.ts.
+// One contract §6 table for the suites (test/soak/criteria.ts), written from the contract, not from src/errors.ts.
 const SPEC_CODES = DOCUMENTED_CODES;
 
 // What must never reach a body: stack frames, source locations, SQL and driver messages.
@@ -607,7 +607,7 @@ function textValidity(v: unknown, max: number): Validity {
   return 'valid';
 }
 
-/** SPEC 4.3, written independently of the route schemas. */
+/** contract §4.3, written independently of the route schemas. */
 function validWorkspaceBody(v: unknown): Validity {
   if (!isObject(v) || !keysWithin(v, ['ownerId', 'name'])) return 'invalid';
   if (typeof v.ownerId !== 'string' || !UUID_RE.test(v.ownerId)) return 'invalid';

@@ -177,7 +177,7 @@ describe('agent API', () => {
     expect((await row(agent.id)).last_connected_at).toBeInstanceOf(Date);
   });
 
-  it('a workspace deleted straight in the tables (no notification) stops its agent tokens at once (SPEC 4.3)', async () => {
+  it('a workspace deleted straight in the tables (no notification) stops its agent tokens at once (contract §4.3)', async () => {
     const agent = await newAgent();
     // The first heartbeat leaves the token's principal in the cache.
     expect((await heartbeat(agent)).status).toBe(204);

@@ -1,4 +1,4 @@
-// The authentication matrix (SPEC sections 4 and 6): every route against every kind of token,
+// The authentication matrix (contract §4 and §6): every route against every kind of token,
 // revocation on this process and on a second replica, deleted workspaces' agent tokens, and
 // tokens kept out of the logs.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';

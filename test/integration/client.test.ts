@@ -291,7 +291,7 @@ describe('proxied calls', () => {
 
 describe('paths that would leave the route', () => {
   // Each is refused by the client, sending nothing: fetch would resolve the first ones out of
-  // `/workspaces/<id>/conn/`, and the gate refuses every one of them (SPEC 6).
+  // `/workspaces/<id>/conn/`, and the gate refuses every one of them (contract §6).
   const BAD_PATHS = [
     '..',
     '.',

@@ -1,5 +1,5 @@
 // The LISTEN connection survives PostgreSQL going away: it reconnects with backoff, without
-// crashing the process, and events flow again afterwards (SPEC 5 step 13).
+// crashing the process, and events flow again afterwards (contract §5 step 13).
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Reads that arrive together share one query (SPEC 10: "reads that arrive together may share one
+// Reads that arrive together share one query (contract §10: "reads that arrive together may share one
 // query"), and each call still gets the answer of its own workspace and agent name, read after
 // the call arrived.
 import { randomUUID } from 'node:crypto';

@@ -1,4 +1,4 @@
-// The decision matrix of POST /workspaces/:id/conn and GET /workspaces/:id/agent (SPEC 3, 4.1, 5),
+// The decision matrix of POST /workspaces/:id/conn and GET /workspaces/:id/agent (contract §3, 4.1, 5),
 // against real agents on real sockets.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

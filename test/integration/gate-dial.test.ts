@@ -1,4 +1,4 @@
-// Dialing agents (SPEC 5 steps 5-8): the dial bound, failures before it, one shared dial per
+// Dialing agents (contract §5 steps 5-8): the dial bound, failures before it, one shared dial per
 // agent, callers leaving without failing the others and never counting as a timeout, and the
 // failed-dial memory. Real agents on real sockets; timings are asserted only with wide margins.
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';

@@ -1,4 +1,4 @@
-// The gate under stress and failure (SPEC 5 steps 9-13): eviction races never surface as
+// The gate under stress and failure (contract §5 steps 9-13): eviction races never surface as
 // transport errors, a database outage is survived on cached connections, rebuilds during a
 // dial are noticed, replicas close their connections through NOTIFY, and the metrics show it.
 import { GateSigningKey } from '../../src/auth/gate-signing-key.js';
@@ -53,7 +53,7 @@ function holdHealth(a: FakeAgent): { arrived(n?: number): Promise<void>; release
 /** Resolves when every socket the agent accepted so far has closed. */
 const allClosed = (a: FakeAgent) => a.sockets.waitClosed(a.sockets.opened);
 
-describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)', () => {
+describe('eviction races never surface as transport errors (contract §5 steps 10, 12)', () => {
   async function dialed(a: FakeAgent): Promise<HttpConnection> {
     return dialAgent(
       { agentId: randomUUID(), workspaceId: randomUUID(), address: a.address },
@@ -215,18 +215,18 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
     }
   });
 
-  // SPEC 5 step 10 under load: tool calls proxied through the gate hold their connection (a
+  // contract §5 step 10 under load: tool calls proxied through the gate hold their connection (a
   // lease) while the events that evict connections happen, each through the route that causes
   // it in production: rebuilds (POST /workspaces/:id/builds), goodbyes and reconnects (the
   // agent routes), and the cache's own bound (LRU) or idle expiry. Every call must end with
-  // the agent's own answer or a SPEC 6 sentinel, none may hang, and nothing may be left open.
+  // the agent's own answer or a contract §6 sentinel, none may hang, and nothing may be left open.
   const N_WORKSPACES = 20;
   const WAVES = 8;
   const PER_WAVE = 50;
   const DIAL_MS = 2_000;
   const DB_MS = 1_000;
   const HEADERS_MS = 2_000;
-  /** SPEC 5 step 9's bound on a proxied call, with room for a loaded machine: a call open past it hangs. */
+  /** contract §5 step 9's bound on a proxied call, with room for a loaded machine: a call open past it hangs. */
   const HANG_MS = DIAL_MS + 2 * DB_MS + HEADERS_MS + 4_000;
 
   interface ToolRoute {
@@ -421,7 +421,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
         // A call in flight when its agent said goodbye or was replaced ends with the sentinel
         // (the work in flight ends with its agent, every kind alike), never a transport error.
         for (const e of seen(flapping)) expect(['agent answer', '409 AGENT_DISCONNECTED', '502 AGENT_CONNECTION_LOST']).toContain(e);
-        // A call whose agent was replaced during both of its dials is told so (SPEC 5 step 11).
+        // A call whose agent was replaced during both of its dials is told so (contract §5 step 11).
         for (const e of seen(rebuilt)) expect(['agent answer', '409 WORKSPACE_CHANGED', '502 AGENT_CONNECTION_LOST']).toContain(e);
         // A call held by the agent across a rebuild or goodbye was ended by it, with the sentinel;
         // the calls held across the cache's own evictions (the stable agents') got their answers.
@@ -463,7 +463,7 @@ describe('eviction races never surface as transport errors (SPEC 5 steps 10, 12)
   );
 });
 
-describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
+describe('PostgreSQL unreachable (contract §5 step 9)', () => {
   const DB_TIMEOUT_MS = 300;
   let env: AppBehindProxy;
   let proxy: FaultProxy;
@@ -527,7 +527,7 @@ describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
         const warnings = parsedLogs(t)
           .slice(logsBefore)
           .filter((l) => l.level === 40 && l.agentId === agentId);
-        // SPEC 5 step 9: a warning with the agent id and the error.
+        // contract §5 step 9: a warning with the agent id and the error.
         expect(warnings.length).toBeGreaterThanOrEqual(1);
         expect(typeof warnings[0]!.err).toBe('string');
         expect(a.healthChecks()).toBe(1);
@@ -572,7 +572,7 @@ describe('PostgreSQL unreachable (SPEC 5 step 9)', () => {
   );
 });
 
-describe('rebuilds during a dial (SPEC 5 step 11)', () => {
+describe('rebuilds during a dial (contract §5 step 11)', () => {
   let t: TestApp;
   let rows: Rows;
   beforeAll(async () => {
@@ -670,7 +670,7 @@ describe('rebuilds during a dial (SPEC 5 step 11)', () => {
   });
 });
 
-describe('two replicas on one database (SPEC 5 step 13)', () => {
+describe('two replicas on one database (contract §5 step 13)', () => {
   let database: TestDatabase;
   let one: TestApp;
   let two: TestApp;
@@ -738,7 +738,7 @@ describe('two replicas on one database (SPEC 5 step 13)', () => {
   });
 });
 
-describe('metrics (SPEC 5, section 8)', () => {
+describe('metrics (contract §5, section 8)', () => {
   let t: TestApp;
   let rows: Rows;
   beforeAll(async () => {

@@ -276,7 +276,7 @@ describe('the Grafana dashboard', () => {
         }
       }
     }
-    // The families the dashboard exists for (SPEC 8) are all on it.
+    // The families the dashboard exists for (contract §8) are all on it.
     for (const metric of [
       'agentgate_conn_total',
       'agentgate_dial_seconds_bucket',

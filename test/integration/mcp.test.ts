@@ -1,4 +1,4 @@
-// The MCP front door (SPEC 11), driven by the official SDK's Client over Streamable HTTP against
+// The MCP front door (contract §11), driven by the official SDK's Client over Streamable HTTP against
 // a running agentgate and real reference agents (`agentgate agent` processes): initialize and
 // ping answered by agentgate whatever the agent's state, every tool through the gate, progress
 // while a command runs, cancellation reaching the agent, a killed agent's calls as isError

@@ -1,4 +1,4 @@
-// The metrics of SPEC 8 beyond the minimum: dials in flight, notifications by kind, LISTEN
+// The metrics of contract §8 beyond the minimum: dials in flight, notifications by kind, LISTEN
 // reconnects, degraded answers, token lookups by source, protective refusals. Their labels stay
 // bounded: no workspace, agent or token id is ever a label value.
 import { randomUUID } from 'node:crypto';

@@ -1,4 +1,4 @@
-// WebSocket upgrades through the proxy (SPEC 4.1): frames both ways, headers and signing of the
+// WebSocket upgrades through the proxy (contract §4.1): frames both ways, headers and signing of the
 // upgrade request, close propagation in both directions, refusals that never reach the agent,
 // and shutdown closing proxied sockets. The agent is a `ws` server on a real socket.
 import { randomBytes, randomUUID } from 'node:crypto';

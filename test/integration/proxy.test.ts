@@ -1,4 +1,4 @@
-// The tool-call proxy (SPEC 4.1): streaming both ways, aborts, failure semantics, headers and
+// The tool-call proxy (contract §4.1): streaming both ways, aborts, failure semantics, headers and
 // signing, against a real agent on a real socket.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';

@@ -1,4 +1,4 @@
-// Signature v2 end to end (SPEC 4.1, 4.2): real gates on one database, the reference agent on
+// Signature v2 end to end (contract §4.1, 4.2): real gates on one database, the reference agent on
 // a real socket, learning the gate keys from GET /agent/keys. A captured request cannot be
 // replayed, a request for one agent is refused by another, the stored token hash signs
 // nothing, every running replica's key is accepted and a stopped one's stops working.

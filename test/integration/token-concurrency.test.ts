@@ -1,4 +1,4 @@
-// Per-token caps on concurrent work (SPEC 7: AGENTGATE_MAX_REQUESTS_PER_TOKEN,
+// Per-token caps on concurrent work (contract §7: AGENTGATE_MAX_REQUESTS_PER_TOKEN,
 // AGENTGATE_MAX_WEBSOCKETS_PER_TOKEN): over a cap, 429 RATE_LIMITED with Retry-After; a slot is
 // freed once when its request ends (answered or its socket gone) or its WebSocket closes.
 import http from 'node:http';

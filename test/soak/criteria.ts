@@ -1,8 +1,8 @@
 // Pass/fail rules of the soak run, kept apart from the driver so that they can be unit tested:
-// how an answer is classified against SPEC 6, and when a resource counts as growing without
+// how an answer is classified against contract §6, and when a resource counts as growing without
 // bound.
 
-/** SPEC 6: every documented code and its status. Anything else from the gate is a defect. */
+/** contract §6: every documented code and its status. Anything else from the gate is a defect. */
 export const DOCUMENTED_CODES: Readonly<Record<string, number>> = {
   INVALID_REQUEST: 400,
   UNAUTHENTICATED: 401,
@@ -70,7 +70,7 @@ export function classifyAnswer(a: Answer): Classified {
     return { outcome, defect: 'a gate error that is not application/problem+json' };
   }
   if (code === 'INTERNAL') return { outcome, defect: 'INTERNAL' };
-  if (DOCUMENTED_CODES[code] !== a.status) return { outcome, defect: 'a code or status SPEC 6 does not document' };
+  if (DOCUMENTED_CODES[code] !== a.status) return { outcome, defect: 'a code or status contract §6 does not document' };
   return { outcome };
 }
 

@@ -6,7 +6,7 @@
 // or a rebuild with a new one); chat callers at a steady rate (`POST .../conn` and proxied tool
 // calls); and a database fault every few seconds (cut, blackhole, latency, reset in flight).
 // It prints a line per interval and a summary, and fails when the gate died, a call outlived its
-// bound (SPEC 5 step 9), an answer broke SPEC 6, or memory or handles grew without bound.
+// bound (contract §5 step 9), an answer broke contract §6, or memory or handles grew without bound.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -60,7 +60,7 @@ const GATE_ENV = {
   LOG_LEVEL: 'warn',
 };
 
-/** SPEC 5 step 9: dial bound + 2 x database bound; a proxied call adds the headers timeout. */
+/** contract §5 step 9: dial bound + 2 x database bound; a proxied call adds the headers timeout. */
 const CONN_BOUND_MS = DIAL_MS + 2 * DB_MS + SLACK_MS;
 const PROXY_BOUND_MS = CONN_BOUND_MS + HEADERS_MS;
 /** The driver gives up on any request after this: nothing it sends can hang the run. */
@@ -340,7 +340,7 @@ it(`soak: ${MINUTES} min, ${WORKSPACES} workspaces, ${RATE} chat calls/s, databa
       defect = c.defect;
       if (aborted) {
         outcome += ' (body aborted)';
-        // SPEC 6: when the agent breaks mid-response the caller sees an incomplete response;
+        // contract §6: when the agent breaks mid-response the caller sees an incomplete response;
         // the gate's own answers are never cut.
         if (res.headers['x-agentgate-upstream'] !== 'agent') defect = 'a gate answer cut short';
       }

@@ -1,4 +1,4 @@
-// Configuration from the environment (SPEC section 7): defaults, overrides, and one clear line
+// Configuration from the environment (contract §7): defaults, overrides, and one clear line
 // naming the variable for every bad value, without echoing secrets.
 import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -82,7 +82,7 @@ function expectOneLine(message: string): void {
 }
 
 describe('loadConfig: defaults and overrides', () => {
-  it('returns the SPEC section 7 defaults for an empty environment', () => {
+  it('returns the contract §7 defaults for an empty environment', () => {
     expect(loadConfig({})).toStrictEqual(DEFAULTS);
   });
 

@@ -1,4 +1,4 @@
-// The gate's decision (SPEC 5 steps 2-5 and 8): a table over classification × cached connection
+// The gate's decision (contract §5 steps 2-5 and 8): a table over classification × cached connection
 // × failed-dial memory × grace, and properties over all of them.
 // Reproduce a property failure with FC_SEED=<seed printed by the run>.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Signature v2 (SPEC 4.1), the pure parts: signing, parsing and verifying a header, and the
+// Signature v2 (contract §4.1), the pure parts: signing, parsing and verifying a header, and the
 // agent's replay memory.
 import { createHmac, generateKeyPairSync, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
@@ -28,7 +28,7 @@ function check(header: string | undefined, req: SignedRequest = REQ, nowMs = NOW
 }
 
 describe('signGateRequest', () => {
-  it('signs with Ed25519 exactly the SPEC string, and writes v2.<kid>.<seconds>.<nonce>.<sig>', () => {
+  it('signs with Ed25519 exactly the contract string, and writes v2.<kid>.<seconds>.<nonce>.<sig>', () => {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     const nonce = Buffer.alloc(16, 7).toString('base64url');
     const header = signGateRequest({ kid: 'k_1-A', privateKey }, { agentId: AGENT, method: 'post', pathAndQuery: '/a?b=%20c' }, NOW + 999, nonce);

@@ -1,5 +1,5 @@
 // A shared dial hands each waiter a lease of its own the moment it settles: no gap in which an
-// eviction could close the connection before a waiter holds it (SPEC 5 steps 6 and 10).
+// eviction could close the connection before a waiter holds it (contract §5 steps 6 and 10).
 import { describe, expect, it, vi } from 'vitest';
 import type { AgentConnection } from '../../src/transport/agent-transport.js';
 import { ConnCache, type Lease } from '../../src/gate/conn-cache.js';

@@ -1,4 +1,4 @@
-// The proxy's pure rules (SPEC 4.1, 6): which headers cross in each direction, which paths may
+// The proxy's pure rules (contract §4.1, 6): which headers cross in each direction, which paths may
 // be forwarded and how the agent selector leaves the query.
 import { describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';

@@ -1,4 +1,4 @@
-// The soak run's pass/fail rules (test/soak/criteria.ts): answers judged against SPEC 6, and
+// The soak run's pass/fail rules (test/soak/criteria.ts): answers judged against contract §6, and
 // growth without bound told from noise.
 import { describe, expect, it } from 'vitest';
 import { classifyAnswer, judgeGrowth, type Point } from '../soak/criteria.js';

@@ -1,5 +1,5 @@
 // Bearer authentication after routing: each route declares its `access` in its config, so an
-// unknown route is NOT_FOUND whatever the token (SPEC section 4), a missing, unknown or
+// unknown route is NOT_FOUND whatever the token (contract §4), a missing, unknown or
 // revoked token is UNAUTHENTICATED and a token of the wrong kind is FORBIDDEN.
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest } from 'fastify';

@@ -1,4 +1,4 @@
-// Load shedding (SPEC 6, OVERLOADED): when the event loop lags, API calls are refused at once
+// Load shedding (contract §6, OVERLOADED): when the event loop lags, API calls are refused at once
 // with 503 and Retry-After rather than queued behind the lag. Operations routes stay served, and
 // so do the agents' own routes: a heartbeat refused while another tenant's traffic stalls the
 // loop would, held past the inactive timeout, classify every healthy agent of the replica as

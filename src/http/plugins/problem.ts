@@ -25,8 +25,8 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
 /**
  * Requests Node's HTTP parser rejects before Fastify sees them (not HTTP/1.1, bad header bytes,
  * headers over the size limit): Fastify's `clientErrorHandler`, answering problem+json where
- * Node and Fastify would answer plain JSON. Oversized headers are a malformed header too: SPEC
- * section 6 has no 431.
+ * Node and Fastify would answer plain JSON. Oversized headers are a malformed header too: contract
+ * §6 has no 431.
  */
 export function answerClientError(log: FastifyBaseLogger, error: Error & { code?: string }, socket: Socket): void {
   // A reset socket has nobody to answer.

@@ -1,4 +1,4 @@
-// AGENTGATE_RATE_LIMIT_PER_MIN (SPEC 7): one budget per token over the chat-server routes it is
+// AGENTGATE_RATE_LIMIT_PER_MIN (contract §7): one budget per token over the chat-server routes it is
 // registered around, per minute; over it, 429 RATE_LIMITED with Retry-After. Runs after
 // authentication (preHandler), so the budget is keyed on the token, not the address.
 import rateLimit from '@fastify/rate-limit';

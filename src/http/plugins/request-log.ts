@@ -11,7 +11,7 @@ import type { Metrics } from '../../metrics.js';
 export interface Outcome {
   workspaceId?: string | undefined;
   agentId?: string | undefined;
-  /** The SPEC 6 code answered, or `client_closed`. */
+  /** The contract §6 code answered, or `client_closed`. */
   code?: string | undefined;
   /** Why the request was refused, for codes that do not say it all. */
   detail?: string | undefined;

@@ -1,4 +1,4 @@
-// Routes the workspace agent calls with its own token (SPEC 4.2).
+// Routes the workspace agent calls with its own token (contract §4.2).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../domain/errors.js';
 import { Type } from '@sinclair/typebox';

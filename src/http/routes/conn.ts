@@ -1,4 +1,4 @@
-// Chat-server routes (SPEC 4.1): ensure a live connection to a workspace's agent, or read its
+// Chat-server routes (contract §4.1): ensure a live connection to a workspace's agent, or read its
 // status without side effects. conn tokens (optionally owner-scoped) and admin tokens.
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';

@@ -1,4 +1,4 @@
-// `/workspaces/:workspaceId/mcp` (SPEC 11): the workspace's MCP endpoint, Streamable HTTP in
+// `/workspaces/:workspaceId/mcp` (contract §11): the workspace's MCP endpoint, Streamable HTTP in
 // stateless mode (any replica answers any request). The same admission as POST .../conn (token,
 // owner scoping, `?agent=`, rate limit, load shedding); what fails before MCP parsing is
 // problem+json, a body that is not JSON is a JSON-RPC parse error, and the rest is the front

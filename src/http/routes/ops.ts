@@ -1,4 +1,4 @@
-// Operations routes (SPEC 4.4), without authentication: liveness, readiness, metrics, OpenAPI.
+// Operations routes (contract §4.4), without authentication: liveness, readiness, metrics, OpenAPI.
 // Anyone who reaches the port can call them as fast as they like, so none may cost the gate its
 // database capacity or much CPU: readiness checks share one probe (a ping, reused for a second;
 // the migrations read at start, then every five minutes), scrapes share one gathering (reused for

@@ -1,4 +1,4 @@
-// Control routes for API tokens (SPEC 4.3, admin tokens only).
+// Control routes for API tokens (contract §4.3, admin tokens only).
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../domain/errors.js';

@@ -1,4 +1,4 @@
-// Control routes for workspaces and builds (SPEC 4.3, admin tokens only).
+// Control routes for workspaces and builds (contract §4.3, admin tokens only).
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../../domain/errors.js';

@@ -11,7 +11,7 @@ import type { Config } from '../../config.js';
 import type { AgentConnection, AgentRequest, AgentResponse, AgentTarget, UpgradeAnswer } from '../agent-transport.js';
 
 export interface ConnectionOptions {
-  /** This process's key: every request to the agent is signed with it (SPEC 4.1). */
+  /** This process's key: every request to the agent is signed with it (contract §4.1). */
   signingKey: GateSigningKey;
   /** Bound on opening one socket to the agent. */
   connectTimeoutMs: number;
