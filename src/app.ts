@@ -4,6 +4,7 @@
 // process entry (server.ts) and the tests both build it this way; nothing here listens.
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
+import type { Clock } from './gate/failed-dials.js';
 import { Problem } from './http/schemas.js';
 import { fastifyInstance } from './http/fastify-instance.js';
 import rawServer from './http/plugins/raw-server.js';
@@ -49,6 +50,8 @@ export interface AppOptions {
    * migration state (tests shorten them, to read what they just changed).
    */
   readiness?: { reuseMs?: number | undefined; migrationsEveryMs?: number | undefined; metricsReuseMs?: number | undefined } | undefined;
+  /** The clock of the gate's failed-dial memory (tests move one by hand instead of sleeping). */
+  clock?: Clock | undefined;
 }
 
 export async function buildApp(options: AppOptions) {
@@ -65,7 +68,7 @@ export async function buildApp(options: AppOptions) {
     await app.register(databasePlugin, { config });
     await app.register(signingKeyPlugin, options.signingKey ?? {});
     await app.register(tokensPlugin, { config });
-    await app.register(gatePlugin, { config });
+    await app.register(gatePlugin, { config, clock: options.clock });
     await app.register(eventsPlugin);
     await app.register(inFlightPlugin, { config });
     await app.register(lifecyclePlugin);

@@ -4,6 +4,7 @@
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 import { Gate } from '../gate/gate.js';
+import type { Clock } from '../gate/failed-dials.js';
 import { CurrentAgentReads, readCurrentAgent } from '../db/gate-read.js';
 import { HttpTransport } from '../transport/http/dial.js';
 import { connectionPolicy } from '../transport/http/connection.js';
@@ -14,8 +15,8 @@ declare module 'fastify' {
   }
 }
 
-export default fp<{ config: Config }>(
-  async (app, { config }) => {
+export default fp<{ config: Config; clock?: Clock | undefined }>(
+  async (app, { config, clock }) => {
     const pool = app.database.pool;
     const batched = new CurrentAgentReads(pool);
     const gate = new Gate({
@@ -29,6 +30,7 @@ export default fp<{ config: Config }>(
       metrics: app.metrics,
       logger: app.log,
       tracing: app.tracing,
+      clock,
     });
     app.addHook('onClose', () => gate.close());
     app.decorate('gate', gate);

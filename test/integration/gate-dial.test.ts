@@ -23,6 +23,14 @@ let t: TestApp;
 let long: TestApp;
 /** Dial bound 400 ms, failures remembered for 600 ms. */
 let edge: TestApp;
+/** The failed-dial memory of `edge` runs on this clock: a test moves it past the backoff. */
+const edgeClock = {
+  // Not 0: the memory's cache reads a start time of 0 as "no time-to-live".
+  ms: 1_000_000,
+  now() {
+    return this.ms;
+  },
+};
 let rows: AgentRows & { close(): Promise<void> };
 const { agent, blackHole } = agentFixtures();
 // Calls the tests abandon go through a dispatcher of their own, destroyed before the apps close:
@@ -33,7 +41,7 @@ const abandonableClient = new Agent();
 beforeAll(async () => {
   t = await startTestApp({ env: { AGENTGATE_DIAL_TIMEOUT_MS: '300', AGENTGATE_DIAL_BACKOFF_MS: '2000' } });
   long = await startTestApp({ database: t.database, env: { AGENTGATE_DIAL_TIMEOUT_MS: '5000', AGENTGATE_DIAL_BACKOFF_MS: '5000' } });
-  edge = await startTestApp({ database: t.database, env: { AGENTGATE_DIAL_TIMEOUT_MS: '400', AGENTGATE_DIAL_BACKOFF_MS: '600' } });
+  edge = await startTestApp({ database: t.database, env: { AGENTGATE_DIAL_TIMEOUT_MS: '400', AGENTGATE_DIAL_BACKOFF_MS: '600' }, clock: edgeClock });
   rows = await AgentRows.open(t.database.url);
 });
 afterAll(async () => {
@@ -187,8 +195,8 @@ describe('concurrent calls share one dial', () => {
     const left = abandonableConn(long, ws.id, leaver.signal);
     await eventually(() => a.healthChecks() === 1);
     const stays = conn(long, ws.id);
-    // Give the second call time to join the dial in flight, then the first one leaves.
-    await sleep(150);
+    // Once the second call has joined the dial in flight, the first one leaves.
+    await eventually(() => long.gate.dialWaiters(ws.agents[0]!.id) === 2);
     leaver.abort();
     expect(await left).toBe('aborted');
     const r = await stays;
@@ -209,12 +217,12 @@ describe('callers leaving', () => {
     const started = performance.now();
     const callers = Array.from({ length: n }, () => new AbortController());
     const calls = callers.map((c) => abandonableConn(long, ws.id, c.signal));
-    await eventually(() => hole.sockets.opened === 1);
-    await sleep(100);
+    await eventually(() => hole.sockets.opened === 1 && long.gate.dialWaiters(ws.agents[0]!.id) === n);
     // All but the last leave: the dial goes on for the one still waiting.
     for (const c of callers.slice(0, -1)) c.abort();
     if (n > 1) {
-      await sleep(150);
+      await eventually(() => long.gate.dialWaiters(ws.agents[0]!.id) === 1);
+      // The dial is still in flight for the last caller: its socket stays open.
       expect(hole.sockets.closed).toBe(0);
     }
     const lastLeft = performance.now();
@@ -242,8 +250,7 @@ describe('callers leaving', () => {
     const before = await counts(long);
     const callers = [new AbortController(), new AbortController()];
     const calls = callers.map((c) => abandonableConn(long, ws.id, c.signal));
-    await eventually(() => a.healthChecks() === 1);
-    await sleep(100);
+    await eventually(() => a.healthChecks() === 1 && long.gate.dialWaiters(ws.agents[0]!.id) === 2);
     const lastLeft = performance.now();
     for (const c of callers) c.abort();
     await a.sockets.waitClosed(1, 400);
@@ -358,7 +365,10 @@ describe('failed-dial memory', () => {
     expect(a.healthChecks()).toBe(1);
 
     a.setHealth({});
-    await sleep(800);
+    edgeClock.ms += 599;
+    expectSentinel(await conn(edge, ws.id), 502, 'AGENT_UNREACHABLE');
+    expect(a.healthChecks()).toBe(1);
+    edgeClock.ms += 2;
     const r = await conn(edge, ws.id);
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body.connection.cached).toBe(false);

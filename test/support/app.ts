@@ -8,6 +8,7 @@ import type { TokenStore } from '../../src/auth/token-store.js';
 import type { Lifecycle } from '../../src/lifecycle.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { Gate } from '../../src/gate/gate.js';
+import type { Clock } from '../../src/gate/failed-dials.js';
 import type { KeyPublisher } from '../../src/auth/key-publisher.js';
 import type { EventsRuntime } from '../../src/plugins/events.js';
 import type { DatabaseHandle } from '../../src/db/database.js';
@@ -71,6 +72,8 @@ export interface TestAppOptions {
    * reuse of a gathering (0 unless given: tests read the metrics of what they just did).
    */
   readiness?: { reuseMs?: number; migrationsEveryMs?: number; metricsReuseMs?: number };
+  /** The clock of the gate's failed-dial memory: a test moves it instead of sleeping out a backoff. */
+  clock?: Clock;
 }
 
 /** A body as JSON when it is JSON, otherwise undefined (an agent's own answer, say). */
@@ -109,6 +112,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     signingKey: { lifetimeMs: options.keyLifetimeMs, refreshMs: options.keyRefreshMs },
     tracing: options.tracing,
     readiness: { metricsReuseMs: 0, ...options.readiness },
+    clock: options.clock,
   });
   // Tests count on notifications from the start.
   if (!app.eventListener.connected) await new Promise<void>((resolve) => app.eventListener.once('connected', resolve));
