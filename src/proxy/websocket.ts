@@ -49,25 +49,21 @@ async function sendUpgrade(options: {
 }): Promise<UpgradeAnswer> {
   const { conn } = options;
   const where = { workspaceId: conn.target.workspaceId, agentId: conn.agentId };
-  const signal = AbortSignal.any([
-    options.signal,
-    abortAfter(options.headersTimeoutMs, () => new HeadersTimeout(`the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`)),
-  ]);
+  const bound = new AbortController();
+  const timer = setTimeout(
+    () => bound.abort(new HeadersTimeout(`the agent did not answer the upgrade within ${options.headersTimeoutMs} ms`)),
+    options.headersTimeoutMs,
+  );
   try {
-    return await conn.upgrade({ path: options.path, headers: options.headers, signal });
+    return await conn.upgrade({ path: options.path, headers: options.headers, signal: AbortSignal.any([options.signal, bound.signal]) });
   } catch (error) {
     if (error instanceof HeadersTimeout || error instanceof RequestNotSent) throw error.answer(where);
     if (error instanceof WorkEnded) throw new ApiError(error.answerCode, `${error.message} during the WebSocket upgrade`, where);
     if (options.signal.aborted) throw new CallerGone();
     throw failureAnswer('AGENTGATE_PROXY_CONNECTION_LOST', 'the connection to the agent broke during the WebSocket upgrade', where);
+  } finally {
+    clearTimeout(timer);
   }
-}
-
-/** A signal aborted after `ms` with the reason made then; its timer does not hold the process. */
-function abortAfter(ms: number, reason: () => Error): AbortSignal {
-  const controller = new AbortController();
-  setTimeout(() => controller.abort(reason()), ms).unref();
-  return controller.signal;
 }
 
 /**
