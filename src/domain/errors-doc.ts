@@ -1,9 +1,8 @@
 // docs/errors.md, rendered from the catalogue, its guide and the client's own codes
 // (`npm run docs:errors` writes it; test/unit/errors-doc.test.ts checks it is current).
 import { CLIENT_ERROR_CODES, TRANSIENT_STATUSES, type ClientCodeEntry, type ClientErrorCode } from './client-codes.js';
-import { ERROR_GUIDE } from './error-guide.js';
 import { errorClassName } from './error-names.js';
-import { ERROR_CATALOGUE, type ErrorCode } from './errors.js';
+import { ERROR_CATALOGUE, ERROR_GUIDE, type ErrorCode } from './errors.js';
 
 const yesNo = (value: boolean) => (value ? 'yes' : 'no');
 const anchor = (code: string) => code.toLowerCase();
@@ -13,7 +12,7 @@ export function renderErrorsDoc(): string {
   const lines: string[] = [
     '# Error codes',
     '',
-    '<!-- Generated from src/domain/errors.ts, src/domain/error-guide.ts and src/domain/client-codes.ts',
+    '<!-- Generated from src/domain/errors.ts and src/domain/client-codes.ts',
     '     by `npm run docs:errors`; edit those files, not this one. -->',
     '',
     'Every error agentgate answers is RFC 9457 `application/problem+json`:',

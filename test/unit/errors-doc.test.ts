@@ -3,8 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CATALOGUE, type ErrorCode } from '../../src/domain/errors.js';
-import { ERROR_GUIDE } from '../../src/domain/error-guide.js';
+import { ERROR_CATALOGUE, ERROR_GUIDE, type ErrorCode } from '../../src/domain/errors.js';
 import { CLIENT_ERROR_CODES } from '../../src/domain/client-codes.js';
 import { renderErrorsDoc } from '../../src/domain/errors-doc.js';
 import * as client from '../../src/client/index.js';
