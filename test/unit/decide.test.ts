@@ -4,7 +4,15 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Classification } from '../../src/domain/agent.js';
-import { decide, type CachedConnection, type Decision, type DecideInput, type RememberedFailure } from '../../src/gate/decide.js';
+import { ERROR_CATALOGUE, type ErrorCode } from '../../src/domain/errors.js';
+import {
+  decide,
+  leavesConnectionSuspect,
+  type CachedConnection,
+  type Decision,
+  type DecideInput,
+  type RememberedFailure,
+} from '../../src/gate/decide.js';
 
 const SEC = 1000;
 const GRACE = 90 * SEC;
@@ -133,6 +141,36 @@ const cases: Case[] = [
 describe('decide: table', () => {
   it.each(cases)('$name', ({ input, expected }) => {
     expect(decide({ cached: 'none', remembered: undefined, disconnectGraceMs: GRACE, ...input })).toStrictEqual(expected);
+  });
+});
+
+// Whether a call that failed with a code leaves its cached connection suspect (the next call
+// dials afresh): one rule for the proxy, WebSockets and the MCP front door.
+interface SuspectCase {
+  name: string;
+  code: ErrorCode;
+  suspect: boolean;
+}
+
+const suspectCases: SuspectCase[] = [
+  { name: 'its sockets broke → suspect', code: 'AGENT_CONNECTION_LOST', suspect: true },
+  { name: 'the agent refused a new socket → suspect', code: 'AGENT_UNREACHABLE', suspect: true },
+  { name: 'the agent fell silent on a request (a frozen agent) → suspect', code: 'AGENT_RESPONSE_TIMEOUT', suspect: true },
+  { name: 'a dial that timed out (no connection to suspect) → not suspect', code: 'AGENT_DIAL_TIMEOUT', suspect: false },
+  { name: 'refused by the gate before any call reached the agent → not suspect', code: 'AGENT_DISCONNECTED', suspect: false },
+  { name: 'the caller over its cap → not suspect', code: 'RATE_LIMITED', suspect: false },
+];
+
+describe('leavesConnectionSuspect: table', () => {
+  it.each(suspectCases)('$code: $name', ({ code, suspect }) => {
+    expect(leavesConnectionSuspect(code)).toBe(suspect);
+  });
+
+  it('every other code of the catalogue leaves the connection trusted', () => {
+    const suspects = suspectCases.filter((c) => c.suspect).map((c) => c.code);
+    for (const code of Object.keys(ERROR_CATALOGUE) as ErrorCode[]) {
+      expect(leavesConnectionSuspect(code), code).toBe(suspects.includes(code));
+    }
   });
 });
 
