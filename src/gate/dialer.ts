@@ -61,7 +61,8 @@ export class Dialer {
   async dial(req: GateRequest, agent: CurrentAgent, extras: ProblemExtras, budgetMs: number): Promise<Lease | undefined> {
     // One span per call that needed a dial, started or joined; the dial's own health probe
     // carries the trace of the call that started it.
-    const span = childSpan(this.options.tracing, req.trace, 'agentgate.dial', { [ATTR.agentId]: agent.id }, SpanKind.CLIENT);
+    const span = childSpan(this.options.tracing, req.trace, 'agentgate.dial', SpanKind.CLIENT);
+    span?.setAttribute(ATTR.agentId, agent.id);
     let lease: Lease;
     try {
       let joined: boolean;

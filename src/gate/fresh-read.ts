@@ -104,7 +104,9 @@ export class FreshRead {
    * waited for a batch shows its wait (the batched read adds the batch size and when it was sent).
    */
   #span(parent: Context | null | undefined, recheck: boolean): Span | undefined {
-    return childSpan(this.options.tracing, parent, 'agentgate.db.read', { 'db.system.name': 'postgresql', 'agentgate.db.recheck': recheck }, SpanKind.CLIENT);
+    const span = childSpan(this.options.tracing, parent, 'agentgate.db.read', SpanKind.CLIENT);
+    span?.setAttributes({ 'db.system.name': 'postgresql', 'agentgate.db.recheck': recheck });
+    return span;
   }
 }
 

@@ -116,15 +116,8 @@ export class Gate {
    * Ensures a live connection to the workspace's current agent (contract §5), and counts the
    * decision in agentgate_conn_total. Throws the refusal (ApiError), or CallerGone.
    */
-  async connect(req: GateRequest): Promise<GateSuccess> {
-    try {
-      const success = await (this.#tracing.enabled && req.trace ? this.#tracedConnect(req, req.trace) : this.#connect(req));
-      this.#metrics.connTotal.inc({ code: 'ok' });
-      return success;
-    } catch (error) {
-      this.#metrics.connTotal.inc({ code: error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL' });
-      throw error;
-    }
+  connect(req: GateRequest): Promise<GateSuccess> {
+    return this.#tracing.enabled && req.trace ? this.#tracedConnect(req, req.trace) : this.#connect(req);
   }
 
   /** connect() inside an `agentgate.gate` span: the decision, its outcome and what it rested on. */
@@ -156,65 +149,76 @@ export class Gate {
     }
   }
 
+  /** The loop. Each decision is counted in agentgate_conn_total where it ends, inside the loop's own async function (a wrapper would cost a promise per call). */
   async #connect(req: GateRequest): Promise<GateSuccess> {
-    const deadline = (req.startedAt ?? performance.now()) + this.#config.dialTimeoutMs + 2 * this.#config.dbTimeoutMs;
-    const remaining = () => deadline - performance.now();
-    let dials = 0;
-    for (;;) {
-      let snapshot;
-      try {
-        snapshot = await this.#fresh.read(req, Math.min(remaining(), this.#config.dbTimeoutMs));
-      } catch (error) {
-        if (!(error instanceof DatabaseUnreadable)) throw error;
-        return this.#degraded(req, error);
-      }
-      const { agent, classification: c, ownerId } = snapshot;
-      const extras: ProblemExtras = {
-        workspaceId: req.workspaceId,
-        agentId: agent.id,
-        agentStatus: c.status,
-        disconnectedSeconds: disconnectedSeconds(c),
-      };
-
-      const cached = this.#cache.acquire(agent.id);
-      const decision = decide({
-        classification: c,
-        cached: cached === undefined ? 'none' : cached.conn.target.address === agent.address ? 'matching' : 'stale',
-        remembered: this.#dialer.recall(agent),
-        disconnectGraceMs: this.#config.disconnectGraceMs,
-      });
-      if (decision.kind === 'reuse' && cached) {
-        return { workspaceId: req.workspaceId, ownerId, agent, classification: c, lease: cached, cached: true, degraded: false };
-      }
-      cached?.release();
-      if (decision.kind !== 'reuse' && decision.evict) this.#cache.evict(agent.id);
-      if (decision.kind === 'refuse') {
-        const retry = decision.retryAfterSeconds === undefined ? {} : { retryAfter: decision.retryAfterSeconds };
-        throw new ApiError(decision.code, decision.detail, { ...extras, ...retry });
-      }
-
-      dials += 1;
-      const lease = await this.#dialer.dial(req, agent, extras, remaining());
-      // Contract §5 step 11: the agent may have been replaced while we dialed.
-      let stillCurrent: boolean;
-      try {
-        stillCurrent = lease !== undefined && (await this.#fresh.stillCurrent(req, agent.id, remaining()));
-      } catch (error) {
-        lease?.release();
-        throw error;
-      }
-      if (lease && stillCurrent) return { workspaceId: req.workspaceId, ownerId, agent, classification: c, lease, cached: false, degraded: false };
-      if (lease) {
-        lease.markBroken();
-        lease.release();
-        req.log.info({ workspaceId: req.workspaceId, agentId: agent.id }, 'the agent was replaced while dialing; starting over');
-      }
-      if (dials >= 2 || remaining() <= 0) {
-        throw new ApiError('WORKSPACE_CHANGED', 'the workspace changed during both dials of this call', {
+    try {
+      const deadline = (req.startedAt ?? performance.now()) + this.#config.dialTimeoutMs + 2 * this.#config.dbTimeoutMs;
+      const remaining = () => deadline - performance.now();
+      let dials = 0;
+      for (;;) {
+        let snapshot;
+        try {
+          snapshot = await this.#fresh.read(req, Math.min(remaining(), this.#config.dbTimeoutMs));
+        } catch (error) {
+          if (!(error instanceof DatabaseUnreadable)) throw error;
+          return this.#counted(this.#degraded(req, error));
+        }
+        const { agent, classification: c, ownerId } = snapshot;
+        const extras: ProblemExtras = {
           workspaceId: req.workspaceId,
+          agentId: agent.id,
+          agentStatus: c.status,
+          disconnectedSeconds: disconnectedSeconds(c),
+        };
+
+        const cached = this.#cache.acquire(agent.id);
+        const decision = decide({
+          classification: c,
+          cached: cached === undefined ? 'none' : cached.conn.target.address === agent.address ? 'matching' : 'stale',
+          remembered: this.#dialer.recall(agent),
+          disconnectGraceMs: this.#config.disconnectGraceMs,
         });
+        if (decision.kind === 'reuse' && cached) {
+          return this.#counted({ workspaceId: req.workspaceId, ownerId, agent, classification: c, lease: cached, cached: true, degraded: false });
+        }
+        cached?.release();
+        if (decision.kind !== 'reuse' && decision.evict) this.#cache.evict(agent.id);
+        if (decision.kind === 'refuse') {
+          const retry = decision.retryAfterSeconds === undefined ? {} : { retryAfter: decision.retryAfterSeconds };
+          throw new ApiError(decision.code, decision.detail, { ...extras, ...retry });
+        }
+
+        dials += 1;
+        const lease = await this.#dialer.dial(req, agent, extras, remaining());
+        // Contract §5 step 11: the agent may have been replaced while we dialed.
+        let stillCurrent: boolean;
+        try {
+          stillCurrent = lease !== undefined && (await this.#fresh.stillCurrent(req, agent.id, remaining()));
+        } catch (error) {
+          lease?.release();
+          throw error;
+        }
+        if (lease && stillCurrent) return this.#counted({ workspaceId: req.workspaceId, ownerId, agent, classification: c, lease, cached: false, degraded: false });
+        if (lease) {
+          lease.markBroken();
+          lease.release();
+          req.log.info({ workspaceId: req.workspaceId, agentId: agent.id }, 'the agent was replaced while dialing; starting over');
+        }
+        if (dials >= 2 || remaining() <= 0) {
+          throw new ApiError('WORKSPACE_CHANGED', 'the workspace changed during both dials of this call', {
+            workspaceId: req.workspaceId,
+          });
+        }
       }
+    } catch (error) {
+      this.#metrics.connTotal.inc({ code: error instanceof CallerGone ? 'client_closed' : error instanceof ApiError ? error.code : 'INTERNAL' });
+      throw error;
     }
+  }
+
+  #counted(success: GateSuccess): GateSuccess {
+    this.#metrics.connTotal.inc({ code: 'ok' });
+    return success;
   }
 
   /** The database cannot be read: a live cached connection to the agent last read still serves (contract §5 step 9). */

@@ -497,7 +497,8 @@ export class ToolRequest {
     // The call to the agent's /mcp (tracing on): the agent is told this span as its parent.
     const { tracing } = this.options;
     const trace = this.exchange.endpoint.trace;
-    const span = childSpan(tracing, trace, 'agentgate.mcp', { 'rpc.system': 'jsonrpc', 'rpc.method': this.method, [ATTR.agentId]: success.agent.id }, SpanKind.CLIENT);
+    const span = childSpan(tracing, trace, 'agentgate.mcp', SpanKind.CLIENT);
+    span?.setAttributes({ 'rpc.system': 'jsonrpc', 'rpc.method': this.method, [ATTR.agentId]: success.agent.id });
     try {
       const result = await traced(span, callAgent(conn, this.method, params, {
         trace: span ? tracing.headersFor(span) : this.exchange.endpoint.callerTrace,

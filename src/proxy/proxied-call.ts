@@ -57,7 +57,8 @@ export class HttpProxy {
     const conn = gated.lease.conn;
     const method = req.method ?? 'GET';
     // The call to the agent, from its request to the last byte of its response body.
-    const span = childSpan(tracing, call.trace, 'agentgate.proxy', { 'http.request.method': method, [ATTR.agentId]: conn.agentId }, SpanKind.CLIENT);
+    const span = childSpan(tracing, call.trace, 'agentgate.proxy', SpanKind.CLIENT);
+    span?.setAttributes({ 'http.request.method': method, [ATTR.agentId]: conn.agentId });
     let spanEnded = false;
     try {
       const path = `${conn.basePath}${call.path}`;

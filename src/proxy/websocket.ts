@@ -130,13 +130,8 @@ export class WebSockets {
     const ended = new AbortController();
     work.onEnd((ending) => ended.abort(new WorkEnded(ending)));
     // The upgrade request to the agent, until its answer (a tunnel's life is the server span's).
-    const span = childSpan(
-      this.#tracing,
-      t.trace,
-      'agentgate.proxy',
-      { 'http.request.method': 'GET', [ATTR.agentId]: conn.agentId, 'agentgate.websocket': true },
-      SpanKind.CLIENT,
-    );
+    const span = childSpan(this.#tracing, t.trace, 'agentgate.proxy', SpanKind.CLIENT);
+    span?.setAttributes({ 'http.request.method': 'GET', [ATTR.agentId]: conn.agentId, 'agentgate.websocket': true });
     try {
       let answer: UpgradeAnswer;
       try {

@@ -12,7 +12,6 @@ import {
   defaultTextMapSetter,
   trace,
   type Context,
-  type Attributes,
   type Span,
   type TextMapPropagator,
   type Tracer,
@@ -72,17 +71,12 @@ export function tracingWith(provider: TracerProvider, propagator: TextMapPropaga
 
 /**
  * A span of one step under `parent`, the call's trace: none when the call is not traced (a null
- * or absent parent: tracing is off, or the step runs outside a request).
+ * or absent parent: tracing is off, or the step runs outside a request). Its attributes are set
+ * with `span?.setAttributes({...})`, which builds nothing when there is no span.
  */
-export function childSpan(
-  tracing: Tracing,
-  parent: Context | null | undefined,
-  name: string,
-  attributes: Attributes,
-  kind: SpanKind = SpanKind.INTERNAL,
-): Span | undefined {
+export function childSpan(tracing: Tracing, parent: Context | null | undefined, name: string, kind: SpanKind = SpanKind.INTERNAL): Span | undefined {
   if (!parent || !tracing.enabled) return undefined;
-  return tracing.tracer.startSpan(name, { kind, attributes }, parent);
+  return tracing.tracer.startSpan(name, { kind }, parent);
 }
 
 export interface Outcome {
