@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -214,6 +215,26 @@ describe('graceful shutdown', () => {
       cli.child.kill('SIGKILL');
       await db.drop();
     }
+  });
+});
+
+describe('closing with a connection that never sent a byte', () => {
+  it('closes it at once rather than wait for its headers timeout', async () => {
+    // A headers timeout far beyond what the close may take: waiting for it would fail the test.
+    const app = await startTestApp({ env: { AGENTGATE_REQUEST_TIMEOUT_MS: '60000' } });
+    const { port } = new URL(app.url);
+    const silent = net.connect(Number(port), '127.0.0.1');
+    await new Promise<void>((resolve, reject) => silent.once('connect', resolve).once('error', reject));
+    const ended = new Promise<void>((resolve) => silent.once('close', () => resolve()));
+    silent.on('error', () => undefined);
+    // A kept-alive connection that did send a request: closed as idle, as Node always did.
+    expect((await app.call('GET', '/healthz')).status).toBe(200);
+    await eventually(() => new Promise<boolean>((resolve) => app.app.server.getConnections((_e, n) => resolve(n >= 2))), 2_000, 'both connections accepted');
+    const closing = app.close().then(() => 'closed' as const);
+    const bound = new Promise<'waited'>((resolve) => setTimeout(() => resolve('waited'), 10_000).unref());
+    expect(await Promise.race([closing, bound])).toBe('closed');
+    await ended;
+    expect(silent.bytesRead).toBe(0);
   });
 });
 

@@ -1,6 +1,8 @@
 // What Node's HTTP server would answer on its own, before any route: answered the way every
-// other refusal is (problem+json), or routed like any request.
+// other refusal is (problem+json), or routed like any request; and, at close, the connections
+// that never sent a byte.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import fp from 'fastify-plugin';
 import { ApiError } from '../../domain/errors.js';
@@ -23,6 +25,20 @@ export default fp(
     // a public route), so an unauthenticated caller is never invited to send its body. Listening
     // here stops Node from sending 100 Continue itself.
     app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.routing(req, res));
+
+    // Node's close ends idle keep-alive connections, but waits for one that was opened and never
+    // sent a byte (a client's pre-connect, a load balancer's TCP check, or anyone's) until its
+    // headers timeout: a shutdown would wait that long, or its whole grace, for nothing. Such a
+    // connection has no request to finish; it is closed with the server. (Its byte count is read
+    // at close: a 'data' listener would take the socket off the parser's fast path.)
+    const open = new Set<Socket>();
+    app.server.on('connection', (socket: Socket) => {
+      open.add(socket);
+      socket.once('close', () => open.delete(socket));
+    });
+    app.addHook('preClose', async () => {
+      for (const socket of open) if (socket.bytesRead === 0) socket.destroy();
+    });
   },
   { name: 'agentgate-raw-server' },
 );
