@@ -24,14 +24,13 @@ import {
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { ApiError, ERROR_CATALOGUE, type ProblemExtras } from '../domain/errors.js';
-import { type Gate, type GateSuccess } from '../gate/gate.js';
-import { CallerGone } from '../domain/failures.js';
+import type { Gate, GateSuccess } from '../gate/gate.js';
 import { disconnectedSeconds } from '../gate/classify.js';
 import { AgentHttpError, AgentRpcError, callAgent, forgetSession } from './agent-client.js';
 import { leavesConnectionSuspect } from '../gate/decide.js';
 import { cancelKey, type RunningCall, type RunningCalls } from './calls.js';
 import type { CancelRelay } from './cancel-relay.js';
-import { CallCancelled, WorkEnded } from '../domain/failures.js';
+import { CallCancelled, CallerGone, WorkEnded } from '../domain/failures.js';
 import type { InFlight, Registration } from '../gate/in-flight.js';
 import type { CancelNotice } from '../domain/events.js';
 import { agentAnswerCode, agentAnswerDetail, errorMeta, errorResult, validResult, ERROR_META_KEY, STALE_META_KEY } from './results.js';
@@ -125,9 +124,6 @@ export class FrontDoor {
     return new McpExchange(this.options, endpoint);
   }
 }
-
-/** Abort reason inside an exchange whose HTTP request ended. */
-
 
 /**
  * One HTTP request's messages: the tool requests it carries (acquired through the gate before

@@ -6,12 +6,11 @@
 import { ServerResponse, STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Socket } from 'node:net';
-import { CallerGone } from '../domain/failures.js';
 import { ApiError } from '../domain/errors.js';
 import type { Metrics } from '../metrics.js';
 import { downstreamResponseHeaders, withheldFromCaller, upstreamRequestHeaders } from './headers.js';
 import type { AgentConnection, UpgradeAnswer } from '../transport/agent-transport.js';
-import { HeadersTimeout, RequestNotSent, WorkEnded, failureAnswer } from '../domain/failures.js';
+import { CallerGone, HeadersTimeout, RequestNotSent, WorkEnded, failureAnswer } from '../domain/failures.js';
 import { forwardedFor, type TrustProxy } from './trust-proxy.js';
 import type { ProxiedCall } from './proxied-call.js';
 import { SpanKind } from '@opentelemetry/api';

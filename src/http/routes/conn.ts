@@ -3,7 +3,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ownerScope } from '../../auth/principal.js';
-import { type Gate } from '../../gate/gate.js';
+import type { Gate } from '../../gate/gate.js';
 import { CallerGone } from '../../domain/failures.js';
 import type { Classification } from '../../domain/agent.js';
 import type { CurrentAgent } from '../../db/gate-read.js';
